@@ -1,0 +1,1 @@
+"""Airflow-only code of FruitOps: turning the asset graph into DAGs."""

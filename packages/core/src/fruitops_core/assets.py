@@ -1,0 +1,212 @@
+"""Asset declarations: a key, its upstream keys, the function, how it is stored, its checks.
+
+This is the Dagster idea of software-defined assets, kept small on purpose: the decorators
+return plain spec objects (no global registry); `fruitops_core.registry` collects them from
+the modules that packages expose through the ``fruitops.assets`` entry-point group.
+"""
+
+from __future__ import annotations
+
+import inspect
+import io
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+import pandas as pd
+from pydantic import BaseModel
+
+from fruitops_core.lake import Lake
+from fruitops_core.settings import FruitOpsSettings
+
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
+
+
+class NoConfig(BaseModel):
+    """Config of an asset that takes none."""
+
+
+# --- storage -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class IOPolicy:
+    """How an asset's value becomes bytes in the lake, and back."""
+
+    name: str
+    filename: str
+
+    def encode(self, value: Any) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, data: bytes) -> Any:
+        raise NotImplementedError
+
+    def describe(self, value: Any) -> dict[str, Any]:
+        """Small metadata about a value for the materialization record."""
+        return {}
+
+
+class _ParquetIO(IOPolicy):
+    def encode(self, value: pd.DataFrame) -> bytes:
+        if not isinstance(value, pd.DataFrame):
+            raise TypeError(f"a parquet asset must return a pandas DataFrame, got {type(value)}")
+        buffer = io.BytesIO()
+        value.to_parquet(buffer, index=False)
+        return buffer.getvalue()
+
+    def decode(self, data: bytes) -> pd.DataFrame:
+        return pd.read_parquet(io.BytesIO(data))
+
+    def describe(self, value: pd.DataFrame) -> dict[str, Any]:
+        return {"rows": len(value)}
+
+
+class _JsonIO(IOPolicy):
+    def encode(self, value: Any) -> bytes:
+        if isinstance(value, BaseModel):
+            value = value.model_dump(mode="json")
+        return json.dumps(value, indent=2, sort_keys=True, default=str).encode()
+
+    def decode(self, data: bytes) -> Any:
+        return json.loads(data)
+
+
+parquet: IOPolicy = _ParquetIO("parquet", "data.parquet")
+json_io: IOPolicy = _JsonIO("json", "data.json")
+
+
+# --- context and checks -----------------------------------------------------------------
+
+
+@dataclass
+class AssetContext(Generic[ConfigT]):
+    """What an asset function gets besides its upstream values."""
+
+    key: str
+    run_id: str
+    settings: FruitOpsSettings
+    lake: Lake
+    config: ConfigT
+    log: logging.Logger
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def asset_dir(self) -> str:
+        """The lake folder that holds this asset's artifact and any extra files it writes."""
+        return asset_dir(self.key)
+
+    def add_metadata(self, **values: Any) -> None:
+        """Record small facts (counts, metrics, URIs) in the materialization record."""
+        self.metadata.update(values)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    passed: bool
+    description: str = ""
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AssetCheckSpec:
+    """A check on an asset's value; a failing blocking check stops everything downstream."""
+
+    asset_key: str
+    name: str
+    fn: Callable[[AssetContext, Any], CheckResult]
+    blocking: bool = True
+    description: str = ""
+
+
+def asset_check(asset_key: str, *, blocking: bool = True) -> Callable[..., AssetCheckSpec]:
+    def wrap(fn: Callable[[AssetContext, Any], CheckResult]) -> AssetCheckSpec:
+        return AssetCheckSpec(
+            asset_key=asset_key,
+            name=fn.__name__,
+            fn=fn,
+            blocking=blocking,
+            description=inspect.getdoc(fn) or "",
+        )
+
+    return wrap
+
+
+# --- the asset -----------------------------------------------------------------------------
+
+
+def dep_argument(key: str) -> str:
+    """The function argument that receives the upstream asset ``key``: its last segment."""
+    return key.rsplit("/", 1)[-1]
+
+
+def asset_dir(key: str) -> str:
+    return f"assets/{key}"
+
+
+@dataclass(frozen=True)
+class AssetSpec:
+    key: str
+    fn: Callable[..., Any]
+    deps: tuple[str, ...] = ()
+    io: IOPolicy = json_io
+    config_model: type[BaseModel] = NoConfig
+    description: str = ""
+    checks: tuple[AssetCheckSpec, ...] = ()
+
+    @property
+    def group(self) -> str:
+        return self.key.split("/", 1)[0]
+
+    @property
+    def artifact_path(self) -> str:
+        return f"{asset_dir(self.key)}/{self.io.filename}"
+
+    @property
+    def record_path(self) -> str:
+        return f"{asset_dir(self.key)}/materialization.json"
+
+    def with_checks(self, checks: tuple[AssetCheckSpec, ...]) -> AssetSpec:
+        return AssetSpec(self.key, self.fn, self.deps, self.io, self.config_model,
+                         self.description, self.checks + checks)
+
+    def parse_config(self, values: dict[str, Any] | None) -> BaseModel:
+        """Validate user config; a wrong key or value names the asset and the field."""
+        from pydantic import ValidationError
+
+        try:
+            return self.config_model.model_validate(values or {})
+        except ValidationError as err:
+            raise ValueError(f"wrong config for asset {self.key}: {err}") from None
+
+
+def asset(
+    key: str,
+    *,
+    deps: tuple[str, ...] | list[str] = (),
+    io: IOPolicy = json_io,
+    config: type[BaseModel] = NoConfig,
+) -> Callable[[Callable[..., Any]], AssetSpec]:
+    """Declare ``fn(ctx, **upstream)`` as the function that makes asset ``key``.
+
+    Upstream values are passed by the last segment of their key
+    (``data/image_manifest`` → ``image_manifest``).
+    """
+
+    def wrap(fn: Callable[..., Any]) -> AssetSpec:
+        params = set(inspect.signature(fn).parameters)
+        missing = [dep_argument(d) for d in deps if dep_argument(d) not in params]
+        if missing:
+            raise TypeError(f"asset {key}: function {fn.__name__} lacks parameters {missing}")
+        return AssetSpec(
+            key=key,
+            fn=fn,
+            deps=tuple(deps),
+            io=io,
+            config_model=config,
+            description=(inspect.getdoc(fn) or "").split("\n\n")[0],
+        )
+
+    return wrap

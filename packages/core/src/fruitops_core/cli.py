@@ -1,0 +1,165 @@
+"""The ``fruitops`` command. Packages add sub-commands through the ``fruitops.cli`` entry points.
+
+Every command takes ``--json``: then stdout carries exactly one JSON object and progress
+bars and logs go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import entry_points
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from fruitops_core.demo import demo_summary
+from fruitops_core.lake import lake_from_uri
+from fruitops_core.materialize import materialize as run_materialize
+from fruitops_core.output import run_command
+from fruitops_core.registry import AssetGraph
+from fruitops_core.settings import FruitOpsSettings
+
+CLI_ENTRY_POINT_GROUP = "fruitops.cli"
+
+JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+
+app = typer.Typer(
+    name="fruitops",
+    help="FruitOps: fruit image classification, from a folder of photos to a monitored model.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+assets_app = typer.Typer(help="Inspect the asset graph.", no_args_is_help=True)
+app.add_typer(assets_app, name="assets")
+console = Console(stderr=True)
+
+
+def parse_config(items: list[str]) -> dict[str, dict[str, Any]]:
+    """``asset/key.field=value`` items → ``{asset/key: {field: value}}`` (values JSON or text)."""
+    config: dict[str, dict[str, Any]] = {}
+    for item in items:
+        target, sep, raw = item.partition("=")
+        key, dot, field = target.rpartition(".")
+        if not sep or not dot or not key or not field:
+            raise typer.BadParameter(
+                f"{item!r}: expected ASSET_KEY.FIELD=VALUE, e.g. models/trained_model.epochs=3",
+                param_hint="--config",
+            )
+        try:
+            value: Any = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        config.setdefault(key, {})[field] = value
+    return config
+
+
+def _context() -> tuple[FruitOpsSettings, AssetGraph]:
+    return FruitOpsSettings(), AssetGraph.from_entry_points()
+
+
+@assets_app.command("list")
+def assets_list(json_mode: bool = JSON_OPTION) -> None:
+    """List every asset, its upstream assets and its checks, in dependency order."""
+
+    def action() -> dict[str, Any]:
+        settings, graph = _context()
+        lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+        return {
+            "assets": [
+                {
+                    "key": key,
+                    "deps": list(graph[key].deps),
+                    "io": graph[key].io.name,
+                    "checks": [c.name for c in graph[key].checks],
+                    "description": graph[key].description,
+                    "materialized": lake.exists(graph[key].record_path),
+                }
+                for key in graph.topological_order()
+            ]
+        }
+
+    def human(result: dict[str, Any]) -> None:
+        table = Table("asset", "upstream", "checks", "stored", "description")
+        for a in result["assets"]:
+            table.add_row(a["key"], ", ".join(a["deps"]), ", ".join(a["checks"]),
+                          "yes" if a["materialized"] else "-", a["description"])
+        Console().print(table)
+
+    run_command(json_mode, action, human)
+
+
+@app.command()
+def materialize(
+    keys: list[str] = typer.Argument(..., help="Asset keys, e.g. data/image_manifest"),
+    with_upstream: bool = typer.Option(False, "--with-upstream", help="Also run upstream assets."),
+    config: list[str] = typer.Option(
+        [], "--config", "-c", help="ASSET_KEY.FIELD=VALUE, repeatable."
+    ),
+    run_id: str | None = typer.Option(None, help="Run id to record (default: a new one)."),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Materialize assets (and optionally everything upstream of them)."""
+    parsed = parse_config(config)
+
+    def action() -> dict[str, Any]:
+        settings, graph = _context()
+        records = run_materialize(
+            keys, settings=settings, graph=graph, with_upstream=with_upstream,
+            config=parsed, run_id=run_id,
+        )
+        return {
+            "run_id": records[0].run_id if records else run_id,
+            "materialized": [r.model_dump(mode="json") for r in records],
+        }
+
+    def human(result: dict[str, Any]) -> None:
+        table = Table("asset", "version", "seconds", "artifact")
+        for r in result["materialized"]:
+            table.add_row(r["asset_key"], r["version"], f"{r['seconds']:.1f}", r["artifact_uri"])
+        Console().print(table)
+
+    run_command(json_mode, action, human)
+
+
+@app.command()
+def demo(
+    run: bool = typer.Option(
+        True, "--run/--no-run", help="Run the whole pipeline in-process first (--no-run: "
+        "only summarise what an earlier run, e.g. the Airflow DAG, stored)."
+    ),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Run the pipeline end to end on the embedded default and summarise where results are."""
+
+    def action() -> dict[str, Any]:
+        settings, graph = _context()
+        lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+        if run:
+            run_materialize(graph.topological_order(), settings=settings, graph=graph, lake=lake)
+        return demo_summary(settings, graph, lake)
+
+    def human(result: dict[str, Any]) -> None:
+        out = Console()
+        out.print("[bold]FruitOps demo[/]")
+        champ = result["champion"]
+        if champ:
+            out.print(f"champion: {champ['name']} v{champ['version']} (run {champ['run_id']})")
+        for run_info in result["runs"][:5]:
+            out.print(f"  run {run_info['run_id']} {run_info['arch']}: {run_info['metrics']}")
+        for key in ("predictions_uri", "drift_report_uri", "validation_report_uri",
+                    "lake_uri", "mlflow_tracking_uri"):
+            out.print(f"{key}: {result[key]}")
+
+    run_command(json_mode, action, human)
+
+
+def _add_plugin_commands(root: typer.Typer) -> None:
+    for ep in sorted(entry_points(group=CLI_ENTRY_POINT_GROUP), key=lambda e: e.name):
+        root.add_typer(ep.load(), name=ep.name)
+
+
+def main() -> None:
+    _add_plugin_commands(app)
+    app()

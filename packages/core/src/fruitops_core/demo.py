@@ -1,0 +1,62 @@
+"""The demo summary: where a run of the whole pipeline left its results.
+
+Read back from the materialization records and the MLflow registry, so it describes what is
+really stored, whether the pipeline ran through Airflow or in-process.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fruitops_core.lake import Lake
+from fruitops_core.materialize import read_record
+from fruitops_core.registry import AssetGraph, AssetGraphError
+from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.tracking import champion, configure_mlflow
+
+PREDICTIONS_ASSET = "serving/batch_predictions"
+DRIFT_ASSET = "monitoring/drift_report"
+VALIDATION_ASSET = "data/data_validation"
+
+
+def _record_field(graph: AssetGraph, lake: Lake, key: str, field: str | None) -> str | None:
+    try:
+        spec = graph[key]
+    except AssetGraphError:
+        return None
+    record = read_record(lake, spec)
+    if record is None:
+        return None
+    return record.artifact_uri if field is None else record.metadata.get(field)
+
+
+def training_runs(settings: FruitOpsSettings, limit: int = 20) -> list[dict[str, Any]]:
+    import mlflow
+
+    experiment_id = configure_mlflow(settings)
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string="tags.fruitops_kind = 'training'",
+        order_by=["attributes.start_time DESC"],
+        max_results=limit,
+    )
+    return [
+        {
+            "run_id": run.info.run_id,
+            "arch": run.data.params.get("arch"),
+            "metrics": {k: round(v, 4) for k, v in sorted(run.data.metrics.items())},
+        }
+        for run in runs
+    ]
+
+
+def demo_summary(settings: FruitOpsSettings, graph: AssetGraph, lake: Lake) -> dict[str, Any]:
+    return {
+        "runs": training_runs(settings),
+        "champion": champion(settings),
+        "predictions_uri": _record_field(graph, lake, PREDICTIONS_ASSET, None),
+        "drift_report_uri": _record_field(graph, lake, DRIFT_ASSET, "report_html_uri"),
+        "validation_report_uri": _record_field(graph, lake, VALIDATION_ASSET, "report_uri"),
+        "lake_uri": lake.root_uri,
+        "mlflow_tracking_uri": settings.tracking_uri,
+    }

@@ -1,0 +1,207 @@
+"""`materialize()`: run assets with their upstream values and record the lineage.
+
+The CLI, the Airflow tasks and the tests all call this one function. Each materialization
+writes the artifact and, next to it, a record (run id, upstream versions, code version,
+timings, metadata, check results); a copy of the record is kept under ``history/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import logging
+import time
+import uuid
+from datetime import UTC, datetime
+from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from fruitops_core.assets import AssetContext, AssetSpec, CheckResult
+from fruitops_core.lake import Lake, LakeError, lake_from_uri
+from fruitops_core.registry import AssetGraph
+from fruitops_core.settings import FruitOpsSettings
+
+log = logging.getLogger("fruitops.materialize")
+
+
+class CheckOutcome(BaseModel):
+    name: str
+    passed: bool
+    blocking: bool
+    description: str = ""
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class MaterializationRecord(BaseModel):
+    """The lineage of one artifact: what made it, from what, when."""
+
+    asset_key: str
+    run_id: str
+    version: str
+    artifact_uri: str
+    upstream: dict[str, str]
+    code_version: str
+    started_at: datetime
+    finished_at: datetime
+    seconds: float
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    checks: list[CheckOutcome] = Field(default_factory=list)
+
+    @property
+    def blocked_by(self) -> list[CheckOutcome]:
+        return [c for c in self.checks if c.blocking and not c.passed]
+
+
+class MaterializationError(RuntimeError):
+    """An asset could not be materialized; the message says which and what to do."""
+
+
+class AssetCheckFailed(MaterializationError):
+    """A blocking check failed: the artifact is kept for inspection, downstream must not run."""
+
+
+def code_version(spec: AssetSpec) -> str:
+    """Distribution version plus a hash of the asset function's source."""
+    top = spec.fn.__module__.split(".")[0]
+    dist = (packages_distributions().get(top) or [top])[0]
+    try:
+        dist_version = version(dist)
+    except PackageNotFoundError:
+        dist_version = "0+unknown"
+    try:
+        source = inspect.getsource(spec.fn)
+    except (OSError, TypeError):
+        source = spec.fn.__qualname__
+    return f"{dist_version}+{hashlib.sha256(source.encode()).hexdigest()[:10]}"
+
+
+def read_record(lake: Lake, spec: AssetSpec) -> MaterializationRecord | None:
+    if not lake.exists(spec.record_path):
+        return None
+    return MaterializationRecord.model_validate(lake.read_json(spec.record_path))
+
+
+def load_value(lake: Lake, spec: AssetSpec) -> Any:
+    return spec.io.decode(lake.read_bytes(spec.artifact_path))
+
+
+def _run_checks(ctx: AssetContext, spec: AssetSpec, value: Any) -> list[CheckOutcome]:
+    outcomes = []
+    for check in spec.checks:
+        try:
+            result = check.fn(ctx, value)
+        except Exception as err:  # a crashing check is a failing check, reported as such
+            result = CheckResult(False, f"check raised {type(err).__name__}: {err}")
+        outcomes.append(
+            CheckOutcome(
+                name=check.name,
+                passed=bool(result.passed),
+                blocking=check.blocking,
+                description=result.description or check.description,
+                metadata=result.metadata,
+            )
+        )
+    return outcomes
+
+
+def materialize_one(
+    spec: AssetSpec,
+    graph: AssetGraph,
+    settings: FruitOpsSettings,
+    lake: Lake,
+    run_id: str,
+    config: dict[str, Any] | None = None,
+) -> MaterializationRecord:
+    """Materialize one asset from the stored values of its upstream assets."""
+    upstream_values: dict[str, Any] = {}
+    upstream_versions: dict[str, str] = {}
+    for dep in spec.deps:
+        dep_spec = graph[dep]
+        record = read_record(lake, dep_spec)
+        if record is None:
+            raise MaterializationError(
+                f"{spec.key} needs {dep}, which has not been materialized in {lake.root_uri}: "
+                f"run `fruitops materialize {spec.key} --with-upstream`"
+            )
+        if record.blocked_by:
+            names = ", ".join(c.name for c in record.blocked_by)
+            raise AssetCheckFailed(
+                f"{spec.key} cannot run: upstream {dep} failed blocking checks ({names}); "
+                f"see {lake.uri(dep_spec.record_path)}"
+            )
+        upstream_values[dep.rsplit("/", 1)[-1]] = load_value(lake, dep_spec)
+        upstream_versions[dep] = record.version
+
+    ctx = AssetContext(
+        key=spec.key,
+        run_id=run_id,
+        settings=settings,
+        lake=lake,
+        config=spec.parse_config(config),
+        log=logging.getLogger(f"fruitops.{spec.key.replace('/', '.')}"),
+    )
+    started = datetime.now(UTC)
+    t0 = time.perf_counter()
+    log.info("materializing %s (run %s)", spec.key, run_id)
+    value = spec.fn(ctx, **upstream_values)
+    data = spec.io.encode(value)
+    artifact_uri = lake.write_bytes(spec.artifact_path, data)
+    checks = _run_checks(ctx, spec, value)
+    record = MaterializationRecord(
+        asset_key=spec.key,
+        run_id=run_id,
+        version=hashlib.sha256(data).hexdigest()[:16],
+        artifact_uri=artifact_uri,
+        upstream=upstream_versions,
+        code_version=code_version(spec),
+        started_at=started,
+        finished_at=datetime.now(UTC),
+        seconds=round(time.perf_counter() - t0, 3),
+        metadata={**spec.io.describe(value), **ctx.metadata},
+        checks=checks,
+    )
+    payload = record.model_dump(mode="json")
+    lake.write_json(f"{spec.record_path.rsplit('/', 1)[0]}/history/{run_id}.json", payload)
+    lake.write_json(spec.record_path, payload)
+    if record.blocked_by:
+        failed = "; ".join(f"{c.name}: {c.description}" for c in record.blocked_by)
+        raise AssetCheckFailed(f"{spec.key} failed blocking checks: {failed}")
+    return record
+
+
+def materialize(
+    keys: list[str],
+    *,
+    settings: FruitOpsSettings | None = None,
+    graph: AssetGraph | None = None,
+    with_upstream: bool = False,
+    config: dict[str, dict[str, Any]] | None = None,
+    run_id: str | None = None,
+    lake: Lake | None = None,
+) -> list[MaterializationRecord]:
+    """Materialize ``keys`` (and, with ``with_upstream``, everything they depend on) in order.
+
+    ``config`` maps asset keys to that asset's config values.
+    """
+    settings = settings or FruitOpsSettings()
+    graph = graph or AssetGraph.from_entry_points()
+    lake = lake or lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+    run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
+    config = config or {}
+    unknown = sorted(set(config) - set(graph.assets))
+    if unknown:
+        raise MaterializationError(f"config given for unknown assets {unknown}")
+    for key in keys:
+        graph[key]  # noqa: B018 - raises a clear error for an unknown key
+    selected = graph.upstream_closure(keys) if with_upstream else set(keys)
+    records = []
+    for key in graph.topological_order(selected):
+        try:
+            records.append(
+                materialize_one(graph[key], graph, settings, lake, run_id, config.get(key))
+            )
+        except LakeError as err:
+            raise MaterializationError(f"{key}: {err}") from err
+    return records

@@ -1,0 +1,120 @@
+"""One settings object selects where everything lives (DESIGN.md §3).
+
+Values come from `FRUITOPS_*` environment variables plus the standard `MLFLOW_TRACKING_URI`
+and `AWS_ENDPOINT_URL`. Profiles only change defaults: anything set explicitly wins.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Profile(StrEnum):
+    embedded = "embedded"
+    services = "services"
+    compose = "compose"
+    gcp = "gcp"
+
+
+#: The small synthetic set the embedded demo trains on when no source is given.
+DEFAULT_SOURCE = "synthetic:classes=6,per_class=40,size=64,seed=7"
+
+_PROFILE_DEFAULTS: dict[Profile, dict[str, str | None]] = {
+    Profile.embedded: {"lake": None, "mlflow": None, "s3": None},
+    Profile.services: {
+        "lake": "s3://fruitops-lake",
+        "mlflow": "http://127.0.0.1:5000",
+        "s3": "http://127.0.0.1:8333",
+    },
+    Profile.compose: {
+        "lake": "s3://fruitops-lake",
+        "mlflow": "http://mlflow:5000",
+        "s3": "http://minio:9000",
+    },
+    # GCP has no sensible default bucket: the user must name theirs.
+    Profile.gcp: {"lake": None, "mlflow": None, "s3": None},
+}
+
+
+class SettingsError(ValueError):
+    """A setting is missing or wrong; the message names the variable to set."""
+
+
+class FruitOpsSettings(BaseSettings):
+    """Where the lake, MLflow and Airflow metadata live, for one run profile."""
+
+    model_config = SettingsConfigDict(env_prefix="FRUITOPS_", extra="ignore")
+
+    profile: Profile = Profile.embedded
+    home: Path = Field(default=Path(".fruitops"), description="embedded state folder")
+    lake_uri: str | None = Field(default=None, description="root of the lake: a path or s3://")
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FRUITOPS_MLFLOW_TRACKING_URI", "MLFLOW_TRACKING_URI"),
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("FRUITOPS_S3_ENDPOINT_URL", "AWS_ENDPOINT_URL"),
+    )
+    mlflow_experiment: str = "fruitops"
+    registered_model: str = "fruit-classifier"
+    source: str = DEFAULT_SOURCE
+
+    @field_validator("home")
+    @classmethod
+    def _absolute_home(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def lake_root(self) -> str:
+        """The lake root URI: explicit setting, else the profile's default."""
+        if self.lake_uri:
+            return self.lake_uri
+        default = _PROFILE_DEFAULTS[self.profile]["lake"]
+        if default:
+            return default
+        if self.profile is Profile.gcp:
+            raise SettingsError(
+                "profile 'gcp' needs FRUITOPS_LAKE_URI=gs://<bucket>[/prefix] "
+                "(the bucket made by infra/terraform)"
+            )
+        return (self.home / "lake").as_uri()
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking URI: explicit setting, else the profile's default."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        default = _PROFILE_DEFAULTS[self.profile]["mlflow"]
+        if default:
+            return default
+        if self.profile is Profile.gcp:
+            raise SettingsError(
+                "profile 'gcp' needs MLFLOW_TRACKING_URI (the MLflow server on GKE/Cloud Run)"
+            )
+        return f"sqlite:///{self.home / 'mlflow.db'}"
+
+    @property
+    def s3_endpoint(self) -> str | None:
+        return self.s3_endpoint_url or _PROFILE_DEFAULTS[self.profile]["s3"]
+
+    @property
+    def mlflow_artifacts_uri(self) -> str | None:
+        """Where a new experiment keeps its artifacts; None lets the server decide."""
+        if self.tracking_uri.startswith("sqlite:"):
+            return (self.home / "mlartifacts").as_uri()
+        return None
+
+    def describe(self) -> dict[str, str | None]:
+        return {
+            "profile": self.profile.value,
+            "home": str(self.home),
+            "lake_uri": self.lake_root,
+            "mlflow_tracking_uri": self.tracking_uri,
+            "s3_endpoint_url": self.s3_endpoint,
+            "source": self.source,
+        }

@@ -1,0 +1,92 @@
+"""The manifest: one row per file found, readable or not (DESIGN.md §4).
+
+"Readable" means the image decoded completely, not just that its header parsed. Files are
+inspected in parallel threads, a bounded window at a time, so memory stays flat however
+many files there are.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import warnings
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from itertools import islice
+from typing import Any
+
+import pandas as pd
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+MANIFEST_COLUMNS = {
+    "key": "string",
+    "split": "string",
+    "label": "string",
+    "sha256": "string",
+    "bytes": "int64",
+    "format": "string",
+    "width": "Int64",
+    "height": "Int64",
+    "mode": "string",
+    "readable": "bool",
+    "error": "string",
+}
+
+
+def inspect_image(data: bytes) -> dict[str, Any]:
+    """Decode fully; return format, size after EXIF orientation, mode, or the error."""
+    row: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
+                           "format": None, "width": None, "height": None, "mode": None,
+                           "readable": False, "error": None}
+    if not data:
+        row["error"] = "empty file (0 bytes)"
+        return row
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data)) as image:
+                row["format"] = image.format
+                image.load()  # the whole decode: catches truncated files
+                oriented = ImageOps.exif_transpose(image)
+                row["width"], row["height"] = oriented.size
+                row["mode"] = image.mode
+        row["readable"] = True
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        row["error"] = f"decompression bomb: {err}"
+    except Image.UnidentifiedImageError:
+        row["error"] = "not an image (Pillow cannot identify the format)"
+    except (OSError, SyntaxError, ValueError) as err:
+        row["error"] = f"undecodable: {err}"
+    return row
+
+
+def _windows(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while window := list(islice(iterator, size)):
+        yield window
+
+
+def build_manifest(
+    entries: Iterable[tuple[str, str, str | None]],
+    read: Callable[[str], bytes],
+    total: int | None = None,
+    workers: int = 8,
+    window: int = 256,
+) -> pd.DataFrame:
+    """Rows for ``(key, split, label)`` entries, reading each key's bytes with ``read``."""
+
+    def one(entry: tuple[str, str, str | None]) -> dict[str, Any]:
+        key, split, label = entry
+        return {"key": key, "split": split, "label": label, **inspect_image(read(key))}
+
+    rows: list[dict[str, Any]] = []
+    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
+        total=total, desc="manifest", unit="img", leave=False
+    ) as bar:
+        for chunk in _windows(entries, window):
+            for row in pool.map(one, chunk):
+                rows.append(row)
+                bar.update()
+    frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
+    return frame.astype(MANIFEST_COLUMNS)

@@ -1,0 +1,182 @@
+"""Training and evaluation of one architecture on the manifest's readable, labelled images.
+
+Images are decoded and resized once into uint8 tensors; the loop only flips and scales
+them, so no JPEG is decoded while training.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, Field
+from torch import nn
+from tqdm import tqdm
+
+from fruitops_data.images import decode_array
+from fruitops_models.architectures import ARCHITECTURES, FruitClassifier, build_model
+
+
+class TrainConfig(BaseModel):
+    arch: str = Field("cnn", description=f"one of {', '.join(ARCHITECTURES)}")
+    epochs: int = Field(3, ge=1)
+    batch_size: int = Field(32, ge=1)
+    lr: float = Field(3e-3, gt=0)
+    weight_decay: float = Field(1e-4, ge=0)
+    image_size: int = Field(64, ge=16)
+    seed: int = 0
+
+
+@dataclass
+class SplitTensors:
+    images: torch.Tensor  # N×3×S×S uint8
+    labels: torch.Tensor  # N int64
+    keys: list[str]
+
+
+@dataclass
+class TrainResult:
+    model: FruitClassifier
+    classes: list[str]
+    history: list[dict[str, float]] = field(default_factory=list)
+    metrics: dict[str, float] = field(default_factory=dict)
+    confusion: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def load_split(
+    manifest: pd.DataFrame, split: str, classes: list[str], read: Callable[[str], bytes],
+    size: int,
+) -> SplitTensors:
+    """Decode and resize the readable, labelled images of ``split`` into one uint8 tensor."""
+    rows = manifest[(manifest["split"] == split) & manifest["readable"]
+                    & manifest["label"].isin(classes)]
+    keys = rows["key"].tolist()
+    index = {name: i for i, name in enumerate(classes)}
+    images = torch.empty((len(keys), 3, size, size), dtype=torch.uint8)
+
+    def decode(i_key: tuple[int, str]) -> None:
+        i, key = i_key
+        images[i] = torch.from_numpy(decode_array(read(key), size)).permute(2, 0, 1)
+
+    with ThreadPoolExecutor(8) as pool:
+        list(tqdm(pool.map(decode, enumerate(keys)), total=len(keys), desc=f"decode {split}",
+                  unit="img", leave=False))
+    labels = torch.tensor([index[label] for label in rows["label"]], dtype=torch.int64)
+    return SplitTensors(images, labels, keys)
+
+
+def macro_f1(confusion: np.ndarray) -> float:
+    tp = np.diag(confusion).astype(float)
+    precision = tp / np.maximum(confusion.sum(0), 1)
+    recall = tp / np.maximum(confusion.sum(1), 1)
+    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
+    present = (confusion.sum(1) + confusion.sum(0)) > 0
+    return float(f1[present].mean()) if present.any() else 0.0
+
+
+def _augment(batch: torch.Tensor) -> torch.Tensor:
+    """Random horizontal and vertical flips on a uint8 batch (fruit has no up or down)."""
+    flip_h = torch.rand(batch.shape[0]) < 0.5
+    flip_v = torch.rand(batch.shape[0]) < 0.5
+    batch = batch.clone()
+    batch[flip_h] = batch[flip_h].flip(-1)
+    batch[flip_v] = batch[flip_v].flip(-2)
+    return batch
+
+
+def _to_float(batch: torch.Tensor) -> torch.Tensor:
+    return batch.float().div_(255.0)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, data: SplitTensors, num_classes: int, batch_size: int = 128
+             ) -> tuple[dict[str, float], np.ndarray]:
+    """Loss, accuracy, macro-F1 and top-5 accuracy, and the confusion matrix."""
+    model.eval()
+    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
+    loss_sum, top5 = 0.0, 0
+    for start in range(0, len(data.labels), batch_size):
+        x = _to_float(data.images[start : start + batch_size])
+        y = data.labels[start : start + batch_size]
+        logits = model(x)
+        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
+        pred = logits.argmax(1)
+        np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
+        k = min(5, num_classes)
+        top5 += (logits.topk(k, 1).indices == y[:, None]).any(1).sum().item()
+    n = max(len(data.labels), 1)
+    metrics = {
+        "loss": loss_sum / n,
+        "accuracy": float(np.trace(confusion) / n),
+        "macro_f1": macro_f1(confusion),
+        "top5": top5 / n,
+    }
+    return metrics, confusion
+
+
+def train(
+    config: TrainConfig,
+    train_data: SplitTensors,
+    val_data: SplitTensors,
+    classes: list[str],
+    on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``config.arch`` with AdamW and a cosine schedule; keep the best val macro-F1."""
+    seed_everything(config.seed)
+    model = build_model(config.arch, len(classes))
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
+                                  weight_decay=config.weight_decay)
+    steps = config.epochs * math.ceil(len(train_data.labels) / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
+                                                    total_steps=max(steps, 1))
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    result = TrainResult(model=model, classes=classes)
+    best_state, best_f1 = None, -1.0
+    generator = torch.Generator().manual_seed(config.seed)
+    for epoch in range(1, config.epochs + 1):
+        model.train()
+        order = torch.randperm(len(train_data.labels), generator=generator)
+        loss_sum, correct = 0.0, 0
+        bar = tqdm(range(0, len(order), config.batch_size), desc=f"{config.arch} epoch {epoch}",
+                   unit="batch", leave=False)
+        for start in bar:
+            idx = order[start : start + config.batch_size]
+            x = _to_float(_augment(train_data.images[idx]))
+            y = train_data.labels[idx]
+            logits = model(x)
+            loss = loss_fn(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+            loss_sum += loss.item() * len(y)
+            correct += (logits.argmax(1) == y).sum().item()
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        val_metrics, _ = evaluate(model, val_data, len(classes))
+        row = {
+            "train_loss": loss_sum / len(order),
+            "train_accuracy": correct / len(order),
+            **{f"val_{k}": v for k, v in val_metrics.items()},
+        }
+        result.history.append(row)
+        if on_epoch:
+            on_epoch(epoch, row)
+        if val_metrics["macro_f1"] > best_f1:
+            best_f1 = val_metrics["macro_f1"]
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return result

@@ -1,0 +1,1 @@
+"""FruitOps serving."""
