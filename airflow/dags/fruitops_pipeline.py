@@ -17,8 +17,11 @@ dag = dag_from_assets(
     select="data/* models/* serving/* monitoring/*",
     schedule=None,
     params={
-        "source": Param(settings.source, type="string",
-                        description="SOURCE: a folder in the Kaggle layout or synthetic:..."),
+        "source": Param(
+            settings.source,
+            type="string",
+            description="SOURCE: a folder in the Kaggle layout or synthetic:...",
+        ),
         "arch": Param("cnn", enum=["cnn", "resnet18", "resnet50", "efficientnet_b0"]),
         "epochs": Param(3, type="integer", minimum=1),
         "image_size": Param(64, type="integer", minimum=16),

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
+from airflow.sdk.exceptions import AirflowFailException
 
 from fruitops_core.lake import lake_from_uri
 from fruitops_core.registry import AssetGraph
@@ -46,19 +47,40 @@ def _config_from_params(params: dict[str, Any], param_map: ParamMap) -> dict[str
 
 
 def run_asset(key: str, param_map: ParamMap) -> dict[str, Any]:
-    """Materialize one asset inside a task; return the small record that goes to XCom."""
-    from fruitops_core.materialize import materialize
+    """Materialize one asset inside a task; return the small record that goes to XCom.
+
+    Bad input (a wrong source, config or data that fails a blocking check) fails the task at
+    once: retrying cannot fix it. Anything else (an S3 or MLflow outage) is retried.
+    """
+    from fruitops_core.lake import LakeError
+    from fruitops_core.materialize import MaterializationError, materialize
 
     context = get_current_context()
     config = _config_from_params(dict(context["params"]), param_map)
-    record = materialize(
-        [key], config={k: v for k, v in config.items() if k == key},
-        run_id=_safe_run_id(context["run_id"]),
-    )[0]
-    small = {k: v for k, v in record.metadata.items()
-             if isinstance(v, (str, int, float, bool)) or v is None}
-    return {"asset_key": record.asset_key, "version": record.version,
-            "artifact_uri": record.artifact_uri, "run_id": record.run_id, "metadata": small}
+    try:
+        record = materialize(
+            [key],
+            config={k: v for k, v in config.items() if k == key},
+            run_id=_safe_run_id(context["run_id"]),
+        )[0]
+    except MaterializationError as err:
+        if isinstance(err.__cause__, LakeError):
+            raise  # storage trouble: worth a retry
+        raise AirflowFailException(str(err)) from err
+    except ValueError as err:  # wrong source, layout, config or data
+        raise AirflowFailException(f"{key}: {err}") from err
+    small = {
+        k: v
+        for k, v in record.metadata.items()
+        if isinstance(v, (str, int, float, bool)) or v is None
+    }
+    return {
+        "asset_key": record.asset_key,
+        "version": record.version,
+        "artifact_uri": record.artifact_uri,
+        "run_id": record.run_id,
+        "metadata": small,
+    }
 
 
 def dag_from_assets(

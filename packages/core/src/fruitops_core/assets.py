@@ -169,8 +169,15 @@ class AssetSpec:
         return f"{asset_dir(self.key)}/materialization.json"
 
     def with_checks(self, checks: tuple[AssetCheckSpec, ...]) -> AssetSpec:
-        return AssetSpec(self.key, self.fn, self.deps, self.io, self.config_model,
-                         self.description, self.checks + checks)
+        return AssetSpec(
+            self.key,
+            self.fn,
+            self.deps,
+            self.io,
+            self.config_model,
+            self.description,
+            self.checks + checks,
+        )
 
     def parse_config(self, values: dict[str, Any] | None) -> BaseModel:
         """Validate user config; a wrong key or value names the asset and the field."""

@@ -83,8 +83,13 @@ def assets_list(json_mode: bool = JSON_OPTION) -> None:
     def human(result: dict[str, Any]) -> None:
         table = Table("asset", "upstream", "checks", "stored", "description")
         for a in result["assets"]:
-            table.add_row(a["key"], ", ".join(a["deps"]), ", ".join(a["checks"]),
-                          "yes" if a["materialized"] else "-", a["description"])
+            table.add_row(
+                a["key"],
+                ", ".join(a["deps"]),
+                ", ".join(a["checks"]),
+                "yes" if a["materialized"] else "-",
+                a["description"],
+            )
         Console().print(table)
 
     run_command(json_mode, action, human)
@@ -106,8 +111,12 @@ def materialize(
     def action() -> dict[str, Any]:
         settings, graph = _context()
         records = run_materialize(
-            keys, settings=settings, graph=graph, with_upstream=with_upstream,
-            config=parsed, run_id=run_id,
+            keys,
+            settings=settings,
+            graph=graph,
+            with_upstream=with_upstream,
+            config=parsed,
+            run_id=run_id,
         )
         return {
             "run_id": records[0].run_id if records else run_id,
@@ -126,8 +135,10 @@ def materialize(
 @app.command()
 def demo(
     run: bool = typer.Option(
-        True, "--run/--no-run", help="Run the whole pipeline in-process first (--no-run: "
-        "only summarise what an earlier run, e.g. the Airflow DAG, stored)."
+        True,
+        "--run/--no-run",
+        help="Run the whole pipeline in-process first (--no-run: "
+        "only summarise what an earlier run, e.g. the Airflow DAG, stored).",
     ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
@@ -148,8 +159,13 @@ def demo(
             out.print(f"champion: {champ['name']} v{champ['version']} (run {champ['run_id']})")
         for run_info in result["runs"][:5]:
             out.print(f"  run {run_info['run_id']} {run_info['arch']}: {run_info['metrics']}")
-        for key in ("predictions_uri", "drift_report_uri", "validation_report_uri",
-                    "lake_uri", "mlflow_tracking_uri"):
+        for key in (
+            "predictions_uri",
+            "drift_report_uri",
+            "validation_report_uri",
+            "lake_uri",
+            "mlflow_tracking_uri",
+        ):
             out.print(f"{key}: {result[key]}")
 
     run_command(json_mode, action, human)

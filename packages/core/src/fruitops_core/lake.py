@@ -229,20 +229,31 @@ class S3Lake(Lake):
 
     def write_bytes(self, path: str, data: bytes) -> str:
         self._call(
-            "writing", path, self._client.put_object,
-            Bucket=self.bucket, Key=self._key(path), Body=data,
+            "writing",
+            path,
+            self._client.put_object,
+            Bucket=self.bucket,
+            Key=self._key(path),
+            Body=data,
         )
         return self.uri(path)
 
     def put_file(self, local: Path, path: str) -> str:
-        self._call("uploading to", path, self._client.upload_file, str(local), self.bucket,
-                   self._key(path))
+        self._call(
+            "uploading to", path, self._client.upload_file, str(local), self.bucket, self._key(path)
+        )
         return self.uri(path)
 
     def get_file(self, path: str, local: Path) -> Path:
         local.parent.mkdir(parents=True, exist_ok=True)
-        self._call("downloading", path, self._client.download_file, self.bucket, self._key(path),
-                   str(local))
+        self._call(
+            "downloading",
+            path,
+            self._client.download_file,
+            self.bucket,
+            self._key(path),
+            str(local),
+        )
         return local
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -270,8 +281,13 @@ class S3Lake(Lake):
         keys = [self._key(p) for p in self.list(prefix)]
         for start in range(0, len(keys), 1000):
             batch = [{"Key": k} for k in keys[start : start + 1000]]
-            self._call("deleting", prefix, self._client.delete_objects, Bucket=self.bucket,
-                       Delete={"Objects": batch})
+            self._call(
+                "deleting",
+                prefix,
+                self._client.delete_objects,
+                Bucket=self.bucket,
+                Delete={"Objects": batch},
+            )
         return len(keys)
 
 
@@ -287,8 +303,11 @@ def lake_from_uri(uri: str, endpoint_url: str | None = None) -> Lake:
     if parsed.scheme == "s3":
         return S3Lake(parsed.netloc, parsed.path, endpoint_url=endpoint_url)
     if parsed.scheme == "gs":
-        lake = S3Lake(parsed.netloc, parsed.path,
-                      endpoint_url=endpoint_url or "https://storage.googleapis.com")
+        lake = S3Lake(
+            parsed.netloc,
+            parsed.path,
+            endpoint_url=endpoint_url or "https://storage.googleapis.com",
+        )
         lake.scheme = "gs"
         lake.root_uri = lake.uri()
         return lake

@@ -58,7 +58,7 @@ def run_command(
         try:
             result = action()
         except Exception as err:
-            err_console.print(f"[bold red]error:[/] {err}")
+            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True, markup=True)
             raise typer.Exit(1) from err
         human(result)
         return

@@ -17,6 +17,7 @@ from fruitops_data.layout import FoundFile, is_junk, walk
 from fruitops_data.manifest import build_manifest
 from fruitops_data.sources import resolve
 
+
 class RawImagesConfig(BaseModel):
     source: str | None = Field(None, description="SOURCE string; default FRUITOPS_SOURCE")
     workers: int = Field(8, ge=1, le=64)
@@ -37,9 +38,7 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> dict[str, Any]:
     files, ignored = walk(resolved.root)
     prefix = f"raw/{resolved.dataset_id}"
     index_path = f"{prefix}/_index.json"
-    previous: dict[str, str] = (
-        ctx.lake.read_json(index_path) if ctx.lake.exists(index_path) else {}
-    )
+    previous: dict[str, str] = ctx.lake.read_json(index_path) if ctx.lake.exists(index_path) else {}
 
     def copy(found: FoundFile) -> tuple[str, bool]:
         sha = _sha256_file(found.path)
@@ -50,18 +49,30 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> dict[str, Any]:
         return sha, True
 
     with ThreadPoolExecutor(ctx.config.workers) as pool:
-        results = list(tqdm(pool.map(copy, files), total=len(files), desc="upload", unit="file",
-                            leave=False))
+        results = list(
+            tqdm(pool.map(copy, files), total=len(files), desc="upload", unit="file", leave=False)
+        )
     entries = [
         {"key": f"{prefix}/{f.relpath}", "split": f.split, "label": f.label, "sha256": sha}
         for f, (sha, _) in zip(files, results, strict=True)
     ]
     ctx.lake.write_json(index_path, {e["key"]: e["sha256"] for e in entries})
     uploaded = sum(1 for _, up in results if up)
-    ctx.add_metadata(files=len(entries), uploaded=uploaded, unchanged=len(entries) - uploaded,
-                     ignored=len(ignored), source=resolved.source)
-    ctx.log.info("%d files from %s: %d uploaded, %d unchanged, %d ignored", len(entries),
-                 resolved.source, uploaded, len(entries) - uploaded, len(ignored))
+    ctx.add_metadata(
+        files=len(entries),
+        uploaded=uploaded,
+        unchanged=len(entries) - uploaded,
+        ignored=len(ignored),
+        source=resolved.source,
+    )
+    ctx.log.info(
+        "%d files from %s: %d uploaded, %d unchanged, %d ignored",
+        len(entries),
+        resolved.source,
+        uploaded,
+        len(entries) - uploaded,
+        len(ignored),
+    )
     return {
         "source": resolved.source,
         "dataset_id": resolved.dataset_id,
@@ -91,11 +102,15 @@ def image_manifest(ctx: AssetContext, raw_images: dict[str, Any]) -> pd.DataFram
 def manifest_has_trainable_images(ctx: AssetContext, manifest: pd.DataFrame) -> CheckResult:
     """Training needs readable, labelled images of at least two classes in train and val."""
     usable = manifest[manifest["readable"] & manifest["label"].notna()]
-    per_split = {s: int(usable.loc[usable["split"] == s, "label"].nunique())
-                 for s in ("train", "val")}
+    per_split = {
+        s: int(usable.loc[usable["split"] == s, "label"].nunique()) for s in ("train", "val")
+    }
     passed = all(n >= 2 for n in per_split.values())
-    return CheckResult(passed, f"labelled classes per split: {per_split} (need ≥ 2 in each)",
-                       {"classes_per_split": per_split})
+    return CheckResult(
+        passed,
+        f"labelled classes per split: {per_split} (need ≥ 2 in each)",
+        {"classes_per_split": per_split},
+    )
 
 
 class IncomingBatchConfig(BaseModel):
@@ -105,8 +120,9 @@ class IncomingBatchConfig(BaseModel):
 
 
 @asset("data/incoming_batch", deps=["data/raw_images"], config=IncomingBatchConfig)
-def incoming_batch(ctx: AssetContext[IncomingBatchConfig], raw_images: dict[str, Any]
-                   ) -> dict[str, Any]:
+def incoming_batch(
+    ctx: AssetContext[IncomingBatchConfig], raw_images: dict[str, Any]
+) -> dict[str, Any]:
     """The batch of new images to score: a folder or lake prefix and the image keys in it."""
     if ctx.config.source:
         uri = ctx.config.source
@@ -116,10 +132,15 @@ def incoming_batch(ctx: AssetContext[IncomingBatchConfig], raw_images: dict[str,
     else:
         uri = ctx.lake.uri(f"{raw_images['prefix']}/test")
         start = len(raw_images["prefix"]) + 1
-        keys = [f["key"][start:].removeprefix("test/") for f in raw_images["files"]
-                if f["split"] == "test"]
+        keys = [
+            f["key"][start:].removeprefix("test/")
+            for f in raw_images["files"]
+            if f["split"] == "test"
+        ]
     if not keys:
-        raise ValueError(f"incoming batch {uri} holds no files: put images there or set "
-                         "data/incoming_batch.source")
+        raise ValueError(
+            f"incoming batch {uri} holds no files: put images there or set "
+            "data/incoming_batch.source"
+        )
     ctx.add_metadata(images=len(keys), uri=uri)
     return {"uri": uri, "keys": keys}

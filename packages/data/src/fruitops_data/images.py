@@ -19,8 +19,11 @@ def decode_rgb(data: bytes, size: int | None = None) -> Image.Image:
         image.draft("RGB", (size, size))
     image = ImageOps.exif_transpose(image)
     if image.mode != "RGB":
-        image = image.convert("RGBA").convert("RGB") if "A" in image.mode or image.mode == "P" \
+        image = (
+            image.convert("RGBA").convert("RGB")
+            if "A" in image.mode or image.mode == "P"
             else image.convert("RGB")
+        )
     if size is not None:
         image = image.resize((size, size), Image.BILINEAR)
     return image

@@ -6,14 +6,18 @@ a folder that holds either one level down.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 SPLIT_ALIASES = {
-    "train1": "train", "train": "train",
-    "val1": "val", "val": "val", "valid": "val", "validation": "val",
-    "test1": "test", "test": "test",
+    "train1": "train",
+    "train": "train",
+    "val1": "val",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test1": "test",
+    "test": "test",
 }
 JUNK_NAMES = {".ds_store", "thumbs.db", "desktop.ini"}
 

@@ -36,9 +36,16 @@ MANIFEST_COLUMNS = {
 
 def inspect_image(data: bytes) -> dict[str, Any]:
     """Decode fully; return format, size after EXIF orientation, mode, or the error."""
-    row: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data),
-                           "format": None, "width": None, "height": None, "mode": None,
-                           "readable": False, "error": None}
+    row: dict[str, Any] = {
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "format": None,
+        "width": None,
+        "height": None,
+        "mode": None,
+        "readable": False,
+        "error": None,
+    }
     if not data:
         row["error"] = "empty file (0 bytes)"
         return row
@@ -81,9 +88,10 @@ def build_manifest(
         return {"key": key, "split": split, "label": label, **inspect_image(read(key))}
 
     rows: list[dict[str, Any]] = []
-    with ThreadPoolExecutor(max_workers=workers) as pool, tqdm(
-        total=total, desc="manifest", unit="img", leave=False
-    ) as bar:
+    with (
+        ThreadPoolExecutor(max_workers=workers) as pool,
+        tqdm(total=total, desc="manifest", unit="img", leave=False) as bar,
+    ):
         for chunk in _windows(entries, window):
             for row in pool.map(one, chunk):
                 rows.append(row)

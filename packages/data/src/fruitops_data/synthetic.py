@@ -18,20 +18,105 @@ from pydantic import BaseModel, Field
 
 #: Class names in the style of the Kaggle "Fruit Classification Dataset" (100 classes).
 FRUIT_NAMES: tuple[str, ...] = (
-    "apple", "banana", "orange", "strawberry", "grape", "watermelon", "pineapple", "mango",
-    "kiwi", "lemon", "lime", "cherry", "peach", "pear", "plum", "apricot", "avocado",
-    "blueberry", "blackberry", "raspberry", "coconut", "papaya", "pomegranate", "fig",
-    "guava", "lychee", "passion_fruit", "dragon_fruit", "durian", "jackfruit", "persimmon",
-    "quince", "cantaloupe", "honeydew", "grapefruit", "tangerine", "clementine", "kumquat",
-    "nectarine", "gooseberry", "cranberry", "mulberry", "elderberry", "boysenberry",
-    "cloudberry", "date", "olive", "starfruit", "rambutan", "mangosteen", "longan",
-    "salak", "soursop", "cherimoya", "feijoa", "tamarind", "jabuticaba", "acerola",
-    "ackee", "bilberry", "breadfruit", "buddha_hand", "calamansi", "cupuacu", "damson",
-    "finger_lime", "goji", "grenadilla", "hala_fruit", "horned_melon", "jujube",
-    "kaffir_lime", "langsat", "loquat", "lucuma", "mamey", "medlar", "miracle_fruit",
-    "monstera", "nance", "naranjilla", "pawpaw", "pepino", "physalis", "pitanga",
-    "pomelo", "pulasan", "redcurrant", "blackcurrant", "sapodilla", "santol", "sugar_apple",
-    "ugli_fruit", "white_currant", "yuzu", "barberry", "bignay", "cempedak", "chayote",
+    "apple",
+    "banana",
+    "orange",
+    "strawberry",
+    "grape",
+    "watermelon",
+    "pineapple",
+    "mango",
+    "kiwi",
+    "lemon",
+    "lime",
+    "cherry",
+    "peach",
+    "pear",
+    "plum",
+    "apricot",
+    "avocado",
+    "blueberry",
+    "blackberry",
+    "raspberry",
+    "coconut",
+    "papaya",
+    "pomegranate",
+    "fig",
+    "guava",
+    "lychee",
+    "passion_fruit",
+    "dragon_fruit",
+    "durian",
+    "jackfruit",
+    "persimmon",
+    "quince",
+    "cantaloupe",
+    "honeydew",
+    "grapefruit",
+    "tangerine",
+    "clementine",
+    "kumquat",
+    "nectarine",
+    "gooseberry",
+    "cranberry",
+    "mulberry",
+    "elderberry",
+    "boysenberry",
+    "cloudberry",
+    "date",
+    "olive",
+    "starfruit",
+    "rambutan",
+    "mangosteen",
+    "longan",
+    "salak",
+    "soursop",
+    "cherimoya",
+    "feijoa",
+    "tamarind",
+    "jabuticaba",
+    "acerola",
+    "ackee",
+    "bilberry",
+    "breadfruit",
+    "buddha_hand",
+    "calamansi",
+    "cupuacu",
+    "damson",
+    "finger_lime",
+    "goji",
+    "grenadilla",
+    "hala_fruit",
+    "horned_melon",
+    "jujube",
+    "kaffir_lime",
+    "langsat",
+    "loquat",
+    "lucuma",
+    "mamey",
+    "medlar",
+    "miracle_fruit",
+    "monstera",
+    "nance",
+    "naranjilla",
+    "pawpaw",
+    "pepino",
+    "physalis",
+    "pitanga",
+    "pomelo",
+    "pulasan",
+    "redcurrant",
+    "blackcurrant",
+    "sapodilla",
+    "santol",
+    "sugar_apple",
+    "ugli_fruit",
+    "white_currant",
+    "yuzu",
+    "barberry",
+    "bignay",
+    "cempedak",
+    "chayote",
     "emblic",
 )
 assert len(FRUIT_NAMES) == 100 and len(set(FRUIT_NAMES)) == 100
@@ -56,11 +141,14 @@ class SyntheticSpec(BaseModel):
         for item in filter(None, (p.strip() for p in text.split(","))):
             key, sep, value = item.partition("=")
             if not sep:
-                raise ValueError(f"synthetic source: {item!r} is not KEY=VALUE "
-                                 "(e.g. synthetic:classes=6,per_class=40,size=64,seed=0)")
+                raise ValueError(
+                    f"synthetic source: {item!r} is not KEY=VALUE "
+                    "(e.g. synthetic:classes=6,per_class=40,size=64,seed=0)"
+                )
             if key not in cls.model_fields:
-                raise ValueError(f"synthetic source: unknown key {key!r}; "
-                                 f"use {', '.join(cls.model_fields)}")
+                raise ValueError(
+                    f"synthetic source: unknown key {key!r}; use {', '.join(cls.model_fields)}"
+                )
             values[key] = value
         return cls.model_validate(values)
 
@@ -100,8 +188,9 @@ def _shape_mask(shape: str, canvas: int, rng: np.random.Generator) -> Image.Imag
         draw.rounded_rectangle((c - r, c - r, c + r, c + r), radius=r * 0.35, fill=255)
     elif shape == "teardrop":
         draw.ellipse((c - r, c - r * 0.4, c + r, c + r * 1.3), fill=255)
-        draw.polygon([(c, c - r * 1.4), (c - r * 0.85, c + r * 0.2), (c + r * 0.85, c + r * 0.2)],
-                     fill=255)
+        draw.polygon(
+            [(c, c - r * 1.4), (c - r * 0.85, c + r * 0.2), (c + r * 0.85, c + r * 0.2)], fill=255
+        )
     else:  # star
         points = []
         for k in range(10):
@@ -116,8 +205,7 @@ def _shape_mask(shape: str, canvas: int, rng: np.random.Generator) -> Image.Imag
 
 def _texture(texture: str, canvas: int, hue: float, rng: np.random.Generator) -> Image.Image:
     base = np.empty((canvas, canvas, 3), dtype=np.float32)
-    base[:] = _rgb(hue + rng.uniform(-0.02, 0.02), rng.uniform(0.65, 0.95),
-                   rng.uniform(0.7, 0.95))
+    base[:] = _rgb(hue + rng.uniform(-0.02, 0.02), rng.uniform(0.65, 0.95), rng.uniform(0.7, 0.95))
     accent = np.array(_rgb(hue + 0.08, 0.9, 0.45), dtype=np.float32)
     yy, xx = np.mgrid[0:canvas, 0:canvas].astype(np.float32)
     if texture == "stripes":

@@ -9,9 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fruitops_models.config import ARCHITECTURES
+
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-ARCHITECTURES = ("cnn", "resnet18", "resnet50", "efficientnet_b0")
 
 
 class SmallCNN(nn.Module):

@@ -91,8 +91,10 @@ def promote_if_better(
     else:
         champion_score = client.get_run(current.run_id).data.metrics.get(metric, float("-inf"))
         promoted = candidate_score > champion_score + margin
-        reason = (f"{metric} {candidate_score:.4f} vs champion v{current.version} "
-                  f"{champion_score:.4f} (margin {margin})")
+        reason = (
+            f"{metric} {candidate_score:.4f} vs champion v{current.version} "
+            f"{champion_score:.4f} (margin {margin})"
+        )
     if promoted:
         client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
     decision = {

@@ -15,22 +15,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, Field
 from torch import nn
 from tqdm import tqdm
 
 from fruitops_data.images import decode_array
-from fruitops_models.architectures import ARCHITECTURES, FruitClassifier, build_model
-
-
-class TrainConfig(BaseModel):
-    arch: str = Field("cnn", description=f"one of {', '.join(ARCHITECTURES)}")
-    epochs: int = Field(3, ge=1)
-    batch_size: int = Field(32, ge=1)
-    lr: float = Field(3e-3, gt=0)
-    weight_decay: float = Field(1e-4, ge=0)
-    image_size: int = Field(64, ge=16)
-    seed: int = 0
+from fruitops_models.architectures import FruitClassifier, build_model
+from fruitops_models.config import TrainConfig
 
 
 @dataclass
@@ -56,12 +46,16 @@ def seed_everything(seed: int) -> None:
 
 
 def load_split(
-    manifest: pd.DataFrame, split: str, classes: list[str], read: Callable[[str], bytes],
+    manifest: pd.DataFrame,
+    split: str,
+    classes: list[str],
+    read: Callable[[str], bytes],
     size: int,
 ) -> SplitTensors:
     """Decode and resize the readable, labelled images of ``split`` into one uint8 tensor."""
-    rows = manifest[(manifest["split"] == split) & manifest["readable"]
-                    & manifest["label"].isin(classes)]
+    rows = manifest[
+        (manifest["split"] == split) & manifest["readable"] & manifest["label"].isin(classes)
+    ]
     keys = rows["key"].tolist()
     index = {name: i for i, name in enumerate(classes)}
     images = torch.empty((len(keys), 3, size, size), dtype=torch.uint8)
@@ -71,8 +65,15 @@ def load_split(
         images[i] = torch.from_numpy(decode_array(read(key), size)).permute(2, 0, 1)
 
     with ThreadPoolExecutor(8) as pool:
-        list(tqdm(pool.map(decode, enumerate(keys)), total=len(keys), desc=f"decode {split}",
-                  unit="img", leave=False))
+        list(
+            tqdm(
+                pool.map(decode, enumerate(keys)),
+                total=len(keys),
+                desc=f"decode {split}",
+                unit="img",
+                leave=False,
+            )
+        )
     labels = torch.tensor([index[label] for label in rows["label"]], dtype=torch.int64)
     return SplitTensors(images, labels, keys)
 
@@ -101,8 +102,9 @@ def _to_float(batch: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, data: SplitTensors, num_classes: int, batch_size: int = 128
-             ) -> tuple[dict[str, float], np.ndarray]:
+def evaluate(
+    model: nn.Module, data: SplitTensors, num_classes: int, batch_size: int = 128
+) -> tuple[dict[str, float], np.ndarray]:
     """Loss, accuracy, macro-F1 and top-5 accuracy, and the confusion matrix."""
     model.eval()
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
@@ -136,11 +138,13 @@ def train(
     """Train ``config.arch`` with AdamW and a cosine schedule; keep the best val macro-F1."""
     seed_everything(config.seed)
     model = build_model(config.arch, len(classes))
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr,
-                                  weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
     steps = config.epochs * math.ceil(len(train_data.labels) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=config.lr,
-                                                    total_steps=max(steps, 1))
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=config.lr, total_steps=max(steps, 1)
+    )
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     result = TrainResult(model=model, classes=classes)
     best_state, best_f1 = None, -1.0
@@ -149,8 +153,12 @@ def train(
         model.train()
         order = torch.randperm(len(train_data.labels), generator=generator)
         loss_sum, correct = 0.0, 0
-        bar = tqdm(range(0, len(order), config.batch_size), desc=f"{config.arch} epoch {epoch}",
-                   unit="batch", leave=False)
+        bar = tqdm(
+            range(0, len(order), config.batch_size),
+            desc=f"{config.arch} epoch {epoch}",
+            unit="batch",
+            leave=False,
+        )
         for start in bar:
             idx = order[start : start + config.batch_size]
             x = _to_float(_augment(train_data.images[idx]))

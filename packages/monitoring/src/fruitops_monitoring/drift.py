@@ -11,16 +11,18 @@ from evidently import DataDefinition, Dataset, Report
 from evidently.presets import DataDriftPreset
 
 
-def drift_report(reference: pd.DataFrame, current: pd.DataFrame, columns: list[str],
-                 drift_share: float = 0.5):
+def drift_report(
+    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], drift_share: float = 0.5
+):
     """Run DataDriftPreset with per-column tests; return the Evidently snapshot."""
     for name, frame in (("reference", reference), ("current", current)):
         if len(frame) < 2:
-            raise ValueError(f"the {name} set has {len(frame)} usable images; a drift report "
-                             "needs at least 2 on each side")
+            raise ValueError(
+                f"the {name} set has {len(frame)} usable images; a drift report "
+                "needs at least 2 on each side"
+            )
     definition = DataDefinition(numerical_columns=columns)
-    report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)],
-                    include_tests=True)
+    report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
     # a constant column (all images 64 px wide, say) makes Evidently's correlation step
     # divide by zero; the drift test itself handles it, so the warning is only noise
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
@@ -41,5 +43,8 @@ def drift_decision(snapshot_dict: dict[str, Any], drift_share: float) -> dict[st
         params = test.get("metric_config", {}).get("params", {})
         if params.get("type", "").endswith("ValueDrift") and test.get("status") == "FAIL":
             drifted.append(params["column"])
-    return {"dataset_drift": share >= drift_share, "drift_share": share,
-            "drifted_columns": sorted(drifted)}
+    return {
+        "dataset_drift": share >= drift_share,
+        "drift_share": share,
+        "drifted_columns": sorted(drifted),
+    }

@@ -13,8 +13,18 @@ from tqdm import tqdm
 
 from fruitops_data.images import decode_rgb
 
-FEATURE_COLUMNS = ["brightness", "contrast", "saturation", "mean_r", "mean_g", "mean_b",
-                   "width", "height", "aspect", "file_size"]
+FEATURE_COLUMNS = [
+    "brightness",
+    "contrast",
+    "saturation",
+    "mean_r",
+    "mean_g",
+    "mean_b",
+    "width",
+    "height",
+    "aspect",
+    "file_size",
+]
 _STATS_SIZE = 128  # statistics on a 128 px copy: the same numbers to 2 decimals, far faster
 
 
@@ -41,8 +51,9 @@ def image_features(data: bytes) -> dict[str, float]:
     }
 
 
-def features_for(keys: list[str], read: Callable[[str], bytes], workers: int = 4,
-                 desc: str = "features") -> pd.DataFrame:
+def features_for(
+    keys: list[str], read: Callable[[str], bytes], workers: int = 4, desc: str = "features"
+) -> pd.DataFrame:
     """A feature row per key (files that fail to decode are left out and logged by caller)."""
 
     def one(key: str) -> dict[str, float | str] | None:
@@ -52,6 +63,9 @@ def features_for(keys: list[str], read: Callable[[str], bytes], workers: int = 4
             return None
 
     with ThreadPoolExecutor(workers) as pool:
-        rows = [r for r in tqdm(pool.map(one, keys), total=len(keys), desc=desc, unit="img",
-                                leave=False) if r is not None]
+        rows = [
+            r
+            for r in tqdm(pool.map(one, keys), total=len(keys), desc=desc, unit="img", leave=False)
+            if r is not None
+        ]
     return pd.DataFrame(rows, columns=["key", *FEATURE_COLUMNS])

@@ -25,8 +25,18 @@ from tqdm import tqdm
 from fruitops_core.lake import Lake
 from fruitops_data.images import decode_array
 
-PREDICTION_COLUMNS = ["key", "sha256", "label", "confidence", "top5", "model_name",
-                      "model_version", "run_id", "scored_at", "source_uri"]
+PREDICTION_COLUMNS = [
+    "key",
+    "sha256",
+    "label",
+    "confidence",
+    "top5",
+    "model_name",
+    "model_version",
+    "run_id",
+    "scored_at",
+    "source_uri",
+]
 
 
 @dataclass
@@ -44,20 +54,33 @@ def load_model(model_uri: str) -> LoadedModel:
     """Load a registered model (``models:/name@alias`` or ``models:/name/version``)."""
     match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
     if not match:
-        raise ValueError(f"model URI {model_uri!r}: expected models:/NAME@ALIAS or "
-                         "models:/NAME/VERSION")
+        raise ValueError(
+            f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
     name, alias, number = match.groups()
     client = mlflow.MlflowClient()
-    mv = (client.get_model_version_by_alias(name, alias) if alias
-          else client.get_model_version(name, number))
+    mv = (
+        client.get_model_version_by_alias(name, alias)
+        if alias
+        else client.get_model_version(name, number)
+    )
     pinned = f"models:/{name}/{mv.version}"
     metadata = mlflow.models.get_model_info(pinned).metadata or {}
     if "classes" not in metadata or "image_size" not in metadata:
-        raise ValueError(f"{pinned} lacks class names or image size in its metadata: "
-                         "it was not logged by fruitops; retrain it with fruitops")
+        raise ValueError(
+            f"{pinned} lacks class names or image size in its metadata: "
+            "it was not logged by fruitops; retrain it with fruitops"
+        )
     module = mlflow.pytorch.load_model(pinned, map_location="cpu")
-    return LoadedModel(module, list(metadata["classes"]), int(metadata["image_size"]),
-                       name, int(mv.version), mv.run_id, model_uri)
+    return LoadedModel(
+        module,
+        list(metadata["classes"]),
+        int(metadata["image_size"]),
+        name,
+        int(mv.version),
+        mv.run_id,
+        model_uri,
+    )
 
 
 def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
@@ -86,8 +109,10 @@ def score(
             return key, sha, None, f"undecodable: {err}"
 
     k = min(5, len(model.classes))
-    with ThreadPoolExecutor(workers) as pool, tqdm(total=len(keys), desc="score", unit="img",
-                                                  leave=False) as bar:
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=len(keys), desc="score", unit="img", leave=False) as bar,
+    ):
         for chunk in _chunks(keys, batch_size):
             loaded = list(pool.map(load, chunk))
             good = [item for item in loaded if item[2] is not None]
@@ -99,17 +124,28 @@ def score(
             with torch.no_grad():
                 probs = torch.softmax(model.module(batch.float().div_(255.0)), dim=1)
             top_p, top_i = probs.topk(k, dim=1)
-            frames.append(pd.DataFrame({
-                "key": [item[0] for item in good],
-                "sha256": [item[1] for item in good],
-                "label": [model.classes[i] for i in top_i[:, 0].tolist()],
-                "confidence": top_p[:, 0].numpy().astype(np.float64),
-                "top5": [[{"label": model.classes[i], "probability": float(p)}
-                          for i, p in zip(row_i, row_p, strict=True)]
-                         for row_i, row_p in zip(top_i.tolist(), top_p.tolist(), strict=True)],
-            }))
-    predictions = (pd.concat(frames, ignore_index=True) if frames
-                   else pd.DataFrame(columns=PREDICTION_COLUMNS[:5]))
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "key": [item[0] for item in good],
+                        "sha256": [item[1] for item in good],
+                        "label": [model.classes[i] for i in top_i[:, 0].tolist()],
+                        "confidence": top_p[:, 0].numpy().astype(np.float64),
+                        "top5": [
+                            [
+                                {"label": model.classes[i], "probability": float(p)}
+                                for i, p in zip(row_i, row_p, strict=True)
+                            ]
+                            for row_i, row_p in zip(top_i.tolist(), top_p.tolist(), strict=True)
+                        ],
+                    }
+                )
+            )
+    predictions = (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=PREDICTION_COLUMNS[:5])
+    )
     predictions["model_name"] = model.name
     predictions["model_version"] = model.version
     predictions["run_id"] = model.run_id

@@ -1,0 +1,75 @@
+# FruitOps — the verbs users type. `make help` lists them.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+MAKEFLAGS += --no-print-directory
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+TOOLS := .tools
+POETRY := $(TOOLS)/poetry/bin/poetry
+POETRY_VERSION := 2.5.1
+# Exact pins: other torch versions download GBs here or break torchvision.
+TORCH_PINS := torch==2.14.1 torchvision==0.29.1
+ENV := . scripts/env.sh &&
+FRUITOPS_HOME ?= $(CURDIR)/.fruitops
+AIRFLOW_DB := $(FRUITOPS_HOME)/airflow/airflow.db
+DEMO_LOG := $(FRUITOPS_HOME)/logs/demo-dag.log
+
+.PHONY: help setup demo test test-fast lint format airflow-db airflow clean
+
+help: ## List the verbs
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+setup: $(VENV)/.setup-done ## Create .venv: torch with pip (pinned), then the workspace with Poetry
+
+$(POETRY):
+	$(PYTHON) -m venv $(TOOLS)/poetry
+	$(TOOLS)/poetry/bin/pip install -q poetry==$(POETRY_VERSION)
+
+$(VENV)/.torch-done:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q $(TORCH_PINS)
+	touch $@
+
+$(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock packages/*/pyproject.toml
+	$(POETRY) check --lock
+	$(POETRY) install --no-interaction
+	touch $@
+
+airflow-db: $(AIRFLOW_DB) ## Create the embedded Airflow metadata DB (SQLite)
+
+$(AIRFLOW_DB): | $(VENV)/.setup-done
+	$(ENV) mkdir -p "$$AIRFLOW_HOME" && scripts/airflow db migrate > /dev/null
+
+demo: setup airflow-db ## Run the pipeline DAG with `airflow dags test` (embedded) and summarise it
+	@mkdir -p $(dir $(DEMO_LOG))
+	@echo "Running DAG fruitops_pipeline with airflow dags test (log: $(DEMO_LOG)) ..."
+	@scripts/airflow dags test fruitops_pipeline > $(DEMO_LOG) 2>&1 || \
+	  { tail -n 60 $(DEMO_LOG); echo "DAG run failed; full log: $(DEMO_LOG)"; exit 1; }
+	@grep -q "state=success" $(DEMO_LOG) || \
+	  { tail -n 60 $(DEMO_LOG); echo "DAG run did not succeed; full log: $(DEMO_LOG)"; exit 1; }
+	@$(ENV) fruitops demo --no-run
+	@$(ENV) fruitops demo --no-run --json
+
+test: setup lint ## Run every test (packages and Airflow, slow ones too) and ruff
+	$(ENV) pytest
+
+test-fast: setup ## Run the fast tests only
+	$(ENV) pytest -m "not slow"
+
+lint: setup ## ruff (with Airflow's AIR rules)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: setup ## Apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+airflow: setup airflow-db ## Run airflow with the project's settings: make airflow ARGS="dags list"
+	scripts/airflow $(ARGS)
+
+clean: ## Remove the embedded state (.fruitops); keeps the environments
+	rm -rf $(FRUITOPS_HOME)

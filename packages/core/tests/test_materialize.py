@@ -1,0 +1,173 @@
+"""The asset core on a toy graph: order, lineage records, configs, blocking checks."""
+
+import types
+
+import pandas as pd
+import pytest
+from pydantic import BaseModel
+
+from fruitops_core.assets import CheckResult, asset, asset_check, parquet
+from fruitops_core.lake import LocalLake
+from fruitops_core.materialize import (
+    AssetCheckFailed,
+    MaterializationError,
+    materialize,
+    read_record,
+)
+from fruitops_core.registry import AssetGraph, AssetGraphError
+
+
+class NumbersConfig(BaseModel):
+    n: int = 3
+
+
+@asset("toy/numbers", io=parquet, config=NumbersConfig)
+def numbers(ctx):
+    return pd.DataFrame({"x": range(ctx.config.n)})
+
+
+@asset("toy/total", deps=["toy/numbers"])
+def total(ctx, numbers):
+    ctx.add_metadata(total=int(numbers["x"].sum()))
+    return {"total": int(numbers["x"].sum())}
+
+
+@asset("toy/report", deps=["toy/total"])
+def report(ctx, total):
+    return {"text": f"total is {total['total']}"}
+
+
+@asset_check("toy/total", blocking=True)
+def total_is_small(ctx, value):
+    return CheckResult(value["total"] < 100, f"total {value['total']} < 100")
+
+
+def toy_graph() -> AssetGraph:
+    module = types.ModuleType("toy_assets")
+    module.__dict__.update(numbers=numbers, total=total, report=report, check=total_is_small)
+    return AssetGraph.from_modules([module])
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return LocalLake(tmp_path / "lake")
+
+
+def test_graph_order_and_selection():
+    graph = toy_graph()
+    assert graph.topological_order() == ["toy/numbers", "toy/total", "toy/report"]
+    assert graph.select("toy/rep*") == ["toy/report"]
+    assert graph.upstream_closure(["toy/report"]) == {"toy/numbers", "toy/total", "toy/report"}
+    assert [c.name for c in graph["toy/total"].checks] == ["total_is_small"]
+    with pytest.raises(AssetGraphError, match="no asset matches"):
+        graph.select("nope/*")
+    with pytest.raises(AssetGraphError, match="unknown asset 'toy/x'"):
+        graph["toy/x"]
+
+
+def test_cycles_and_missing_deps_are_rejected():
+    a = asset("c/a", deps=["c/b"])(lambda ctx, b: 1)
+    b = asset("c/b", deps=["c/a"])(lambda ctx, a: 1)
+    module = types.ModuleType("m")
+    module.__dict__.update(a=a, b=b)
+    with pytest.raises(AssetGraphError, match="cycle"):
+        AssetGraph.from_modules([module])
+    module = types.ModuleType("m2")
+    module.__dict__.update(a=a)
+    with pytest.raises(AssetGraphError, match="unknown asset c/b"):
+        AssetGraph.from_modules([module])
+
+
+def test_function_must_take_its_upstream_values():
+    with pytest.raises(TypeError, match="lacks parameters"):
+        asset("t/x", deps=["t/up"])(lambda ctx: 1)
+
+
+def test_materialize_writes_artifacts_and_lineage(settings, lake):
+    graph = toy_graph()
+    records = materialize(
+        ["toy/report"],
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        with_upstream=True,
+        config={"toy/numbers": {"n": 5}},
+        run_id="r1",
+    )
+    assert [r.asset_key for r in records] == ["toy/numbers", "toy/total", "toy/report"]
+    numbers_rec, total_rec, report_rec = records
+    assert lake.read_json("assets/toy/report/data.json") == {"text": "total is 10"}
+    assert numbers_rec.metadata["rows"] == 5
+    assert total_rec.metadata["total"] == 10
+    assert total_rec.upstream == {"toy/numbers": numbers_rec.version}
+    assert report_rec.upstream == {"toy/total": total_rec.version}
+    assert total_rec.checks[0].passed and total_rec.checks[0].blocking
+    assert report_rec.code_version.split("+")[1]  # source hash present
+    stored = read_record(lake, graph["toy/total"])
+    assert stored == total_rec
+    assert lake.exists("assets/toy/total/history/r1.json")
+
+
+def test_versions_change_only_with_content(settings, lake):
+    graph = toy_graph()
+    first = materialize(["toy/numbers"], settings=settings, graph=graph, lake=lake)[0]
+    same = materialize(["toy/numbers"], settings=settings, graph=graph, lake=lake)[0]
+    other = materialize(
+        ["toy/numbers"], settings=settings, graph=graph, lake=lake, config={"toy/numbers": {"n": 4}}
+    )[0]
+    assert first.version == same.version != other.version
+
+
+def test_missing_upstream_says_how_to_fix(settings, lake):
+    with pytest.raises(MaterializationError, match="--with-upstream"):
+        materialize(["toy/total"], settings=settings, graph=toy_graph(), lake=lake)
+
+
+def test_failing_blocking_check_stops_downstream(settings, lake):
+    graph = toy_graph()
+    with pytest.raises(AssetCheckFailed, match="total_is_small"):
+        materialize(
+            ["toy/report"],
+            settings=settings,
+            graph=graph,
+            lake=lake,
+            with_upstream=True,
+            config={"toy/numbers": {"n": 20}},
+        )
+    record = read_record(lake, graph["toy/total"])
+    assert record is not None and not record.checks[0].passed  # kept for inspection
+    assert not lake.exists("assets/toy/report/data.json")
+    with pytest.raises(AssetCheckFailed, match="upstream toy/total failed"):
+        materialize(["toy/report"], settings=settings, graph=graph, lake=lake)
+
+
+def test_wrong_config_names_asset_and_field(settings, lake):
+    graph = toy_graph()
+    with pytest.raises(ValueError, match="toy/numbers.*n"):
+        materialize(
+            ["toy/numbers"],
+            settings=settings,
+            graph=graph,
+            lake=lake,
+            config={"toy/numbers": {"n": "many"}},
+        )
+    with pytest.raises(MaterializationError, match="unknown assets"):
+        materialize(
+            ["toy/numbers"], settings=settings, graph=graph, lake=lake, config={"toy/nope": {}}
+        )
+
+
+def test_installed_packages_register_the_pipeline():
+    graph = AssetGraph.from_entry_points()
+    order = graph.topological_order()
+    for key in (
+        "data/raw_images",
+        "data/image_manifest",
+        "models/trained_model",
+        "models/champion_model",
+        "serving/batch_predictions",
+        "monitoring/drift_report",
+    ):
+        assert key in order
+    assert order.index("data/image_manifest") < order.index("models/trained_model")
+    assert order.index("models/champion_model") < order.index("serving/batch_predictions")

@@ -1,0 +1,51 @@
+from pathlib import Path
+
+import pytest
+
+from fruitops_core.settings import FruitOpsSettings, Profile, SettingsError
+
+
+def test_embedded_default_lives_under_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FRUITOPS_HOME", str(tmp_path))
+    settings = FruitOpsSettings()
+    assert settings.profile is Profile.embedded
+    assert settings.lake_root == (tmp_path / "lake").as_uri()
+    assert settings.tracking_uri == f"sqlite:///{tmp_path / 'mlflow.db'}"
+    assert settings.mlflow_artifacts_uri == (tmp_path / "mlartifacts").as_uri()
+
+
+def test_home_defaults_to_dot_fruitops_in_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.chdir(tmp_path)
+    assert FruitOpsSettings().home == tmp_path / ".fruitops"
+
+
+def test_services_profile_defaults(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FRUITOPS_PROFILE", "services")
+    settings = FruitOpsSettings()
+    assert settings.lake_root == "s3://fruitops-lake"
+    assert settings.tracking_uri == "http://127.0.0.1:5000"
+    assert settings.s3_endpoint == "http://127.0.0.1:8333"
+    assert settings.mlflow_artifacts_uri is None  # the server decides
+
+
+def test_standard_variables_override_profile(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FRUITOPS_PROFILE", "compose")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://mlflow.example:5000")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://s3.example:9000")
+    monkeypatch.setenv("FRUITOPS_LAKE_URI", "s3://other/prefix")
+    settings = FruitOpsSettings()
+    assert settings.tracking_uri == "http://mlflow.example:5000"
+    assert settings.s3_endpoint == "http://s3.example:9000"
+    assert settings.lake_root == "s3://other/prefix"
+
+
+def test_gcp_without_bucket_names_the_variable(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FRUITOPS_PROFILE", "gcp")
+    with pytest.raises(SettingsError, match="FRUITOPS_LAKE_URI"):
+        _ = FruitOpsSettings().lake_root
+
+
+def test_unknown_profile_is_rejected(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("FRUITOPS_PROFILE", "laptop")
+    with pytest.raises(ValueError, match="profile"):
+        FruitOpsSettings()

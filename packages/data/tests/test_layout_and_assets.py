@@ -1,0 +1,70 @@
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fruitops_core.lake import LocalLake
+from fruitops_core.materialize import materialize
+from fruitops_core.registry import AssetGraph
+from fruitops_data.layout import LayoutError, find_dataset_root, walk
+from fruitops_data.sources import SourceError, resolve
+
+
+def test_kaggle_layout_found_from_parent(real_sample: Path):
+    root = find_dataset_root(real_sample)
+    assert root == real_sample / "Fruit_dataset"
+    files, ignored = walk(root)
+    assert len(files) == 24 and ignored == []
+    assert {f.split for f in files} == {"train", "val", "test"}
+    assert {f.label for f in files} == {"banana", "kiwi", "lemon"}
+    assert all(f.relpath.startswith(f"{f.split}/{f.label}/") for f in files)
+
+
+def test_plain_split_names_and_junk(tmp_path: Path, real_sample: Path):
+    for split in ("train", "val", "test"):
+        src = real_sample / "Fruit_dataset" / f"{split}1" / "kiwi"
+        shutil.copytree(src, tmp_path / split / "kiwi")
+    (tmp_path / "train" / "kiwi" / ".DS_Store").write_bytes(b"junk")
+    (tmp_path / "train" / "Thumbs.db").write_bytes(b"junk")
+    files, ignored = walk(find_dataset_root(tmp_path))
+    assert len(files) == 8
+    assert sorted(ignored) == ["train/Thumbs.db", "train/kiwi/.DS_Store"]
+
+
+def test_missing_and_empty_folders_say_what_is_expected(tmp_path: Path):
+    with pytest.raises(LayoutError, match="does not exist"):
+        find_dataset_root(tmp_path / "nope")
+    with pytest.raises(LayoutError, match="train1\\|val1\\|test1"):
+        find_dataset_root(tmp_path)
+    (tmp_path / "train").mkdir()
+    with pytest.raises(LayoutError, match="no files"):
+        walk(find_dataset_root(tmp_path))
+
+
+def test_unknown_source_scheme(tmp_path: Path):
+    with pytest.raises(SourceError, match="'ftp' is not supported"):
+        resolve("ftp://host/photos", tmp_path)
+
+
+def test_raw_images_are_idempotent_and_manifest_counts(settings, real_sample: Path):
+    graph = AssetGraph.from_entry_points()
+    lake = LocalLake(settings.home / "lake")
+    config = {"data/raw_images": {"source": str(real_sample)}}
+    first = materialize(
+        ["data/image_manifest"],
+        with_upstream=True,
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config=config,
+    )
+    assert first[0].metadata["uploaded"] == 24
+    manifest = lake.read_parquet("assets/data/image_manifest/data.parquet")
+    assert len(manifest) == 24 and manifest["readable"].all()
+    assert set(manifest["label"]) == {"banana", "kiwi", "lemon"}
+    assert first[1].checks[0].passed
+
+    again = materialize(
+        ["data/raw_images"], settings=settings, graph=graph, lake=lake, config=config
+    )
+    assert again[0].metadata["uploaded"] == 0 and again[0].metadata["unchanged"] == 24
