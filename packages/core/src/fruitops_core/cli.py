@@ -152,21 +152,37 @@ def demo(
         return demo_summary(settings, graph, lake)
 
     def human(result: dict[str, Any]) -> None:
-        out = Console()
-        out.print("[bold]FruitOps demo[/]")
+        out = Console(soft_wrap=True)
+        out.rule("[bold]FruitOps demo")
         champ = result["champion"]
         if champ:
-            out.print(f"champion: {champ['name']} v{champ['version']} (run {champ['run_id']})")
-        for run_info in result["runs"][:5]:
-            out.print(f"  run {run_info['run_id']} {run_info['arch']}: {run_info['metrics']}")
-        for key in (
-            "predictions_uri",
-            "drift_report_uri",
-            "validation_report_uri",
-            "lake_uri",
-            "mlflow_tracking_uri",
+            out.print(
+                f"champion model   {champ['name']} v{champ['version']} "
+                f"(MLflow run {champ['run_id']})"
+            )
+        for info in result["runs"][:5]:
+            scores = ", ".join(
+                f"{k}={v:.3f}"
+                for k, v in info["metrics"].items()
+                if k in ("val_accuracy", "val_macro_f1", "test_accuracy")
+            )
+            out.print(f"  training run   {info['arch']} {info['run_id'][:8]}: {scores}")
+        for label, key in (
+            ("predictions", "predictions_uri"),
+            ("drift report", "drift_report_uri"),
+            ("validation", "validation_report_uri"),
+            ("lake", "lake_uri"),
+            ("MLflow store", "mlflow_tracking_uri"),
         ):
-            out.print(f"{key}: {result[key]}")
+            out.print(f"{label:<16} {result[key] or '(not built yet)'}", soft_wrap=True)
+        tracking = result["mlflow_tracking_uri"]
+        out.print(
+            f"\nLook at runs and models:  .venv/bin/mlflow ui --backend-store-uri {tracking}"
+            " --port 5000   (then open http://127.0.0.1:5000)",
+            soft_wrap=True,
+        )
+        if result["drift_report_uri"]:
+            out.print(f"Open the drift report:   {result['drift_report_uri']}", soft_wrap=True)
 
     run_command(json_mode, action, human)
 
