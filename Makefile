@@ -37,12 +37,16 @@ $(VENV)/.torch-done:
 $(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock packages/*/pyproject.toml
 	$(POETRY) check --lock
 	$(POETRY) install --no-interaction
+	@# Poetry skips path packages whose version did not change; reinstalling them (editable,
+	@# no deps) refreshes their entry points after a pyproject edit.
+	$(BIN)/pip install -q --no-deps $(foreach p,$(wildcard packages/*),-e $(p))
 	touch $@
 
-airflow-db: $(AIRFLOW_DB) ## Create the embedded Airflow metadata DB (SQLite)
+airflow-db: $(AIRFLOW_DB) ## Create the embedded Airflow metadata DB (SQLite) and load the DAGs
 
 $(AIRFLOW_DB): | $(VENV)/.setup-done
-	$(ENV) mkdir -p "$$AIRFLOW_HOME" && scripts/airflow db migrate > /dev/null
+	scripts/airflow db migrate > /dev/null
+	scripts/airflow dags reserialize > /dev/null 2>&1
 
 demo: setup airflow-db ## Run the pipeline DAG with `airflow dags test` (embedded) and summarise it
 	@mkdir -p $(dir $(DEMO_LOG))

@@ -68,3 +68,40 @@ def test_raw_images_are_idempotent_and_manifest_counts(settings, real_sample: Pa
         ["data/raw_images"], settings=settings, graph=graph, lake=lake, config=config
     )
     assert again[0].metadata["uploaded"] == 0 and again[0].metadata["unchanged"] == 24
+
+
+def test_data_commands_join_the_fruitops_cli(tmp_path: Path, real_sample: Path):
+    import json
+    import subprocess
+    import sys
+
+    fruitops = str(Path(sys.executable).parent / "fruitops")
+    made = subprocess.run(
+        [
+            fruitops,
+            "data",
+            "synthesize",
+            str(tmp_path / "syn"),
+            "--classes",
+            "3",
+            "--per-class",
+            "5",
+            "--size",
+            "32",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["splits"] == {"train": 3, "val": 1, "test": 1}
+    seen = subprocess.run(
+        [fruitops, "data", "inspect", str(real_sample), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert seen.returncode == 0, seen.stderr
+    report = json.loads(seen.stdout)
+    assert report["files"] == 24 and report["counts"]["val"] == {"banana": 2, "kiwi": 2, "lemon": 2}

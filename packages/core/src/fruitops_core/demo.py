@@ -44,7 +44,10 @@ def training_runs(settings: FruitOpsSettings, limit: int = 20) -> list[dict[str,
         {
             "run_id": run.info.run_id,
             "arch": run.data.params.get("arch"),
-            "metrics": {k: round(v, 4) for k, v in sorted(run.data.metrics.items())},
+            # the chosen model's scores; per-epoch curves (epoch/…) stay in MLflow
+            "metrics": {
+                k: round(v, 4) for k, v in sorted(run.data.metrics.items()) if "/" not in k
+            },
         }
         for run in runs
     ]
