@@ -72,6 +72,18 @@ def test_local_write_is_atomic_for_readers(tmp_path: Path):
     assert [p.name for p in tmp_path.iterdir()] == ["obj"]  # no temp files left
 
 
+def test_local_objects_get_ordinary_permissions(tmp_path: Path):
+    """Other users of a shared lake (a web server, an Airflow worker) can read what we write."""
+    import os
+    import stat
+
+    lake = LocalLake(tmp_path)
+    lake.write_bytes("obj", b"x")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "obj").stat().st_mode) == 0o666 & ~mask
+
+
 def test_failed_local_write_leaves_old_object(tmp_path: Path):
     lake = LocalLake(tmp_path)
     lake.write_bytes("obj", b"old")

@@ -81,12 +81,15 @@ def assets_list(json_mode: bool = JSON_OPTION) -> None:
         }
 
     def human(result: dict[str, Any]) -> None:
-        table = Table("asset", "upstream", "checks", "stored", "description")
+        table = Table(title="FruitOps assets (dependency order)")
+        for name in ("asset", "upstream", "checks", "stored"):
+            table.add_column(name, no_wrap=True)
+        table.add_column("description", ratio=1)
         for a in result["assets"]:
             table.add_row(
                 a["key"],
-                ", ".join(a["deps"]),
-                ", ".join(a["checks"]),
+                "\n".join(a["deps"]),
+                "\n".join(a["checks"]),
                 "yes" if a["materialized"] else "-",
                 a["description"],
             )

@@ -93,6 +93,9 @@ class LocalLake(Lake):
     def __init__(self, root: Path):
         self.root = Path(root).resolve()
         self.root_uri = self.root.as_uri()
+        mask = os.umask(0)
+        os.umask(mask)
+        self._file_mode = 0o666 & ~mask  # what open() would give; mkstemp alone gives 0600
 
     def _path(self, path: str) -> Path:
         return self.root / _clean(path)
@@ -115,6 +118,7 @@ class LocalLake(Lake):
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
         try:
+            os.fchmod(fd, self._file_mode)
             with os.fdopen(fd, "wb") as handle:
                 write(handle)
             os.replace(tmp, target)

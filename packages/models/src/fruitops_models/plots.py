@@ -9,6 +9,7 @@ matplotlib.use("Agg")  # no display on servers and CI
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def training_curves(history: list[dict[str, float]], title: str) -> Figure:
@@ -22,6 +23,7 @@ def training_curves(history: list[dict[str, float]], title: str) -> Figure:
     ax_score.plot(epochs, [h["val_macro_f1"] for h in history], "s--", label="val macro-F1")
     ax_score.set(xlabel="epoch", ylim=(0, 1.02), title="scores")
     for ax in (ax_loss, ax_score):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)
     fig.suptitle(title)
