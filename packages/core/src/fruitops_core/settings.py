@@ -69,34 +69,36 @@ class FruitOpsSettings(BaseSettings):
     def _absolute_home(cls, value: Path) -> Path:
         return value.expanduser().resolve()
 
-    @property
-    def lake_root(self) -> str:
-        """The lake root URI: explicit setting, else the profile's default."""
-        if self.lake_uri:
-            return self.lake_uri
-        default = _PROFILE_DEFAULTS[self.profile]["lake"]
+    def _resolve(self, explicit: str | None, kind: str, gcp_hint: str, embedded: str) -> str:
+        """Explicit setting, else the profile's default; gcp has none and says what to set."""
+        if explicit:
+            return explicit
+        default = _PROFILE_DEFAULTS[self.profile][kind]
         if default:
             return default
         if self.profile is Profile.gcp:
-            raise SettingsError(
-                "profile 'gcp' needs FRUITOPS_LAKE_URI=gs://<bucket>[/prefix] "
-                "(the bucket made by infra/terraform)"
-            )
-        return (self.home / "lake").as_uri()
+            raise SettingsError(f"profile 'gcp' needs {gcp_hint}")
+        return embedded
+
+    @property
+    def lake_root(self) -> str:
+        """The lake root URI."""
+        return self._resolve(
+            self.lake_uri,
+            "lake",
+            "FRUITOPS_LAKE_URI=gs://<bucket>[/prefix] (the bucket made by infra/terraform)",
+            (self.home / "lake").as_uri(),
+        )
 
     @property
     def tracking_uri(self) -> str:
-        """MLflow tracking URI: explicit setting, else the profile's default."""
-        if self.mlflow_tracking_uri:
-            return self.mlflow_tracking_uri
-        default = _PROFILE_DEFAULTS[self.profile]["mlflow"]
-        if default:
-            return default
-        if self.profile is Profile.gcp:
-            raise SettingsError(
-                "profile 'gcp' needs MLFLOW_TRACKING_URI (the MLflow server on GKE/Cloud Run)"
-            )
-        return f"sqlite:///{self.home / 'mlflow.db'}"
+        """MLflow tracking URI."""
+        return self._resolve(
+            self.mlflow_tracking_uri,
+            "mlflow",
+            "MLFLOW_TRACKING_URI (the MLflow server on GKE/Cloud Run)",
+            f"sqlite:///{self.home / 'mlflow.db'}",
+        )
 
     @property
     def s3_endpoint(self) -> str | None:
