@@ -30,7 +30,7 @@ dag = dag_from_assets(
         "source": ("data/raw_images", "source"),
         "arch": ("models/trained_model", "arch"),
         "epochs": ("models/trained_model", "epochs"),
-        "image_size": ("models/trained_model", "image_size"),
+        "image_size": ("data/training_cache", "image_size"),
     },
     tags=["skeleton"],
     doc_md=__doc__,

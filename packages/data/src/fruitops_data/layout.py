@@ -6,7 +6,8 @@ a folder that holds either one level down.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import csv
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 SPLIT_ALIASES = {
@@ -82,4 +83,50 @@ def walk(root: Path) -> tuple[list[FoundFile], list[str]]:
             files.append(FoundFile(path, relpath, split, label))
     if not files:
         raise LayoutError(f"{root} holds no files under its split folders")
-    return files, ignored
+    return apply_csv_labels(root, files), ignored
+
+
+def _read_csv_labels(root: Path) -> dict[str, int]:
+    """``train/<class>/<file>`` → category from ``train.csv``/``val.csv``/``test.csv``."""
+    labels: dict[str, int] = {}
+    for split in ("train", "val", "test"):
+        path = root / f"{split}.csv"
+        if not path.is_file():
+            continue
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or not {"image:FILE", "category"} <= set(reader.fieldnames):
+                raise LayoutError(
+                    f"{path}: expected the columns image:FILE,category (found {reader.fieldnames})"
+                )
+            for line, row in enumerate(reader, start=2):
+                try:
+                    labels[row["image:FILE"].strip().replace("\\", "/")] = int(row["category"])
+                except (TypeError, ValueError):
+                    raise LayoutError(
+                        f"{path}:{line}: category {row['category']!r} is not an "
+                        "integer (-1 means unlabeled)"
+                    ) from None
+    return labels
+
+
+def apply_csv_labels(root: Path, files: list[FoundFile]) -> list[FoundFile]:
+    """Labels from the Kaggle CSVs where they exist: ``-1`` is unlabeled, other categories are
+    named by ``classname.txt`` (else the folder name stands)."""
+    categories = _read_csv_labels(root)
+    if not categories:
+        return files
+    names_file = root / "classname.txt"
+    names = names_file.read_text(encoding="utf-8").splitlines() if names_file.is_file() else []
+    labelled = []
+    for found in files:
+        category = categories.get(found.relpath)
+        if category is None:
+            labelled.append(found)
+        elif category == -1:
+            labelled.append(replace(found, label=None))
+        elif 0 <= category < len(names) and names[category].strip():
+            labelled.append(replace(found, label=names[category].strip()))
+        else:
+            labelled.append(found)
+    return labelled

@@ -98,3 +98,14 @@ def build_manifest(
                 bar.update()
     frame = pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS))
     return frame.astype(MANIFEST_COLUMNS)
+
+
+def manifest_hash(manifest: pd.DataFrame) -> str:
+    """A short hash of a data set's content: every key with its content hash and label."""
+    digest = hashlib.sha256()
+    rows = sorted(
+        zip(manifest["key"], manifest["sha256"], manifest["label"].fillna(""), strict=True)
+    )
+    for key, sha, label in rows:
+        digest.update(f"{key}\0{sha}\0{label}\n".encode())
+    return digest.hexdigest()[:16]

@@ -1,18 +1,35 @@
 """Sources: one ``SOURCE`` string selects where the photos come from.
 
-- ``synthetic:classes=N,per_class=M,size=S,seed=K`` draws a set (see `synthetic`);
-- a folder path (or ``file://`` URI) in the Kaggle layout.
+- a folder path (or ``file://`` URI) in the Kaggle layout;
+- a ``.zip`` of such a folder (extracted safely into the FruitOps home);
+- ``s3://bucket/prefix`` on any S3 endpoint (mirrored into the FruitOps home);
+- ``kaggle:owner/dataset`` through ``kagglehub`` (optional extra ``fruitops-data[kaggle]``);
+- ``synthetic:classes=N,per_class=M,size=S,seed=K`` draws a set (see `synthetic`).
+
+Every source ends as a local folder whose children are the split folders.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
+import shutil
+import socket
+import stat
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
+
+from tqdm import tqdm
 
 from fruitops_data import synthetic
 from fruitops_data.layout import find_dataset_root
+
+#: Limits for zip extraction: a hostile or broken archive must not fill the disk.
+MAX_ZIP_BYTES = 50 * 1024**3
+MAX_ZIP_FILES = 1_000_000
 
 
 class SourceError(ValueError):
@@ -26,22 +43,193 @@ class ResolvedSource:
     root: Path  # local folder whose children are the split folders
 
 
-def resolve(source: str, workdir: Path) -> ResolvedSource:
-    """Make ``source`` available as a local folder (drawing a synthetic set under ``workdir``)."""
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:8]
+
+
+def resolve(
+    source: str,
+    workdir: Path,
+    endpoint_url: str | None = None,
+    max_zip_bytes: int = MAX_ZIP_BYTES,
+    max_zip_files: int = MAX_ZIP_FILES,
+) -> ResolvedSource:
+    """Make ``source`` available as a local folder under ``workdir`` when it is not one."""
     source = source.strip()
     if not source:
-        raise SourceError("empty source: set FRUITOPS_SOURCE to a folder or synthetic:...")
+        raise SourceError(
+            "empty source: set FRUITOPS_SOURCE to a folder, .zip, s3://, "
+            "kaggle:owner/dataset or synthetic:..."
+        )
     if source.startswith("synthetic:") or source == "synthetic":
         spec = synthetic.SyntheticSpec.parse(source.partition(":")[2])
         dataset = synthetic.generate(spec, workdir / "sources" / spec.slug)
         return ResolvedSource(source, spec.slug, find_dataset_root(dataset))
+    if source.startswith("kaggle:"):
+        folder = _from_kaggle(source.removeprefix("kaggle:"))
+        name = source.removeprefix("kaggle:").replace("/", "-")
+        return ResolvedSource(source, f"kaggle-{name}", find_dataset_root(folder))
     parsed = urlparse(source)
+    if parsed.scheme == "s3":
+        target = workdir / "sources" / f"s3-{parsed.netloc}-{_short_hash(source)}"
+        _mirror_s3(source, target, endpoint_url)
+        return ResolvedSource(source, target.name, find_dataset_root(target))
     if parsed.scheme not in ("", "file"):
         raise SourceError(
             f"source {source!r}: scheme {parsed.scheme!r} is not supported; give a folder in "
-            "the Kaggle layout or synthetic:classes=N,per_class=M,size=S,seed=K"
+            "the Kaggle layout, a .zip, s3://bucket/prefix, kaggle:owner/dataset or "
+            "synthetic:classes=N,per_class=M,size=S,seed=K"
         )
-    folder = Path(unquote(parsed.path) if parsed.scheme else source).expanduser().resolve()
-    root = find_dataset_root(folder)
-    digest = hashlib.sha256(str(root).encode()).hexdigest()[:8]
-    return ResolvedSource(source, f"{folder.name or 'root'}-{digest}", root)
+    path = Path(unquote(parsed.path) if parsed.scheme else source).expanduser().resolve()
+    if path.suffix.lower() == ".zip":
+        target = workdir / "sources" / f"zip-{path.stem}-{_zip_fingerprint(path)}"
+        extract_zip(path, target, max_zip_bytes, max_zip_files)
+        return ResolvedSource(source, target.name, find_dataset_root(target))
+    root = find_dataset_root(path)
+    return ResolvedSource(source, f"{path.name or 'root'}-{_short_hash(str(root))}", root)
+
+
+# --- zip -------------------------------------------------------------------------------------
+
+
+def _zip_fingerprint(path: Path) -> str:
+    if not path.is_file():
+        raise SourceError(f"{path} does not exist: give the path of a .zip of the Kaggle layout")
+    info = path.stat()
+    return _short_hash(f"{path}:{info.st_size}:{info.st_mtime_ns}")
+
+
+def _safe_member_path(name: str) -> PurePosixPath | None:
+    """The member's relative path, or None when it would land outside the target."""
+    normalised = PurePosixPath(name.replace("\\", "/"))
+    if normalised.is_absolute() or ".." in normalised.parts or ":" in normalised.parts[0]:
+        return None
+    return normalised
+
+
+def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> Path:
+    """Extract ``archive`` into ``target`` unless already done; refuse hostile members.
+
+    A member whose path escapes the target (``../``, absolute, a drive letter) or that is a
+    symbolic link fails the whole extraction, as do archives over the size or count limits.
+    """
+    done = target / ".complete"
+    if done.exists():
+        return target
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            members = zf.infolist()
+            if len(members) > max_files:
+                raise SourceError(
+                    f"{archive} holds {len(members)} entries, over the limit of "
+                    f"{max_files}; raise it or split the archive"
+                )
+            total = sum(m.file_size for m in members)
+            if total > max_bytes:
+                raise SourceError(
+                    f"{archive} unpacks to {total} bytes, over the limit of "
+                    f"{max_bytes}; raise it or split the archive"
+                )
+            staging = target.with_name(target.name + ".partial")
+            shutil.rmtree(staging, ignore_errors=True)
+            for member in members:
+                rel = _safe_member_path(member.filename)
+                if rel is None:
+                    raise SourceError(
+                        f"{archive}: member {member.filename!r} would be written "
+                        "outside the extraction folder; refusing the archive"
+                    )
+                if stat.S_ISLNK(member.external_attr >> 16):
+                    raise SourceError(
+                        f"{archive}: member {member.filename!r} is a symbolic "
+                        "link; refusing the archive"
+                    )
+                destination = staging / rel
+                if member.is_dir():
+                    destination.mkdir(parents=True, exist_ok=True)
+                    continue
+                destination.parent.mkdir(parents=True, exist_ok=True)
+                with zf.open(member) as src, open(destination, "wb") as dst:
+                    shutil.copyfileobj(src, dst, 1 << 20)
+    except zipfile.BadZipFile as err:
+        raise SourceError(
+            f"{archive} is not a readable zip archive ({err}); download it "
+            "again or give the extracted folder"
+        ) from None
+    except (zipfile.LargeZipFile, EOFError, OSError) as err:
+        raise SourceError(f"{archive} could not be extracted: {err}") from None
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    done.write_text(str(archive))
+    return target
+
+
+# --- S3 --------------------------------------------------------------------------------------
+
+
+def _mirror_s3(uri: str, target: Path, endpoint_url: str | None, workers: int = 16) -> None:
+    """Download every object under the prefix, skipping files already here at the same size."""
+    from fruitops_core.lake import lake_from_uri
+
+    lake = lake_from_uri(uri, endpoint_url=endpoint_url)
+    keys = list(lake.list())
+    if not keys:
+        raise SourceError(
+            f"{uri} holds no objects (endpoint {endpoint_url or 'AWS default'}): "
+            "check the bucket and prefix"
+        )
+
+    def fetch(key: str) -> None:
+        local = target / key
+        if local.exists() and local.stat().st_size == lake.size(key):
+            return
+        lake.get_file(key, local)
+
+    with ThreadPoolExecutor(workers) as pool:
+        list(
+            tqdm(pool.map(fetch, keys), total=len(keys), desc="download", unit="file", leave=False)
+        )
+
+
+# --- Kaggle ----------------------------------------------------------------------------------
+
+
+def _kaggle_credentials_present() -> bool:
+    if os.environ.get("KAGGLE_API_TOKEN"):
+        return True
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return True
+    config = Path(os.environ.get("KAGGLE_CONFIG_DIR", Path.home() / ".kaggle"))
+    return (config / "kaggle.json").is_file() or (config / "access_token").is_file()
+
+
+def _from_kaggle(handle: str, host: str = "www.kaggle.com", timeout: float = 3.0) -> Path:
+    """Download a Kaggle data set with kagglehub; fail fast offline or without credentials."""
+    if handle.count("/") != 1:
+        raise SourceError(
+            f"kaggle:{handle}: expected kaggle:owner/dataset, e.g. "
+            "kaggle:icebearogo/fruit-classification-dataset"
+        )
+    try:
+        import kagglehub
+    except ImportError:
+        raise SourceError(
+            "the kaggle: source needs kagglehub: install the extra "
+            "fruitops-data[kaggle] (pip install kagglehub)"
+        ) from None
+    if not _kaggle_credentials_present():
+        raise SourceError(
+            "no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY (or "
+            "KAGGLE_API_TOKEN), or put kaggle.json in ~/.kaggle"
+        )
+    try:
+        socket.create_connection((host, 443), timeout=timeout).close()
+    except OSError as err:
+        raise SourceError(
+            f"cannot reach {host} ({err}): the kaggle: source needs network "
+            "access; download the archive elsewhere and give the .zip"
+        ) from None
+    try:
+        return Path(kagglehub.dataset_download(handle))
+    except Exception as err:  # kagglehub raises its own types for auth and HTTP errors
+        raise SourceError(f"kagglehub could not download {handle}: {err}") from None

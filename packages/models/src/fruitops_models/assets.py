@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
-
-import pandas as pd
 
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.tracking import champion_uri, configure_mlflow
@@ -15,45 +12,38 @@ from fruitops_models.config import PromotionConfig, TrainConfig
 # graph (and so every Airflow DAG file) must load in a moment, without them.
 
 
-def manifest_hash(manifest: pd.DataFrame) -> str:
-    """A short hash of what the model was trained on: every key and its content hash."""
-    digest = hashlib.sha256()
-    for key, sha in sorted(zip(manifest["key"], manifest["sha256"], strict=True)):
-        digest.update(f"{key}\0{sha}\n".encode())
-    return digest.hexdigest()[:16]
-
-
-@asset("models/trained_model", deps=["data/image_manifest"], config=TrainConfig)
-def trained_model(ctx: AssetContext[TrainConfig], image_manifest: pd.DataFrame) -> dict[str, Any]:
+@asset("models/trained_model", deps=["data/training_cache"], config=TrainConfig)
+def trained_model(ctx: AssetContext[TrainConfig], training_cache: dict[str, Any]) -> dict[str, Any]:
     """A model trained on the manifest's train split, logged and registered in MLflow."""
     import mlflow
+    import numpy as np
     import torch
 
+    from fruitops_data.cache import open_split
     from fruitops_models import plots
     from fruitops_models.registry import log_and_register
-    from fruitops_models.train import evaluate, load_split, train
+    from fruitops_models.train import evaluate, train
 
     config = ctx.config
-    usable = image_manifest[image_manifest["readable"] & image_manifest["label"].notna()]
-    classes = sorted(usable.loc[usable["split"] == "train", "label"].unique())
-    torch.set_num_threads(max(torch.get_num_threads(), 1))
-    splits = {
-        split: load_split(image_manifest, split, classes, ctx.lake.read_bytes, config.image_size)
-        for split in ("train", "val", "test")
-    }
+    classes = training_cache["classes"]
+    image_size = training_cache["image_size"]
+    workdir = ctx.settings.home / "cache-local"
+    splits = {s: open_split(ctx.lake, training_cache, s, workdir) for s in ("train", "val", "test")}
     configure_mlflow(ctx.settings)
     tags = {
         "fruitops_kind": "training",
         "fruitops_asset_run_id": ctx.run_id,
-        "manifest_hash": manifest_hash(image_manifest),
-        "dataset_source": ctx.settings.source,
+        "manifest_hash": training_cache["manifest_hash"],
+        "validation_success": str(training_cache["validation_success"]),
+        "dataset_source": training_cache["source"],
     }
     with mlflow.start_run(run_name=f"{config.arch}-{ctx.run_id}", tags=tags) as run:
         mlflow.log_params(
             {
                 **config.model_dump(),
+                "image_size": image_size,
                 "classes": len(classes),
-                "train_images": len(splits["train"].labels),
+                "train_images": len(splits["train"]),
             }
         )
         result = train(
@@ -68,7 +58,7 @@ def trained_model(ctx: AssetContext[TrainConfig], image_manifest: pd.DataFrame) 
         # per-epoch curves live under epoch/…; the plain names hold the chosen model's scores
         final: dict[str, float] = {}
         for split in ("val", "test"):
-            if len(splits[split].labels) == 0:
+            if len(splits[split]) == 0:
                 continue
             metrics, confusion = evaluate(result.model, splits[split], len(classes))
             final.update({f"{split}_{k}": v for k, v in metrics.items()})
@@ -85,10 +75,10 @@ def trained_model(ctx: AssetContext[TrainConfig], image_manifest: pd.DataFrame) 
         registered = log_and_register(
             result.model,
             classes,
-            config.image_size,
-            splits["val"].images[:2]
-            if len(splits["val"].labels) >= 2
-            else splits["train"].images[:2],
+            image_size,
+            torch.from_numpy(
+                splits["val" if len(splits["val"]) >= 2 else "train"].take(np.arange(2))
+            ),
             ctx.settings,
             config.arch,
         )

@@ -13,7 +13,6 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(32, ge=1)
     lr: float = Field(3e-3, gt=0)
     weight_decay: float = Field(1e-4, ge=0)
-    image_size: int = Field(64, ge=16)
     seed: int = 0
 
 

@@ -1,7 +1,7 @@
-"""Training and evaluation of one architecture on the manifest's readable, labelled images.
+"""Training and evaluation of one architecture on the training cache.
 
-Images are decoded and resized once into uint8 tensors; the loop only flips and scales
-them, so no JPEG is decoded while training.
+The cache holds every image decoded and resized once as memory-mapped uint8 shards; the
+loop only gathers, flips and scales batches, so no JPEG is decoded while training.
 """
 
 from __future__ import annotations
@@ -9,25 +9,16 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
-import pandas as pd
 import torch
 from torch import nn
 from tqdm import tqdm
 
-from fruitops_data.images import decode_array
+from fruitops_data.cache import CachedSplit
 from fruitops_models.architectures import FruitClassifier, build_model
 from fruitops_models.config import TrainConfig
-
-
-@dataclass
-class SplitTensors:
-    images: torch.Tensor  # N×3×S×S uint8
-    labels: torch.Tensor  # N int64
-    keys: list[str]
 
 
 @dataclass
@@ -43,39 +34,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
-
-
-def load_split(
-    manifest: pd.DataFrame,
-    split: str,
-    classes: list[str],
-    read: Callable[[str], bytes],
-    size: int,
-) -> SplitTensors:
-    """Decode and resize the readable, labelled images of ``split`` into one uint8 tensor."""
-    rows = manifest[
-        (manifest["split"] == split) & manifest["readable"] & manifest["label"].isin(classes)
-    ]
-    keys = rows["key"].tolist()
-    index = {name: i for i, name in enumerate(classes)}
-    images = torch.empty((len(keys), 3, size, size), dtype=torch.uint8)
-
-    def decode(i_key: tuple[int, str]) -> None:
-        i, key = i_key
-        images[i] = torch.from_numpy(decode_array(read(key), size)).permute(2, 0, 1)
-
-    with ThreadPoolExecutor(8) as pool:
-        list(
-            tqdm(
-                pool.map(decode, enumerate(keys)),
-                total=len(keys),
-                desc=f"decode {split}",
-                unit="img",
-                leave=False,
-            )
-        )
-    labels = torch.tensor([index[label] for label in rows["label"]], dtype=torch.int64)
-    return SplitTensors(images, labels, keys)
 
 
 def macro_f1(confusion: np.ndarray) -> float:
@@ -103,22 +61,23 @@ def _to_float(batch: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: SplitTensors, num_classes: int, batch_size: int = 128
+    model: nn.Module, data: CachedSplit, num_classes: int, batch_size: int = 128
 ) -> tuple[dict[str, float], np.ndarray]:
     """Loss, accuracy, macro-F1 and top-5 accuracy, and the confusion matrix."""
     model.eval()
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     loss_sum, top5 = 0.0, 0
-    for start in range(0, len(data.labels), batch_size):
-        x = _to_float(data.images[start : start + batch_size])
-        y = data.labels[start : start + batch_size]
+    for start in range(0, len(data), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(data)))
+        x = _to_float(torch.from_numpy(data.take(idx)))
+        y = torch.from_numpy(data.labels[idx])
         logits = model(x)
         loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
         pred = logits.argmax(1)
         np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
         k = min(5, num_classes)
         top5 += (logits.topk(k, 1).indices == y[:, None]).any(1).sum().item()
-    n = max(len(data.labels), 1)
+    n = max(len(data), 1)
     metrics = {
         "loss": loss_sum / n,
         "accuracy": float(np.trace(confusion) / n),
@@ -130,8 +89,8 @@ def evaluate(
 
 def train(
     config: TrainConfig,
-    train_data: SplitTensors,
-    val_data: SplitTensors,
+    train_data: CachedSplit,
+    val_data: CachedSplit,
     classes: list[str],
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
 ) -> TrainResult:
@@ -141,7 +100,7 @@ def train(
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    steps = config.epochs * math.ceil(len(train_data.labels) / config.batch_size)
+    steps = config.epochs * math.ceil(len(train_data) / config.batch_size)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimizer, max_lr=config.lr, total_steps=max(steps, 1)
     )
@@ -151,7 +110,7 @@ def train(
     generator = torch.Generator().manual_seed(config.seed)
     for epoch in range(1, config.epochs + 1):
         model.train()
-        order = torch.randperm(len(train_data.labels), generator=generator)
+        order = torch.randperm(len(train_data), generator=generator).numpy()
         loss_sum, correct = 0.0, 0
         bar = tqdm(
             range(0, len(order), config.batch_size),
@@ -161,8 +120,8 @@ def train(
         )
         for start in bar:
             idx = order[start : start + config.batch_size]
-            x = _to_float(_augment(train_data.images[idx]))
-            y = train_data.labels[idx]
+            x = _to_float(_augment(torch.from_numpy(train_data.take(idx))))
+            y = torch.from_numpy(train_data.labels[idx])
             logits = model(x)
             loss = loss_fn(logits, y)
             optimizer.zero_grad(set_to_none=True)

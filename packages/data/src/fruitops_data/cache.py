@@ -1,0 +1,133 @@
+"""The training cache: every usable image decoded once, resized, stored as uint8 shards.
+
+Shards are ``.npy`` files of ``N×3×S×S`` uint8 images plus an ``int64`` label vector, at most
+``shard_size`` images each, under ``cache/<manifest hash>-<size>/`` in the lake. Training
+memory-maps them (`open_split`), so a data set bigger than memory trains all the same.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from tqdm import tqdm
+
+from fruitops_core.lake import Lake
+from fruitops_data.images import decode_array
+
+SPLITS = ("train", "val", "test")
+
+
+def cache_prefix(manifest_hash: str, size: int) -> str:
+    return f"cache/{manifest_hash}-{size}"
+
+
+def usable_rows(manifest: pd.DataFrame, classes: list[str], split: str) -> pd.DataFrame:
+    rows = manifest[
+        (manifest["split"] == split) & manifest["readable"] & manifest["label"].isin(classes)
+    ]
+    return rows.sort_values("key")
+
+
+def build_cache(
+    manifest: pd.DataFrame,
+    classes: list[str],
+    size: int,
+    read: Callable[[str], bytes],
+    lake: Lake,
+    prefix: str,
+    shard_size: int = 2048,
+    workers: int = 8,
+) -> dict[str, Any]:
+    """Decode, resize and store every usable image of each split; return the shard index."""
+    index = {name: i for i, name in enumerate(classes)}
+    splits: dict[str, Any] = {}
+    for split in SPLITS:
+        rows = usable_rows(manifest, classes, split)
+        keys, labels = rows["key"].tolist(), [index[c] for c in rows["label"]]
+        shards = []
+        bar = tqdm(total=len(keys), desc=f"cache {split}", unit="img", leave=False)
+        with ThreadPoolExecutor(workers) as pool:
+            for start in range(0, len(keys), shard_size):
+                chunk = keys[start : start + shard_size]
+                images = np.empty((len(chunk), 3, size, size), dtype=np.uint8)
+
+                def decode(i: int, chunk=chunk, images=images, bar=bar) -> None:
+                    images[i] = decode_array(read(chunk[i]), size).transpose(2, 0, 1)
+                    bar.update()
+
+                list(pool.map(decode, range(len(chunk))))
+                name = f"{prefix}/{split}-{len(shards):05d}"
+                lake.write_bytes(f"{name}.images.npy", _npy(images))
+                lake.write_bytes(
+                    f"{name}.labels.npy",
+                    _npy(np.asarray(labels[start : start + shard_size], np.int64)),
+                )
+                shards.append({"path": name, "count": len(chunk)})
+        bar.close()
+        splits[split] = {"count": len(keys), "shards": shards, "keys": keys}
+    return {"prefix": prefix, "image_size": size, "classes": classes, "splits": splits}
+
+
+def _npy(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
+    return buffer.getvalue()
+
+
+@dataclass
+class CachedSplit:
+    """A split's images as memory-mapped uint8 shards, indexable like one array."""
+
+    shards: list[np.ndarray]
+    labels: np.ndarray
+    keys: list[str]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def take(self, indices: np.ndarray) -> np.ndarray:
+        """Images at ``indices`` (any order), copied out of the maps: B×3×S×S uint8."""
+        offsets = np.cumsum([0] + [len(s) for s in self.shards])
+        shard_of = np.searchsorted(offsets, indices, side="right") - 1
+        out = np.empty((len(indices), *self.shards[0].shape[1:]), dtype=np.uint8)
+        for j, (shard, i) in enumerate(zip(shard_of, indices, strict=True)):
+            out[j] = self.shards[shard][i - offsets[shard]]
+        return out
+
+
+def local_copy(lake: Lake, path: str, workdir: Path) -> Path:
+    """A local file for ``path``: the lake file itself when local, else a download."""
+    root = getattr(lake, "root", None)
+    if root is not None:
+        return Path(root) / path
+    target = workdir / path
+    if not target.exists() or target.stat().st_size != lake.size(path):
+        lake.get_file(path, target)
+    return target
+
+
+def open_split(
+    lake: Lake, cache: dict[str, Any], split: str, workdir: Path | None = None
+) -> CachedSplit:
+    """Memory-map a split of the cache built by `build_cache`."""
+    workdir = workdir or Path(tempfile.gettempdir()) / "fruitops-cache"
+    info = cache["splits"][split]
+    size = cache["image_size"]
+    shards, labels = [], []
+    for shard in info["shards"]:
+        shards.append(
+            np.load(local_copy(lake, f"{shard['path']}.images.npy", workdir), mmap_mode="r")
+        )
+        labels.append(np.load(local_copy(lake, f"{shard['path']}.labels.npy", workdir)))
+    if not shards:
+        shards = [np.empty((0, 3, size, size), dtype=np.uint8)]
+    all_labels = np.concatenate(labels) if labels else np.empty(0, np.int64)
+    return CachedSplit(shards, all_labels, list(info["keys"]))

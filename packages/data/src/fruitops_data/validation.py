@@ -1,0 +1,232 @@
+"""Great Expectations (GX Core 1.x) validation of the manifest.
+
+Two batches are validated: the manifest itself, with derived columns that make each rule a
+per-row expectation (leakage across splits, duplicates within a split, labels unknown to
+train), and a per-class count table (minimum count, imbalance ratio). Each expectation is
+``critical`` (fails the gate) or ``warning`` (reported only).
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import BaseModel, Field
+
+from fruitops_data.manifest import MANIFEST_COLUMNS
+
+KNOWN_MODES = [
+    "1",
+    "L",
+    "LA",
+    "P",
+    "PA",
+    "RGB",
+    "RGBA",
+    "RGBX",
+    "CMYK",
+    "YCbCr",
+    "I",
+    "I;16",
+    "I;16B",
+    "I;16L",
+    "F",
+    "LAB",
+    "HSV",
+]
+KNOWN_FORMATS = ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "MPO"]
+
+
+class ValidationConfig(BaseModel):
+    max_unusable_share: float = Field(0.05, ge=0, le=1, description="unreadable files allowed")
+    min_train_per_class: int = Field(10, ge=1, description="train images each class needs")
+    max_imbalance_ratio: float = Field(10.0, ge=1, description="largest / smallest train class")
+    min_side: int = Field(16, ge=1, description="smallest width or height accepted")
+    max_side: int = Field(12_000, ge=1, description="largest width or height accepted")
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    summary: dict[str, Any]  # success, failed_expectations, warnings, statistics, results
+    docs_dir: Path  # Data Docs site (index.html and pages), inside a temporary folder
+
+
+def enrich(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Add the derived columns the row-level expectations read."""
+    frame = manifest.copy()
+    readable = frame[frame["readable"]]  # unreadable files are the quarantine's business
+    frame["sha_split_count"] = readable.groupby("sha256")["split"].transform("nunique")
+    frame["dup_in_split"] = readable.groupby(["split", "sha256"])["key"].transform("count")
+    frame[["sha_split_count", "dup_in_split"]] = (
+        frame[["sha_split_count", "dup_in_split"]].fillna(1).astype("int64")
+    )
+    train_labels = set(frame.loc[(frame["split"] == "train") & frame["label"].notna(), "label"])
+    frame["label_known_in_train"] = frame["label"].isna() | frame["label"].isin(train_labels)
+    return frame
+
+
+def class_counts(manifest: pd.DataFrame) -> pd.DataFrame:
+    """Readable, labelled images per class in the train split, with the imbalance ratio."""
+    usable = manifest[manifest["readable"] & manifest["label"].notna()]
+    labels = sorted(set(usable["label"]))
+    train = usable[usable["split"] == "train"]["label"].value_counts()
+    counts = pd.DataFrame({"label": labels, "train_count": [int(train.get(c, 0)) for c in labels]})
+    smallest = max(int(counts["train_count"].min()) if len(counts) else 1, 1)
+    counts["ratio_to_smallest"] = counts["train_count"] / smallest
+    return counts
+
+
+def _expectations(config: ValidationConfig) -> dict[str, list[Any]]:
+    import great_expectations as gx
+
+    e = gx.expectations
+
+    def named(expectation, name: str, severity: str):
+        expectation.meta = {"name": name}
+        expectation.severity = severity
+        return expectation
+
+    readable_share = 1 - config.max_unusable_share
+    manifest = [
+        named(
+            e.ExpectTableColumnsToMatchSet(column_set=list(MANIFEST_COLUMNS), exact_match=False),
+            "schema",
+            "critical",
+        ),
+        named(e.ExpectColumnValuesToBeUnique(column="key"), "unique_keys", "critical"),
+        named(
+            e.ExpectColumnValuesToBeInSet(column="split", value_set=["train", "val", "test"]),
+            "known_splits",
+            "critical",
+        ),
+        named(
+            e.ExpectColumnValuesToBeInSet(
+                column="readable", value_set=[True], mostly=readable_share
+            ),
+            "readable_share",
+            "critical",
+        ),
+        named(
+            e.ExpectColumnValuesToBeBetween(
+                column="width", min_value=config.min_side, max_value=config.max_side
+            ),
+            "width_range",
+            "critical",
+        ),
+        named(
+            e.ExpectColumnValuesToBeBetween(
+                column="height", min_value=config.min_side, max_value=config.max_side
+            ),
+            "height_range",
+            "critical",
+        ),
+        named(
+            e.ExpectColumnValuesToBeInSet(column="mode", value_set=KNOWN_MODES),
+            "known_modes",
+            "warning",
+        ),
+        named(
+            e.ExpectColumnValuesToBeInSet(column="format", value_set=KNOWN_FORMATS),
+            "known_formats",
+            "warning",
+        ),
+        named(
+            e.ExpectColumnValuesToBeBetween(column="sha_split_count", min_value=1, max_value=1),
+            "no_leakage_across_splits",
+            "critical",
+        ),
+        named(
+            e.ExpectColumnValuesToBeBetween(column="dup_in_split", min_value=1, max_value=1),
+            "no_duplicates_within_split",
+            "warning",
+        ),
+        named(
+            e.ExpectColumnValuesToBeInSet(column="label_known_in_train", value_set=[True]),
+            "eval_labels_subset_of_train",
+            "critical",
+        ),
+    ]
+    counts = [
+        named(
+            e.ExpectColumnValuesToBeBetween(
+                column="train_count", min_value=config.min_train_per_class
+            ),
+            "min_train_per_class",
+            "critical",
+        ),
+        named(
+            e.ExpectColumnValuesToBeBetween(
+                column="ratio_to_smallest", max_value=config.max_imbalance_ratio
+            ),
+            "class_imbalance_ratio",
+            "warning",
+        ),
+    ]
+    return {"manifest": manifest, "class_counts": counts}
+
+
+def _unexpected(result: Any) -> list[Any]:
+    values = result.result.get("partial_unexpected_list") or []
+    return [v if isinstance(v, (str, int, float, bool)) else str(v) for v in values[:10]]
+
+
+def validate(manifest: pd.DataFrame, config: ValidationConfig) -> ValidationOutcome:
+    """Run the suites; Data Docs are built into a temporary folder for the caller to store."""
+    import great_expectations as gx
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+    if manifest.empty:
+        raise ValueError("the manifest is empty: there is nothing to validate")
+    root = Path(tempfile.mkdtemp(prefix="fruitops-gx-"))
+    context = gx.get_context(mode="file", project_root_dir=str(root))
+    source = context.data_sources.add_pandas("fruitops")
+    frames = {"manifest": enrich(manifest), "class_counts": class_counts(manifest)}
+    results: list[dict[str, Any]] = []
+    statistics: dict[str, Any] = {}
+    for name, expectations in _expectations(config).items():
+        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+        suite = context.suites.add(gx.ExpectationSuite(name=f"fruitops_{name}"))
+        for expectation in expectations:
+            suite.add_expectation(expectation)
+        definition = context.validation_definitions.add(
+            gx.ValidationDefinition(name=f"fruitops_{name}", data=batch, suite=suite)
+        )
+        checkpoint = context.checkpoints.add(
+            gx.Checkpoint(
+                name=f"fruitops_{name}",
+                validation_definitions=[definition],
+                actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
+                result_format="SUMMARY",
+            )
+        )
+        run = checkpoint.run(batch_parameters={"dataframe": frames[name]})
+        for suite_result in run.run_results.values():
+            statistics[name] = suite_result.statistics
+            for r in suite_result.results:
+                config_ = r.expectation_config
+                results.append(
+                    {
+                        "name": config_.meta.get("name", config_.type),
+                        "expectation": config_.type,
+                        "column": config_.kwargs.get("column"),
+                        "severity": str(getattr(config_.severity, "value", config_.severity)),
+                        "success": bool(r.success),
+                        "unexpected_count": r.result.get("unexpected_count"),
+                        "unexpected_examples": _unexpected(r),
+                    }
+                )
+    failed = [r["name"] for r in results if not r["success"] and r["severity"] == "critical"]
+    warnings = [r["name"] for r in results if not r["success"] and r["severity"] != "critical"]
+    summary = {
+        "success": not failed,
+        "failed_expectations": failed,
+        "warnings": warnings,
+        "statistics": statistics,
+        "results": results,
+    }
+    docs = root / "gx" / "uncommitted" / "data_docs" / "local_site"
+    return ValidationOutcome(summary, docs)
