@@ -28,9 +28,8 @@ def test_dags_test_runs_the_pipeline_end_to_end(cli):
     summary = cli("fruitops", "demo", "--no-run", "--json")
     assert summary.returncode == 0, summary.stderr[-3000:]
     demo = json.loads(summary.stdout)
-    for key in ("predictions_uri", "drift_report_uri", "lake_uri"):
+    for key in ("predictions_uri", "drift_report_uri", "validation_report_uri", "lake_uri"):
         assert uri_exists(demo[key]), (key, demo[key])
-    assert demo["validation_report_uri"] is None  # until the validation asset exists
     db = Path(demo["mlflow_tracking_uri"].removeprefix("sqlite:///"))
     assert db.exists()
     client = mlflow.MlflowClient(

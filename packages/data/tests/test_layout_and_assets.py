@@ -80,7 +80,7 @@ def test_data_commands_join_the_fruitops_cli(tmp_path: Path, real_sample: Path):
         [
             fruitops,
             "data",
-            "synthesize",
+            "synth",
             str(tmp_path / "syn"),
             "--classes",
             "3",

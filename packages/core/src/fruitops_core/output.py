@@ -22,6 +22,14 @@ from rich.logging import RichHandler
 err_console = Console(stderr=True)
 
 
+class CommandFailed(Exception):
+    """A command that has a full report to print, and must still exit with status 1."""
+
+    def __init__(self, payload: dict[str, Any], message: str):
+        super().__init__(message)
+        self.payload = payload
+
+
 def setup_logging(verbose: bool = False) -> None:
     level = logging.DEBUG if verbose else logging.INFO
     logging.basicConfig(
@@ -57,6 +65,10 @@ def run_command(
     if not json_mode:
         try:
             result = action()
+        except CommandFailed as failed:
+            human(failed.payload)
+            err_console.print(f"[bold red]error:[/] {failed}", soft_wrap=True, markup=True)
+            raise typer.Exit(1) from failed
         except Exception as err:
             err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True, markup=True)
             raise typer.Exit(1) from err
@@ -66,6 +78,9 @@ def run_command(
     with stdout_to_stderr() as real_stdout:
         try:
             result = action()
+        except CommandFailed as failed:
+            result = {**failed.payload, "error": str(failed)}
+            code = 1
         except Exception as err:
             result = {"error": str(err), "error_type": type(err).__name__}
             code = 1

@@ -7,17 +7,136 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.table import Table
 
-from fruitops_core.output import run_command
+from fruitops_core.assets import AssetSpec
+from fruitops_core.lake import Lake, lake_from_uri
+from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
+from fruitops_core.output import CommandFailed, run_command
+from fruitops_core.registry import AssetGraph
+from fruitops_core.settings import FruitOpsSettings
 from fruitops_data.layout import find_dataset_root, walk
 from fruitops_data.synthetic import SyntheticSpec, generate
 
-app = typer.Typer(help="Data sets: draw a synthetic one, inspect a folder.", no_args_is_help=True)
+app = typer.Typer(help="Data: ingest, validate, draw a synthetic set.", no_args_is_help=True)
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 
 
+def _open() -> tuple[FruitOpsSettings, AssetGraph, Lake]:
+    settings = FruitOpsSettings()
+    lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+    return settings, AssetGraph.from_entry_points(), lake
+
+
+def _stored(lake: Lake, spec: AssetSpec) -> Any:
+    return load_value(lake, spec) if read_record(lake, spec) else None
+
+
+def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
+    raw = _stored(lake, graph["data/raw_images"])
+    manifest = _stored(lake, graph["data/image_manifest"])
+    bad = manifest[~manifest["readable"]]
+    return {
+        "files": len(manifest),
+        "readable": int(manifest["readable"].sum()),
+        "ignored": raw.get("ignored", []),
+        "quarantined": [
+            {"key": k, "reason": r} for k, r in zip(bad["key"], bad["error"], strict=True)
+        ],
+        "classes": sorted(manifest.loc[manifest["label"].notna(), "label"].unique()),
+        "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
+        "manifest_uri": lake.uri(graph["data/image_manifest"].artifact_path),
+    }
+
+
 @app.command()
-def synthesize(
+def ingest(
+    source: str = typer.Argument(
+        ...,
+        help="folder, .zip, s3://bucket/prefix, kaggle:owner/"
+        "dataset or synthetic:classes=N,per_class=M,size=S,seed=K",
+    ),
+    max_unusable_share: float = typer.Option(0.05, help="fail past this share of bad files"),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Copy a source into the lake and build its manifest; bad files are quarantined."""
+
+    def action() -> dict[str, Any]:
+        settings, graph, lake = _open()
+        config = {
+            "data/raw_images": {"source": source},
+            "data/image_manifest": {"max_unusable_share": max_unusable_share},
+        }
+        try:
+            materialize(
+                ["data/image_manifest"],
+                with_upstream=True,
+                settings=settings,
+                graph=graph,
+                lake=lake,
+                config=config,
+            )
+        except AssetCheckFailed as err:
+            raise CommandFailed(ingest_summary(lake, graph), str(err)) from err
+        return ingest_summary(lake, graph)
+
+    def human(result: dict[str, Any]) -> None:
+        out = Console(soft_wrap=True)
+        out.print(
+            f"{result['files']} files, {result['readable']} readable, "
+            f"{len(result['quarantined'])} quarantined, {len(result['ignored'])} ignored; "
+            f"{len(result['classes'])} classes; splits {result['splits']}"
+        )
+        for item in result["quarantined"][:20]:
+            out.print(f"  quarantined {item['key']}: {item['reason']}")
+        out.print(f"manifest: {result['manifest_uri']}")
+
+    run_command(json_mode, action, human)
+
+
+@app.command()
+def validate(
+    min_train_per_class: int = typer.Option(10, help="train images each class needs"),
+    max_imbalance_ratio: float = typer.Option(10.0, help="largest / smallest class (warning)"),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Validate the ingested manifest with Great Expectations; exit 1 on a critical failure."""
+
+    def action() -> dict[str, Any]:
+        settings, graph, lake = _open()
+        config = {
+            "data/data_validation": {
+                "min_train_per_class": min_train_per_class,
+                "max_imbalance_ratio": max_imbalance_ratio,
+            }
+        }
+        fields = ("success", "failed_expectations", "warnings", "report_uri", "docs_uri")
+        try:
+            materialize(
+                ["data/data_validation"], settings=settings, graph=graph, lake=lake, config=config
+            )
+        except AssetCheckFailed as err:
+            stored = _stored(lake, graph["data/data_validation"])
+            raise CommandFailed({k: stored[k] for k in fields}, str(err)) from err
+        stored = _stored(lake, graph["data/data_validation"])
+        return {k: stored[k] for k in fields}
+
+    def human(result: dict[str, Any]) -> None:
+        out = Console(soft_wrap=True)
+        out.print(
+            "[green]validation passed[/]"
+            if result["success"]
+            else f"[red]critical expectations failed:[/] {result['failed_expectations']}"
+        )
+        if result["warnings"]:
+            out.print(f"warnings: {result['warnings']}")
+        out.print(f"report: {result['report_uri']}\nData Docs: {result['docs_uri']}")
+
+    run_command(json_mode, action, human)
+
+
+@app.command()
+def synth(
     out: Path = typer.Argument(..., help="Folder to write Fruit_dataset/ into"),
     classes: int = typer.Option(6, min=2, max=100),
     per_class: int = typer.Option(40, min=3),
@@ -52,9 +171,10 @@ def inspect(
         return {"root": str(root), "files": len(files), "ignored": ignored, "counts": counts}
 
     def human(result: dict[str, Any]) -> None:
-        out = Console(soft_wrap=True)
-        out.print(f"{result['root']}: {result['files']} files, {len(result['ignored'])} ignored")
+        table = Table("split", "files", "classes")
         for split, per_class in result["counts"].items():
-            out.print(f"  {split}: {sum(per_class.values())} files in {len(per_class)} classes")
+            table.add_row(split, str(sum(per_class.values())), str(len(per_class)))
+        Console().print(table)
+        Console(soft_wrap=True).print(f"{result['root']}: {len(result['ignored'])} ignored")
 
     run_command(json_mode, action, human)

@@ -7,6 +7,15 @@ import io
 import numpy as np
 from PIL import Image, ImageOps
 
+HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+
+
+def _to_8bit(image: Image.Image) -> Image.Image:
+    """16-bit, 32-bit and float greyscale scaled to 8 bits (Pillow's convert() clips them)."""
+    values = np.asarray(image, dtype=np.float64)
+    top = 65535.0 if image.mode.startswith("I;16") or values.max(initial=0) > 255 else 255.0
+    return Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), "L")
+
 
 def decode_rgb(data: bytes, size: int | None = None) -> Image.Image:
     """Bytes → an RGB image (CMYK, greyscale, palette, RGBA, 16-bit all converted).
@@ -18,6 +27,8 @@ def decode_rgb(data: bytes, size: int | None = None) -> Image.Image:
     if size is not None and image.format == "JPEG":
         image.draft("RGB", (size, size))
     image = ImageOps.exif_transpose(image)
+    if image.mode in HIGH_DEPTH_MODES:
+        image = _to_8bit(image)
     if image.mode != "RGB":
         image = (
             image.convert("RGBA").convert("RGB")

@@ -1,0 +1,169 @@
+"""Every awkward file a real folder holds, ingested and validated: each outcome asserted."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from corpus import EXPECTED, JUNK, add_leak_and_val_only_class, build_corpus
+
+from fruitops_core.lake import LocalLake
+from fruitops_core.materialize import AssetCheckFailed, materialize
+from fruitops_core.registry import AssetGraph
+from fruitops_data.images import decode_rgb
+
+FRUITOPS = str(Path(sys.executable).parent / "fruitops")
+LENIENT = {"data/image_manifest": {"max_unusable_share": 0.5}}
+
+
+@pytest.fixture
+def corpus(tmp_path: Path) -> Path:
+    return build_corpus(tmp_path / "corpus")
+
+
+def ingest(settings, source: Path, config=None):
+    graph = AssetGraph.from_entry_points()
+    lake = LocalLake(settings.home / "lake")
+    config = {"data/raw_images": {"source": str(source)}, **(config or {})}
+    records = materialize(
+        ["data/image_manifest"],
+        with_upstream=True,
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config=config,
+    )
+    return lake, lake.read_parquet("assets/data/image_manifest/data.parquet"), records
+
+
+def test_every_file_gets_a_row_with_the_right_outcome(settings, corpus):
+    lake, manifest, records = ingest(settings, corpus, LENIENT)
+    dataset = records[0].metadata["source"]
+    assert dataset == str(corpus)
+    rows = {
+        key.split("/", 2)[-1]: row
+        for key, row in zip(manifest["key"], manifest.to_dict("records"), strict=True)
+    }
+    for name, (readable, error) in EXPECTED.items():
+        assert rows[name]["readable"] == readable, (name, rows[name]["error"])
+        if error:
+            assert error in rows[name]["error"], (name, rows[name]["error"])
+    assert rows["train/apple/png-named.jpg"]["format"] == "PNG"
+    assert rows["train/apple/cmyk.jpg"]["mode"] == "CMYK"
+    assert rows["train/apple/sixteen-bit.png"]["mode"].startswith("I")
+    rotated = rows["train/apple/exif-rotated.jpg"]
+    assert (rotated["width"], rotated["height"]) == (32, 64)  # after EXIF orientation
+    # junk is ignored and reported, never a row; the empty class folder adds no class
+    raw = lake.read_json("assets/data/raw_images/data.json")
+    assert sorted(raw["ignored"]) == sorted(JUNK)
+    assert not any(j.split("/", 1)[1] in rows for j in JUNK)
+    assert "cherry" not in set(manifest["label"])
+
+
+def test_unusable_files_are_quarantined_with_reasons(settings, corpus):
+    lake, manifest, records = ingest(settings, corpus, LENIENT)
+    dataset_id = records[1].metadata["dataset_id"]
+    reasons = lake.read_json(f"quarantine/{dataset_id}/reasons.json")
+    bad = {name for name, (ok, _) in EXPECTED.items() if not ok}
+    assert {r["key"].split("/", 2)[-1] for r in reasons} == bad
+    for entry in reasons:
+        assert lake.exists(entry["quarantine_key"]) and entry["reason"]
+    assert records[1].metadata["quarantined"] == len(bad)
+
+
+def test_valid_but_unusual_images_decode_to_rgb(corpus):
+    apple = corpus / "train1" / "apple"
+    for name in (
+        "png-named.jpg",
+        "cmyk.jpg",
+        "grey.jpg",
+        "palette.png",
+        "rgba.png",
+        "sixteen-bit.png",
+        "exif-rotated.jpg",
+    ):
+        image = decode_rgb((apple / name).read_bytes(), 32)
+        assert image.mode == "RGB" and image.size == (32, 32), name
+    grey = np.asarray(decode_rgb((apple / "sixteen-bit.png").read_bytes()))
+    assert 0 < grey.mean() < 255  # 16-bit values scaled, not clipped to white
+
+
+def test_too_many_bad_files_stop_the_run(settings, corpus):
+    with pytest.raises(AssetCheckFailed, match="unusable_share_within_threshold"):
+        ingest(settings, corpus)  # default threshold 5 %: 4 bad of ~45 files
+
+
+def test_validation_catches_leakage_and_unknown_labels(settings, corpus):
+    add_leak_and_val_only_class(corpus)
+    lake, _, _ = ingest(settings, corpus, LENIENT)
+    graph = AssetGraph.from_entry_points()
+    with pytest.raises(AssetCheckFailed, match="critical_expectations_pass"):
+        materialize(
+            ["data/data_validation"],
+            settings=settings,
+            graph=graph,
+            lake=lake,
+            config={"data/data_validation": {"min_train_per_class": 5}},
+        )
+    result = lake.read_json("assets/data/data_validation/result.json")
+    assert set(result["failed_expectations"]) == {
+        "no_leakage_across_splits",
+        "eval_labels_subset_of_train",
+    }
+    leak = next(r for r in result["results"] if r["name"] == "no_leakage_across_splits")
+    assert leak["unexpected_count"] == 2  # the train copy and the test copy
+    assert lake.exists("assets/data/data_validation/data_docs/index.html")
+    with pytest.raises(AssetCheckFailed, match="upstream data/data_validation failed"):
+        materialize(["data/class_mapping"], settings=settings, graph=graph, lake=lake)
+
+
+def test_clean_data_passes_and_builds_the_cache(settings, tmp_path):
+    corpus = build_corpus(tmp_path / "clean")
+    for name in EXPECTED:  # keep only the good files
+        if not EXPECTED[name][0]:
+            (corpus / name.replace("train/", "train1/", 1)).unlink()
+    lake, manifest, _ = ingest(settings, corpus)
+    graph = AssetGraph.from_entry_points()
+    materialize(
+        ["data/data_validation", "data/class_mapping", "data/training_cache"],
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config={"data/training_cache": {"image_size": 32, "shard_size": 5}},
+    )
+    validation = lake.read_json("assets/data/data_validation/result.json")
+    assert validation["success"], validation["failed_expectations"]
+    mapping = lake.read_json("assets/data/class_mapping/data.json")
+    assert mapping["classes"] == ["apple", "banana"] and mapping["index"]["banana"] == 1
+    cache = lake.read_json("assets/data/training_cache/data.json")
+    assert cache["splits"]["train"]["count"] == int((manifest["split"] == "train").sum())
+    assert len(cache["splits"]["train"]["shards"]) > 1  # sharded
+    again = materialize(
+        ["data/training_cache"],
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config={"data/training_cache": {"image_size": 32, "shard_size": 5}},
+    )
+    assert again[0].metadata["reused"] is True
+
+
+def test_cli_ingest_reports_quarantine_and_exits_1_past_threshold(settings, corpus):
+    result = subprocess.run(
+        [FRUITOPS, "data", "ingest", str(corpus), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    assert "unusable" in report["error"]
+    assert {q["key"].split("/", 2)[-1] for q in report["quarantined"]} == {
+        n for n, (ok, _) in EXPECTED.items() if not ok
+    }
+    assert report["files"] == len(report["quarantined"]) + report["readable"]
+    assert sorted(report["ignored"]) == sorted(JUNK)
+    assert report["classes"] == ["apple", "banana"]
+    assert set(report["splits"]) == {"train", "val", "test"}

@@ -1,0 +1,156 @@
+"""Each source kind resolves to the Kaggle layout, or fails with a message saying what to do."""
+
+import json
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from fruitops_core.lake import LocalLake, lake_from_uri
+from fruitops_core.materialize import materialize
+from fruitops_core.registry import AssetGraph
+from fruitops_data.layout import walk
+from fruitops_data.sources import SourceError, resolve
+
+SHARED_REAL = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "fruits-real"
+
+
+def zip_folder(folder: Path, archive: Path, extra: dict[str, bytes] | None = None) -> Path:
+    with zipfile.ZipFile(archive, "w") as zf:
+        for path in sorted(folder.rglob("*")):
+            if path.is_file():
+                zf.write(path, path.relative_to(folder.parent).as_posix())
+        for name, data in (extra or {}).items():
+            zf.writestr(name, data)
+    return archive
+
+
+def test_zip_is_extracted_once_and_walked(tmp_path: Path, real_sample: Path):
+    archive = zip_folder(real_sample / "Fruit_dataset", tmp_path / "fruits.zip")
+    resolved = resolve(str(archive), tmp_path / "home")
+    files, _ = walk(resolved.root)
+    assert len(files) == 24 and resolved.dataset_id.startswith("zip-fruits-")
+    marker = resolved.root.parent / ".complete"
+    stamp = marker.stat().st_mtime_ns
+    assert resolve(str(archive), tmp_path / "home").root == resolved.root
+    assert marker.stat().st_mtime_ns == stamp  # not extracted twice
+
+
+def test_zip_member_escaping_the_target_is_refused(tmp_path: Path, real_sample: Path):
+    archive = zip_folder(
+        real_sample / "Fruit_dataset", tmp_path / "evil.zip", {"../../outside.txt": b"gotcha"}
+    )
+    with pytest.raises(SourceError, match="outside the extraction folder"):
+        resolve(str(archive), tmp_path / "home")
+    assert not (tmp_path / "outside.txt").exists()
+    assert not list((tmp_path / "home").rglob("outside.txt"))
+
+
+def test_broken_and_oversized_zips(tmp_path: Path, real_sample: Path):
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 this is not really a zip")
+    with pytest.raises(SourceError, match="not a readable zip"):
+        resolve(str(broken), tmp_path / "home")
+    archive = zip_folder(real_sample / "Fruit_dataset", tmp_path / "big.zip")
+    with pytest.raises(SourceError, match="over the limit of 10"):
+        resolve(str(archive), tmp_path / "home", max_zip_files=10)
+    with pytest.raises(SourceError, match="unpacks to .* over the limit"):
+        resolve(str(archive), tmp_path / "home2", max_zip_bytes=1000)
+    with pytest.raises(SourceError, match="does not exist"):
+        resolve(str(tmp_path / "missing.zip"), tmp_path / "home")
+
+
+def test_s3_prefix_against_a_real_s3_server(tmp_path: Path, real_sample: Path, s3_server):
+    bucket = lake_from_uri(f"s3://{s3_server.bucket}/photos", endpoint_url=s3_server.endpoint)
+    for path in (real_sample / "Fruit_dataset").rglob("*.jpg"):
+        bucket.put_file(path, path.relative_to(real_sample).as_posix())
+    resolved = resolve(
+        f"s3://{s3_server.bucket}/photos", tmp_path / "home", endpoint_url=s3_server.endpoint
+    )
+    files, _ = walk(resolved.root)
+    assert len(files) == 24 and {f.label for f in files} == {"banana", "kiwi", "lemon"}
+    with pytest.raises(SourceError, match="holds no objects"):
+        resolve(
+            f"s3://{s3_server.bucket}/nothing-here",
+            tmp_path / "home",
+            endpoint_url=s3_server.endpoint,
+        )
+
+
+def test_kaggle_fails_fast_saying_what_to_set(tmp_path: Path, monkeypatch):
+    for var in ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("KAGGLE_CONFIG_DIR", str(tmp_path / "no-kaggle"))
+    with pytest.raises(SourceError, match=r"kagglehub|KAGGLE_USERNAME|cannot reach"):
+        resolve("kaggle:icebearogo/fruit-classification-dataset", tmp_path)
+    with pytest.raises(SourceError, match="kaggle:owner/dataset"):
+        resolve("kaggle:just-a-name", tmp_path)
+
+
+def test_csv_labels_and_unlabeled_rows(tmp_path: Path, real_sample: Path):
+    data = tmp_path / "Fruit_dataset"
+    shutil.copytree(real_sample / "Fruit_dataset", data)
+    (data / "classname.txt").write_text("Banana fruit\nKiwi fruit\nLemon fruit\n")
+    kiwi = sorted((data / "test1" / "kiwi").iterdir())
+    rows = ["image:FILE,category"] + [f"test/kiwi/{p.name},-1" for p in kiwi]
+    rows.append("test/lemon/" + sorted((data / "test1" / "lemon").iterdir())[0].name + ",2")
+    (data / "test.csv").write_text("\n".join(rows) + "\n")
+    files, _ = walk(data)
+    labels = {f.relpath: f.label for f in files}
+    assert all(labels[f"test/kiwi/{p.name}"] is None for p in kiwi)
+    assert "Lemon fruit" in labels.values()
+    assert (
+        labels["train/banana/" + sorted((data / "train1" / "banana").iterdir())[0].name] == "banana"
+    )  # no CSV row: the folder name stands
+    (data / "test.csv").write_text("image:FILE,category\ntest/kiwi/x.jpg,many\n")
+    with pytest.raises(ValueError, match="not an integer"):
+        walk(data)
+
+
+def test_cli_validate_json_and_exit_status(settings, real_sample: Path):
+    fruitops = str(Path(sys.executable).parent / "fruitops")
+    ingest = subprocess.run(
+        [fruitops, "data", "ingest", str(real_sample), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert ingest.returncode == 0, ingest.stdout + ingest.stderr
+    assert json.loads(ingest.stdout)["readable"] == 24
+    strict = subprocess.run(
+        [fruitops, "data", "validate", "--json"], capture_output=True, text=True, timeout=300
+    )
+    report = json.loads(strict.stdout)
+    assert strict.returncode == 1  # 4 train images per class, 10 required
+    assert report["failed_expectations"] == ["min_train_per_class"] and not report["success"]
+    assert Path(report["docs_uri"].removeprefix("file://")).is_file()
+    lenient = subprocess.run(
+        [fruitops, "data", "validate", "--min-train-per-class", "4", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert lenient.returncode == 0, lenient.stdout
+    assert json.loads(lenient.stdout)["success"] is True
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not SHARED_REAL.exists(), reason="needs ../shared/datasets/fruits-real")
+def test_the_real_fruit_photos_ingest_and_validate(settings):
+    graph = AssetGraph.from_entry_points()
+    lake = LocalLake(settings.home / "lake")
+    records = materialize(
+        ["data/data_validation"],
+        with_upstream=True,
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config={"data/raw_images": {"source": str(SHARED_REAL)}},
+    )
+    manifest = lake.read_parquet("assets/data/image_manifest/data.parquet")
+    assert len(manifest) == 1925 and manifest["readable"].all()
+    assert manifest.loc[manifest["split"] == "train", "label"].nunique() == 28
+    assert records[-1].metadata["success"] is True
