@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -28,14 +27,6 @@ class RawImagesConfig(BaseModel):
     workers: int = Field(8, ge=1, le=64)
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 @asset("data/raw_images", config=RawImagesConfig)
 def raw_images(ctx: AssetContext[RawImagesConfig]) -> dict[str, Any]:
     """The source's files copied into the lake under raw/<dataset>/, skipping unchanged ones."""
@@ -50,11 +41,12 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> dict[str, Any]:
     previous: dict[str, str] = ctx.lake.read_json(index_path) if ctx.lake.exists(index_path) else {}
 
     def copy(found: FoundFile) -> tuple[str, bool]:
-        sha = _sha256_file(found.path)
+        data = found.path.read_bytes()  # one read serves the hash and the upload
+        sha = hashlib.sha256(data).hexdigest()
         key = f"{prefix}/{found.relpath}"
         if previous.get(key) == sha and ctx.lake.exists(key):
             return sha, False
-        ctx.lake.put_file(found.path, key)
+        ctx.lake.write_bytes(key, data)
         return sha, True
 
     with ThreadPoolExecutor(ctx.config.workers) as pool:
@@ -115,7 +107,7 @@ def quarantine(ctx: AssetContext, manifest: pd.DataFrame, dataset_id: str) -> li
 @asset("data/image_manifest", deps=["data/raw_images"], io=parquet, config=ManifestConfig)
 def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: dict[str, Any]) -> pd.DataFrame:
     """One row per file found, readable or not; unusable files are quarantined with a reason."""
-    entries = [(f["key"], f["split"], f["label"]) for f in raw_images["files"]]
+    entries = [(f["key"], f["split"], f["label"], f["sha256"]) for f in raw_images["files"]]
     frame = build_manifest(
         entries, ctx.lake.read_bytes, total=len(entries), workers=ctx.config.workers
     )

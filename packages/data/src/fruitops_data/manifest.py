@@ -34,10 +34,13 @@ MANIFEST_COLUMNS = {
 }
 
 
-def inspect_image(data: bytes) -> dict[str, Any]:
-    """Decode fully; return format, size after EXIF orientation, mode, or the error."""
+def inspect_image(data: bytes, sha256: str | None = None) -> dict[str, Any]:
+    """Decode fully; return format, size after EXIF orientation, mode, or the error.
+
+    ``sha256`` may be passed when the caller already hashed these bytes.
+    """
     row: dict[str, Any] = {
-        "sha256": hashlib.sha256(data).hexdigest(),
+        "sha256": sha256 or hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
         "format": None,
         "width": None,
@@ -75,17 +78,17 @@ def _windows(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
 
 
 def build_manifest(
-    entries: Iterable[tuple[str, str, str | None]],
+    entries: Iterable[tuple[str, str, str | None] | tuple[str, str, str | None, str]],
     read: Callable[[str], bytes],
     total: int | None = None,
     workers: int = 8,
     window: int = 256,
 ) -> pd.DataFrame:
-    """Rows for ``(key, split, label)`` entries, reading each key's bytes with ``read``."""
+    """Rows for ``(key, split, label[, sha256])`` entries, reading each key with ``read``."""
 
-    def one(entry: tuple[str, str, str | None]) -> dict[str, Any]:
-        key, split, label = entry
-        return {"key": key, "split": split, "label": label, **inspect_image(read(key))}
+    def one(entry: tuple) -> dict[str, Any]:
+        key, split, label, *known = entry
+        return {"key": key, "split": split, "label": label, **inspect_image(read(key), *known)}
 
     rows: list[dict[str, Any]] = []
     with (
