@@ -4,7 +4,7 @@ import torch
 
 from fruitops_models.architectures import FruitClassifier, build_model
 from fruitops_models.config import ARCHITECTURES
-from fruitops_models.train import macro_f1
+from fruitops_models.metrics import macro_f1
 
 
 @pytest.mark.parametrize("arch", ARCHITECTURES)

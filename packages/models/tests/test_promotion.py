@@ -1,4 +1,4 @@
-"""Promotion by alias, on a fresh SQLite registry with hand-made versions."""
+"""Promotion by alias on a fresh SQLite registry: only a better candidate becomes champion."""
 
 import mlflow
 import pytest
@@ -13,15 +13,31 @@ def registry(settings):
     client = mlflow.MlflowClient()
     client.create_registered_model(settings.registered_model)
 
-    def version_with_score(score: float) -> int:
+    def new_version() -> int:
         with mlflow.start_run() as run:
-            mlflow.log_metric("val_macro_f1", score)
+            pass
         mv = client.create_model_version(
             settings.registered_model, "file:///dev/null", run.info.run_id
         )
         return int(mv.version)
 
-    return settings, client, version_with_score
+    return settings, client, new_version
+
+
+def evaluation(candidate: tuple[int, float], champion: tuple[int, float] | None) -> dict:
+    """A models/model_evaluation value: both scored on the same split."""
+    best = {"version": candidate[0], "arch": "cnn", "macro_f1": candidate[1], "role": "candidate"}
+    champ = (
+        {"version": champion[0], "arch": "cnn", "macro_f1": champion[1], "role": "champion"}
+        if champion
+        else None
+    )
+    return {
+        "split": "val",
+        "best_candidate": best,
+        "champion": champ,
+        "scores": [s for s in (best, champ) if s],
+    }
 
 
 def champion_version(client, name) -> int:
@@ -29,31 +45,25 @@ def champion_version(client, name) -> int:
 
 
 def test_first_model_becomes_champion(registry):
-    settings, client, make = registry
-    v1 = make(0.5)
-    decision = promote_if_better(settings, v1, "val_macro_f1", margin=0.01)
+    settings, client, new = registry
+    v1 = new()
+    decision = promote_if_better(settings, evaluation((v1, 0.5), None), margin=0.01)
     assert decision["promoted"] and decision["previous_champion_version"] is None
     assert champion_version(client, settings.registered_model) == v1
 
 
-def test_candidate_must_beat_champion_by_margin(registry):
-    settings, client, make = registry
-    v1 = make(0.70)
-    promote_if_better(settings, v1, "val_macro_f1", 0.02)
-    v2 = make(0.71)  # better, but not by the margin
-    decision = promote_if_better(settings, v2, "val_macro_f1", 0.02)
-    assert not decision["promoted"]
+def test_worse_or_barely_better_candidates_stay_out(registry):
+    settings, client, new = registry
+    v1, v2, v3, v4 = new(), new(), new(), new()
+    promote_if_better(settings, evaluation((v1, 0.70), None), 0.02)
+    worse = promote_if_better(settings, evaluation((v2, 0.60), (v1, 0.70)), 0.02)
+    assert not worse["promoted"] and "does not beat" in worse["reason"]
+    barely = promote_if_better(settings, evaluation((v3, 0.71), (v1, 0.70)), 0.02)
+    assert not barely["promoted"]
     assert champion_version(client, settings.registered_model) == v1
-    tags = client.get_model_version(settings.registered_model, str(v2)).tags
+    tags = client.get_model_version(settings.registered_model, str(v3)).tags
     assert tags["promotion.promoted"] == "False"
+    assert tags["promotion.candidate_score"] == "0.71"
     assert tags["promotion.previous_champion_score"] == "0.7"
-    v3 = make(0.80)
-    assert promote_if_better(settings, v3, "val_macro_f1", 0.02)["promoted"]
-    assert champion_version(client, settings.registered_model) == v3
-
-
-def test_missing_metric_is_named(registry):
-    settings, _, make = registry
-    v1 = make(0.5)
-    with pytest.raises(ValueError, match="no metric 'val_top5'"):
-        promote_if_better(settings, v1, "val_top5", 0.0)
+    better = promote_if_better(settings, evaluation((v4, 0.80), (v1, 0.70)), 0.02)
+    assert better["promoted"] and champion_version(client, settings.registered_model) == v4

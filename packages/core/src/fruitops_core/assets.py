@@ -186,7 +186,10 @@ class AssetSpec:
         try:
             return self.config_model.model_validate(values or {})
         except ValidationError as err:
-            raise ValueError(f"wrong config for asset {self.key}: {err}") from None
+            problems = "; ".join(
+                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in err.errors()
+            )
+            raise ValueError(f"wrong config for asset {self.key}: {problems}") from None
 
 
 def asset(

@@ -64,5 +64,72 @@ class FruitClassifier(nn.Module):
         return self.backbone((x - self.mean) / self.std)
 
 
-def build_model(arch: str, num_classes: int) -> FruitClassifier:
-    return FruitClassifier(build_backbone(arch, num_classes))
+class PretrainedUnavailable(RuntimeError):
+    """ImageNet weights were asked for and cannot be had; the message says what to do."""
+
+
+def _head_of(arch: str, net: nn.Module) -> tuple[nn.Module, str]:
+    if arch.startswith("resnet"):
+        return net, "fc"
+    if arch == "efficientnet_b0":
+        return net.classifier, "1"
+    return net.head, "2"  # SmallCNN: Flatten, Dropout, Linear
+
+
+def imagenet_backbone(arch: str, num_classes: int, weights_path: str | None) -> nn.Module:
+    """torchvision's ImageNet network for ``arch`` with a fresh ``num_classes`` head."""
+    import torchvision.models as tvm
+
+    if arch == "cnn":
+        raise PretrainedUnavailable(
+            "cnn is the project's own network and has no ImageNet "
+            "weights: train it from scratch (drop --pretrained)"
+        )
+    net = getattr(tvm, arch)(weights=None)
+    default = tvm.get_model_weights(arch).DEFAULT
+    if weights_path:
+        try:
+            state = torch.load(weights_path, map_location="cpu", weights_only=True)
+        except (OSError, RuntimeError) as err:
+            raise PretrainedUnavailable(f"cannot read weights file {weights_path}: {err}") from None
+    else:
+        try:
+            state = default.get_state_dict(progress=False)
+        except Exception as err:  # URLError, HTTPError, hash mismatch…
+            raise PretrainedUnavailable(
+                f"cannot download ImageNet weights for {arch} ({err}); offline, pass "
+                f"--weights PATH to a local copy of {default.url.rsplit('/', 1)[-1]}, or train "
+                "from scratch without --pretrained"
+            ) from None
+    try:
+        net.load_state_dict(state)
+    except RuntimeError as err:
+        raise PretrainedUnavailable(f"weights do not fit {arch}: {err}") from None
+    parent, name = _head_of(arch, net)
+    old = getattr(parent, name)
+    setattr(parent, name, nn.Linear(old.in_features, num_classes))
+    return net
+
+
+def build_model(
+    arch: str,
+    num_classes: int,
+    pretrained: bool = False,
+    weights_path: str | None = None,
+    finetune: str = "full",
+) -> FruitClassifier:
+    """The whole classifier; ``finetune="head"`` freezes everything but the last layer."""
+    if num_classes < 2:
+        raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
+    backbone = (
+        imagenet_backbone(arch, num_classes, weights_path)
+        if pretrained or weights_path
+        else build_backbone(arch, num_classes)
+    )
+    if finetune == "head":
+        parent, name = _head_of(arch, backbone)
+        for param in backbone.parameters():
+            param.requires_grad_(False)
+        for param in getattr(parent, name).parameters():
+            param.requires_grad_(True)
+    return FruitClassifier(backbone)

@@ -1,4 +1,9 @@
-"""Assets of the ``models/`` group: a trained, registered model and the champion decision."""
+"""Assets of the ``models/`` group.
+
+training_cache → trained_model (one MLflow run per architecture) → model_evaluation
+(candidates and champion scored on the same split) → champion_model (alias, by margin)
+→ training_report.
+"""
 
 from __future__ import annotations
 
@@ -6,109 +11,80 @@ from typing import Any
 
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.tracking import champion_uri, configure_mlflow
-from fruitops_models.config import PromotionConfig, TrainConfig
+from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
 
 # torch, MLflow and the training code are imported inside the asset functions: the asset
 # graph (and so every Airflow DAG file) must load in a moment, without them.
 
 
-@asset("models/trained_model", deps=["data/training_cache"], config=TrainConfig)
-def trained_model(ctx: AssetContext[TrainConfig], training_cache: dict[str, Any]) -> dict[str, Any]:
-    """A model trained on the manifest's train split, logged and registered in MLflow."""
-    import mlflow
-    import numpy as np
-    import torch
+@asset(
+    "models/trained_model",
+    deps=["data/training_cache", "data/data_validation"],
+    config=CandidatesConfig,
+)
+def trained_model(
+    ctx: AssetContext[CandidatesConfig],
+    training_cache: dict[str, Any],
+    data_validation: dict[str, Any],
+) -> dict[str, Any]:
+    """One model per architecture, trained on the cache, tracked and registered in MLflow."""
+    from fruitops_models.config import TrainConfig
+    from fruitops_models.training_run import TrainingInputs, train_and_log
 
-    from fruitops_data.cache import open_split
-    from fruitops_models import plots
-    from fruitops_models.registry import log_and_register
-    from fruitops_models.train import evaluate, train
-
-    config = ctx.config
-    classes = training_cache["classes"]
-    image_size = training_cache["image_size"]
-    workdir = ctx.settings.home / "cache-local"
-    splits = {s: open_split(ctx.lake, training_cache, s, workdir) for s in ("train", "val", "test")}
-    configure_mlflow(ctx.settings)
-    tags = {
-        "fruitops_kind": "training",
-        "fruitops_asset_run_id": ctx.run_id,
-        "manifest_hash": training_cache["manifest_hash"],
-        "validation_success": str(training_cache["validation_success"]),
-        "dataset_source": training_cache["source"],
-    }
-    with mlflow.start_run(run_name=f"{config.arch}-{ctx.run_id}", tags=tags) as run:
-        mlflow.log_params(
-            {
-                **config.model_dump(),
-                "image_size": image_size,
-                "classes": len(classes),
-                "train_images": len(splits["train"]),
-            }
-        )
-        result = train(
-            config,
-            splits["train"],
-            splits["val"],
-            classes,
-            on_epoch=lambda epoch, row: mlflow.log_metrics(
-                {f"epoch/{k}": v for k, v in row.items()}, step=epoch
-            ),
-        )
-        # per-epoch curves live under epoch/…; the plain names hold the chosen model's scores
-        final: dict[str, float] = {}
-        for split in ("val", "test"):
-            if len(splits[split]) == 0:
-                continue
-            metrics, confusion = evaluate(result.model, splits[split], len(classes))
-            final.update({f"{split}_{k}": v for k, v in metrics.items()})
-            mlflow.log_figure(
-                plots.confusion_matrix(confusion, classes, f"{split} confusion"),
-                f"plots/confusion_{split}.png",
-            )
-        mlflow.log_metrics(final)
-        mlflow.log_figure(
-            plots.training_curves(result.history, f"{config.arch} training"),
-            "plots/training_curves.png",
-        )
-        mlflow.log_dict({"classes": classes}, "classes.json")
-        registered = log_and_register(
-            result.model,
-            classes,
-            image_size,
-            torch.from_numpy(
-                splits["val" if len(splits["val"]) >= 2 else "train"].take(np.arange(2))
-            ),
-            ctx.settings,
-            config.arch,
+    inputs = TrainingInputs(training_cache, data_validation, ctx.lake, ctx.settings, ctx.run_id)
+    candidates = []
+    for arch in ctx.config.architectures:
+        config = TrainConfig(**{**ctx.config.model_dump(exclude={"architectures"}), "arch": arch})
+        candidates.append(train_and_log(config, inputs))
+        ctx.log.info(
+            "%s: val macro-F1 %.3f, %s img/s",
+            arch,
+            candidates[-1]["metrics"].get("val_macro_f1", 0.0),
+            candidates[-1]["images_per_second"],
         )
     ctx.add_metadata(
-        run_id=run.info.run_id,
-        version=registered["version"],
-        **{k: round(v, 4) for k, v in final.items()},
+        **{f"{c['arch']}_val_macro_f1": c["metrics"].get("val_macro_f1") for c in candidates},
+        versions=[c["version"] for c in candidates],
     )
-    return {
-        "run_id": run.info.run_id,
-        "arch": config.arch,
-        "classes": classes,
-        "metrics": final,
-        **registered,
-    }
+    return {"candidates": candidates, "classes": training_cache["classes"]}
 
 
-@asset("models/champion_model", deps=["models/trained_model"], config=PromotionConfig)
-def champion_model(
-    ctx: AssetContext[PromotionConfig], trained_model: dict[str, Any]
+@asset(
+    "models/model_evaluation",
+    deps=["models/trained_model", "data/training_cache"],
+    config=EvaluationConfig,
+)
+def model_evaluation(
+    ctx: AssetContext[EvaluationConfig],
+    trained_model: dict[str, Any],
+    training_cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """The registry's champion after weighing the new candidate against it."""
+    """Every candidate and the current champion scored on the same split of the same data."""
+    from fruitops_models.evaluation import score_versions
+
+    configure_mlflow(ctx.settings)
+    result = score_versions(
+        ctx.settings, ctx.lake, training_cache, trained_model["candidates"], ctx.config.split
+    )
+    ctx.add_metadata(
+        split=ctx.config.split,
+        best_candidate=result["best_candidate"]["version"],
+        champion_version=result["champion"]["version"] if result["champion"] else None,
+    )
+    return result
+
+
+@asset("models/champion_model", deps=["models/model_evaluation"], config=PromotionConfig)
+def champion_model(
+    ctx: AssetContext[PromotionConfig], model_evaluation: dict[str, Any]
+) -> dict[str, Any]:
+    """The registry's champion after weighing the best candidate against it."""
     import mlflow
 
     from fruitops_models.registry import promote_if_better
 
     configure_mlflow(ctx.settings)
-    decision = promote_if_better(
-        ctx.settings, trained_model["version"], ctx.config.metric, ctx.config.margin
-    )
+    decision = promote_if_better(ctx.settings, model_evaluation, ctx.config.margin)
     client = mlflow.MlflowClient()
     current = client.get_model_version_by_alias(ctx.settings.registered_model, "champion")
     ctx.add_metadata(promoted=decision["promoted"], champion_version=int(current.version))
@@ -121,3 +97,22 @@ def champion_model(
         "alias_uri": champion_uri(ctx.settings),
         "decision": decision,
     }
+
+
+@asset(
+    "models/training_report",
+    deps=["models/trained_model", "models/model_evaluation", "models/champion_model"],
+)
+def training_report(
+    ctx: AssetContext,
+    trained_model: dict[str, Any],
+    model_evaluation: dict[str, Any],
+    champion_model: dict[str, Any],
+) -> dict[str, Any]:
+    """All candidates of the run in one table with their curves, the winner and why."""
+    from fruitops_models.report import write_report
+
+    configure_mlflow(ctx.settings)
+    uris = write_report(ctx, trained_model, model_evaluation, champion_model)
+    ctx.add_metadata(**uris)
+    return uris

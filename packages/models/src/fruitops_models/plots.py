@@ -45,3 +45,46 @@ def confusion_matrix(confusion: np.ndarray, classes: list[str], title: str) -> F
                 ax.text(j, i, str(count), ha="center", va="center", fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def per_class_f1(table, title: str) -> Figure:
+    """Horizontal bars of each class's F1, worst first."""
+    fig, ax = plt.subplots(figsize=(7, max(3.0, 0.28 * len(table) + 1)))
+    ax.barh(table["class"], table["f1"], color="tab:blue")
+    ax.set(xlim=(0, 1), xlabel="F1", title=title)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def sample_grid(
+    images: np.ndarray, true: list[str], predicted: list[str], title: str, columns: int = 6
+) -> Figure:
+    """Images (N×3×S×S uint8) with true and predicted labels; wrong ones in red."""
+    rows = max(1, int(np.ceil(len(images) / columns)))
+    fig, axes = plt.subplots(rows, columns, figsize=(2.1 * columns, 2.4 * rows))
+    for ax in np.atleast_1d(axes).ravel():
+        ax.axis("off")
+    for ax, image, t, p in zip(np.atleast_1d(axes).ravel(), images, true, predicted, strict=False):
+        ax.imshow(image.transpose(1, 2, 0))
+        ax.set_title(f"true {t}\npred {p}", fontsize=8, color="black" if t == p else "red")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def candidates_curves(histories: dict[str, list[dict[str, float]]]) -> Figure:
+    """Val macro-F1 and val loss per epoch of every candidate of a run."""
+    fig, (ax_f1, ax_loss) = plt.subplots(1, 2, figsize=(10, 4))
+    for name, history in histories.items():
+        epochs = np.arange(1, len(history) + 1)
+        ax_f1.plot(epochs, [h["val_macro_f1"] for h in history], "o-", label=name)
+        ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label=name)
+    ax_f1.set(xlabel="epoch", ylabel="val macro-F1", ylim=(0, 1.02), title="val macro-F1")
+    ax_loss.set(xlabel="epoch", ylabel="val loss", title="val loss")
+    for ax in (ax_f1, ax_loss):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    return fig

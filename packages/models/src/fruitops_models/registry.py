@@ -12,7 +12,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from fruitops_core.settings import FruitOpsSettings
@@ -65,47 +64,43 @@ def log_and_register(
 
 
 def promote_if_better(
-    settings: FruitOpsSettings, version: int, metric: str, margin: float
+    settings: FruitOpsSettings, evaluation: dict[str, Any], margin: float
 ) -> dict[str, Any]:
-    """Give ``version`` the champion alias if its ``metric`` beats the champion's by ``margin``.
+    """Give the best candidate the champion alias if its macro-F1 beats the champion's by
+    ``margin`` on the same split (``evaluation`` is the models/model_evaluation value).
 
     The first model becomes champion. The decision and both scores are recorded as tags on
     the candidate version.
     """
     client = mlflow.MlflowClient()
     name = settings.registered_model
-    candidate = client.get_model_version(name, str(version))
-    candidate_score = client.get_run(candidate.run_id).data.metrics.get(metric)
-    if candidate_score is None:
-        raise ValueError(f"run {candidate.run_id} of {name} v{version} has no metric {metric!r}")
-    try:
-        current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
-        current = None
-    champion_score = None
-    if current is None:
-        promoted, reason = True, "no champion yet"
-    elif int(current.version) == version:
-        promoted, reason = True, "already champion"
-        champion_score = candidate_score
+    best, champion = evaluation["best_candidate"], evaluation["champion"]
+    split = evaluation["split"]
+    if champion is None:
+        promoted, reason = True, "no champion yet: the first model becomes champion"
+    elif champion["version"] == best["version"]:
+        promoted, reason = True, f"v{best['version']} is already champion"
     else:
-        champion_score = client.get_run(current.run_id).data.metrics.get(metric, float("-inf"))
-        promoted = candidate_score > champion_score + margin
+        promoted = best["macro_f1"] > champion["macro_f1"] + margin
+        verdict = "beats" if promoted else "does not beat"
         reason = (
-            f"{metric} {candidate_score:.4f} vs champion v{current.version} "
-            f"{champion_score:.4f} (margin {margin})"
+            f"v{best['version']} ({best['arch']}) {split} macro-F1 {best['macro_f1']:.4f} "
+            f"{verdict} champion v{champion['version']} {champion['macro_f1']:.4f} "
+            f"by more than {margin}"
         )
     if promoted:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+        client.set_registered_model_alias(name, CHAMPION_ALIAS, str(best["version"]))
     decision = {
         "promoted": promoted,
         "reason": reason,
-        "metric": metric,
-        "candidate_version": version,
-        "candidate_score": candidate_score,
-        "previous_champion_version": int(current.version) if current else None,
-        "previous_champion_score": champion_score,
+        "split": split,
+        "candidate_version": best["version"],
+        "candidate_score": best["macro_f1"],
+        "previous_champion_version": champion["version"] if champion else None,
+        "previous_champion_score": champion["macro_f1"] if champion else None,
     }
-    for key in ("promoted", "reason", "candidate_score", "previous_champion_score"):
-        client.set_model_version_tag(name, str(version), f"promotion.{key}", str(decision[key]))
+    for key in ("promoted", "reason", "split", "candidate_score", "previous_champion_score"):
+        client.set_model_version_tag(
+            name, str(best["version"]), f"promotion.{key}", str(decision[key])
+        )
     return decision

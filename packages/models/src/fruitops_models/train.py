@@ -1,24 +1,49 @@
 """Training and evaluation of one architecture on the training cache.
 
 The cache holds every image decoded and resized once as memory-mapped uint8 shards; the
-loop only gathers, flips and scales batches, so no JPEG is decoded while training.
+loop gathers batches, augments them as tensors (random resized crop, flip, colour jitter)
+and runs them in bf16 + channels_last where the CPU has bf16 (AMP on CUDA). A checkpoint
+after every epoch lets a retried task resume where the last one stopped, bit for bit.
+Started by ``torchrun`` with several processes, the same code trains with
+DistributedDataParallel.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import os
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
 from fruitops_data.cache import CachedSplit
 from fruitops_models.architectures import FruitClassifier, build_model
 from fruitops_models.config import TrainConfig
+from fruitops_models.metrics import classification_metrics
+
+
+class Checkpointer(Protocol):
+    def load(self) -> dict[str, Any] | None: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
+
+
+@dataclass
+class EvalResult:
+    metrics: dict[str, float]
+    confusion: np.ndarray
+    probabilities: np.ndarray  # N×C
+    labels: np.ndarray  # N
 
 
 @dataclass
@@ -26,8 +51,12 @@ class TrainResult:
     model: FruitClassifier
     classes: list[str]
     history: list[dict[str, float]] = field(default_factory=list)
-    metrics: dict[str, float] = field(default_factory=dict)
-    confusion: dict[str, np.ndarray] = field(default_factory=dict)
+    best_epoch: int = 0
+    stopped_early: bool = False
+    resumed_from_epoch: int = 0
+    seconds: float = 0.0
+    images_per_second: float = 0.0
+    precision: str = "fp32"
 
 
 def seed_everything(seed: int) -> None:
@@ -36,55 +65,122 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def macro_f1(confusion: np.ndarray) -> float:
-    tp = np.diag(confusion).astype(float)
-    precision = tp / np.maximum(confusion.sum(0), 1)
-    recall = tp / np.maximum(confusion.sum(1), 1)
-    f1 = 2 * precision * recall / np.maximum(precision + recall, 1e-12)
-    present = (confusion.sum(1) + confusion.sum(0)) > 0
-    return float(f1[present].mean()) if present.any() else 0.0
+def dist_info() -> tuple[int, int]:
+    """(rank, world size) when started by torchrun, else (0, 1)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
 
 
-def _augment(batch: torch.Tensor) -> torch.Tensor:
-    """Random horizontal and vertical flips on a uint8 batch (fruit has no up or down)."""
-    flip_h = torch.rand(batch.shape[0]) < 0.5
-    flip_v = torch.rand(batch.shape[0]) < 0.5
-    batch = batch.clone()
-    batch[flip_h] = batch[flip_h].flip(-1)
-    batch[flip_v] = batch[flip_v].flip(-2)
-    return batch
+def device_for() -> torch.device:
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
 
 
-def _to_float(batch: torch.Tensor) -> torch.Tensor:
-    return batch.float().div_(255.0)
+def cpu_has_bf16() -> bool:
+    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:
+    """bf16 where the hardware has it, fp16 AMP on older GPUs, else None (fp32)."""
+    if config.precision == "fp32":
+        return None
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if config.precision == "bf16" or cpu_has_bf16():
+        return torch.bfloat16
+    return None
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None):
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def augment(x: torch.Tensor) -> torch.Tensor:
+    """Random resized crop, horizontal flip and colour jitter on a float batch in [0, 1]."""
+    b = x.shape[0]
+    area = torch.empty(b).uniform_(0.55, 1.0)
+    ratio = torch.exp(torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3)))
+    w = torch.sqrt(area * ratio).clamp(max=1.0)
+    h = torch.sqrt(area / ratio).clamp(max=1.0)
+    cx = (torch.rand(b) * 2 - 1) * (1 - w)
+    cy = (torch.rand(b) * 2 - 1) * (1 - h)
+    flip = torch.where(torch.rand(b) < 0.5, -1.0, 1.0)
+    theta = torch.zeros(b, 2, 3)
+    theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
+    theta[:, 1, 1], theta[:, 1, 2] = h, cy
+    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
+    x = F.grid_sample(
+        x, grid.to(x.device), mode="bilinear", padding_mode="reflection", align_corners=False
+    )
+    brightness, contrast, saturation = torch.empty(3, b, 1, 1, 1).uniform_(0.75, 1.25).to(x.device)
+    x = x * brightness
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(
+        1, keepdim=True
+    )
+    return ((x - grey) * saturation + grey).clamp_(0.0, 1.0)
+
+
+def _batch(
+    split: CachedSplit, idx: np.ndarray, device: torch.device, channels_last: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    x = torch.from_numpy(split.take(idx)).to(device).float().div_(255.0)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x, torch.from_numpy(split.labels[idx]).to(device)
 
 
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, data: CachedSplit, num_classes: int, batch_size: int = 128
-) -> tuple[dict[str, float], np.ndarray]:
-    """Loss, accuracy, macro-F1 and top-5 accuracy, and the confusion matrix."""
+    model: nn.Module,
+    data: CachedSplit,
+    num_classes: int,
+    batch_size: int = 128,
+    dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+) -> EvalResult:
+    """Loss, accuracy, macro- and weighted-F1, top-5 and calibration error on a split."""
     model.eval()
-    confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
-    loss_sum, top5 = 0.0, 0
+    device = next(model.parameters()).device
+    probs, loss_sum = [], 0.0
     for start in range(0, len(data), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data)))
-        x = _to_float(torch.from_numpy(data.take(idx)))
-        y = torch.from_numpy(data.labels[idx])
-        logits = model(x)
-        loss_sum += nn.functional.cross_entropy(logits, y, reduction="sum").item()
-        pred = logits.argmax(1)
-        np.add.at(confusion, (y.numpy(), pred.numpy()), 1)
-        k = min(5, num_classes)
-        top5 += (logits.topk(k, 1).indices == y[:, None]).any(1).sum().item()
-    n = max(len(data), 1)
-    metrics = {
-        "loss": loss_sum / n,
-        "accuracy": float(np.trace(confusion) / n),
-        "macro_f1": macro_f1(confusion),
-        "top5": top5 / n,
-    }
-    return metrics, confusion
+        x, y = _batch(data, idx, device, channels_last)
+        with _autocast(device, dtype):
+            logits = model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        probs.append(torch.softmax(logits, 1).cpu().numpy())
+    probabilities = np.concatenate(probs) if probs else np.zeros((0, num_classes), np.float32)
+    metrics, confusion = classification_metrics(data.labels, probabilities, num_classes)
+    metrics["loss"] = loss_sum / max(len(data), 1)
+    return EvalResult(metrics, confusion, probabilities, np.asarray(data.labels))
+
+
+def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
+    """Inverse-frequency weights, mean 1: rare classes count as much as common ones."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (num_classes * np.maximum(counts, 1)), 0.0)
+    return torch.tensor(weights / max(weights[counts > 0].mean(), 1e-12), dtype=torch.float32)
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    warm = max(1, int(total_steps * warmup_fraction))
+
+    def factor(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+    return factor
+
+
+def _unwrap(model: nn.Module) -> FruitClassifier:
+    model = getattr(model, "module", model)  # DDP
+    return getattr(model, "_orig_mod", model)  # torch.compile
 
 
 def train(
@@ -93,57 +189,160 @@ def train(
     val_data: CachedSplit,
     classes: list[str],
     on_epoch: Callable[[int, dict[str, float]], None] | None = None,
+    checkpointer: Checkpointer | None = None,
+    model: FruitClassifier | None = None,
 ) -> TrainResult:
-    """Train ``config.arch`` with AdamW and a cosine schedule; keep the best val macro-F1."""
+    """Train with AdamW, warm-up + cosine, label smoothing, class weights, early stopping.
+
+    The kept model is the epoch with the best val macro-F1.
+    """
+    if len(classes) < 2:
+        raise ValueError(
+            f"training needs at least 2 classes, got {len(classes)}: check the "
+            "class mapping and the manifest's train split"
+        )
+    if len(train_data) == 0:
+        raise ValueError("the training split is empty: nothing to train on")
+    rank, world = dist_info()
+    device = device_for()
+    if world > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if device.type == "cuda" else "gloo")
     seed_everything(config.seed)
-    model = build_model(config.arch, len(classes))
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    model = (
+        model
+        or build_model(
+            config.arch, len(classes), config.pretrained, config.weights, config.finetune
+        )
+    ).to(device)
+    if config.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    dtype = autocast_dtype(config, device)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    per_rank = math.ceil(len(train_data) / world)
+    steps_per_epoch = math.ceil(per_rank / config.batch_size)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, warmup_cosine(config.epochs * steps_per_epoch, config.warmup_fraction)
     )
-    steps = config.epochs * math.ceil(len(train_data) / config.batch_size)
-    scheduler = torch.optim.lr_scheduler.OneCycleLR(
-        optimizer, max_lr=config.lr, total_steps=max(steps, 1)
+    weight = (
+        class_weight_tensor(train_data.labels, len(classes)).to(device)
+        if config.class_weights
+        else None
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    result = TrainResult(model=model, classes=classes)
-    best_state, best_f1 = None, -1.0
+    loss_fn = nn.CrossEntropyLoss(weight=weight, label_smoothing=config.label_smoothing)
+    scaler = torch.amp.GradScaler("cuda", enabled=dtype is torch.float16)
     generator = torch.Generator().manual_seed(config.seed)
-    for epoch in range(1, config.epochs + 1):
-        model.train()
-        order = torch.randperm(len(train_data), generator=generator).numpy()
+    result = TrainResult(
+        model=_unwrap(model),
+        classes=classes,
+        precision=str(dtype).removeprefix("torch.") if dtype else "fp32",
+    )
+    best_state, best_f1, stale, start_epoch = None, -1.0, 0, 1
+
+    saved = checkpointer.load() if checkpointer else None
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        generator.set_state(saved["generator"])
+        torch.set_rng_state(saved["torch_rng"])
+        best_state, best_f1, stale = saved["best_state"], saved["best_f1"], saved["stale"]
+        result.history = list(saved["history"])
+        result.best_epoch = saved["best_epoch"]
+        start_epoch = result.resumed_from_epoch = saved["epoch"] + 1
+
+    wrapped: nn.Module = model
+    if world > 1:
+        wrapped = torch.nn.parallel.DistributedDataParallel(model)
+    if config.compile:
+        wrapped = torch.compile(wrapped)
+    seen, t0 = 0, time.perf_counter()
+    for epoch in range(start_epoch, config.epochs + 1):
+        wrapped.train()
+        order = torch.randperm(len(train_data), generator=generator).numpy()[rank::world]
         loss_sum, correct = 0.0, 0
         bar = tqdm(
             range(0, len(order), config.batch_size),
-            desc=f"{config.arch} epoch {epoch}",
             unit="batch",
             leave=False,
+            desc=f"{config.arch} epoch {epoch}/{config.epochs}",
+            disable=rank != 0,
         )
         for start in bar:
             idx = order[start : start + config.batch_size]
-            x = _to_float(_augment(torch.from_numpy(train_data.take(idx))))
-            y = torch.from_numpy(train_data.labels[idx])
-            logits = model(x)
-            loss = loss_fn(logits, y)
+            x, y = _batch(train_data, idx, device, config.channels_last)
+            if config.augment:
+                x = augment(x)
+                if config.channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            with _autocast(device, dtype):
+                logits = wrapped(x)
+                loss = loss_fn(logits.float(), y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             scheduler.step()
             loss_sum += loss.item() * len(y)
             correct += (logits.argmax(1) == y).sum().item()
+            seen += len(y)
             bar.set_postfix(loss=f"{loss.item():.3f}")
-        val_metrics, _ = evaluate(model, val_data, len(classes))
+        if world > 1:  # BatchNorm statistics are per process: take rank 0's everywhere, so
+            # every replica scores the same model and makes the same early-stopping call
+            for buffer in _unwrap(model).buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        val = evaluate(
+            _unwrap(model), val_data, len(classes), dtype=dtype, channels_last=config.channels_last
+        ).metrics
         row = {
-            "train_loss": loss_sum / len(order),
-            "train_accuracy": correct / len(order),
-            **{f"val_{k}": v for k, v in val_metrics.items()},
+            "train_loss": loss_sum / max(len(order), 1),
+            "train_accuracy": correct / max(len(order), 1),
+            "lr": scheduler.get_last_lr()[0],
+            **{f"val_{k}": v for k, v in val.items() if k != "ece"},
         }
         result.history.append(row)
-        if on_epoch:
+        if val["macro_f1"] > best_f1:
+            best_f1, stale, result.best_epoch = val["macro_f1"], 0, epoch
+            best_state = {
+                k: v.detach().clone().cpu() for k, v in _unwrap(model).state_dict().items()
+            }
+        else:
+            stale += 1
+        if on_epoch and rank == 0:
             on_epoch(epoch, row)
-        if val_metrics["macro_f1"] > best_f1:
-            best_f1 = val_metrics["macro_f1"]
-            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if checkpointer and rank == 0:
+            checkpointer.save(
+                {
+                    "epoch": epoch,
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "generator": generator.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "best_state": best_state,
+                    "best_f1": best_f1,
+                    "stale": stale,
+                    "best_epoch": result.best_epoch,
+                    "history": result.history,
+                }
+            )
+        if stale >= config.patience:
+            result.stopped_early = True
+            break
+    result.seconds = time.perf_counter() - t0
+    result.images_per_second = seen * world / result.seconds if result.seconds > 0 else 0.0
     if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
+        result.model.load_state_dict(best_state)
+    result.model.eval()
     return result
+
+
+def torch_state_bytes(state: dict[str, Any]) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    return buffer.getvalue()
+
+
+def torch_state_load(data: bytes) -> dict[str, Any]:
+    """Load a checkpoint safely: tensors and plain containers only (weights_only=True)."""
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)

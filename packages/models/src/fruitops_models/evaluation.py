@@ -1,0 +1,97 @@
+"""Scoring registered model versions on one split of the training cache.
+
+Candidates and the current champion are loaded the way serving loads them (the logged pt2
+model and its metadata) and compared by class *name*, so a champion trained on another class
+list or image size is still scored fairly on the same images.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mlflow.exceptions import MlflowException
+
+from fruitops_core.lake import Lake
+from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.tracking import CHAMPION_ALIAS
+from fruitops_data.cache import CachedSplit, open_split
+from fruitops_models.metrics import confusion_matrix, macro_f1
+
+
+def predict_names(uri: str, data: CachedSplit, batch_size: int = 128) -> list[str]:
+    """Class names predicted by the model at ``uri`` for every image of ``data``."""
+    metadata = mlflow.models.get_model_info(uri).metadata or {}
+    classes, size = list(metadata["classes"]), int(metadata["image_size"])
+    module = mlflow.pytorch.load_model(uri, map_location="cpu")
+    names: list[str] = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(start + batch_size, len(data)))
+            x = torch.from_numpy(data.take(idx)).float().div_(255.0)
+            if x.shape[-1] != size:
+                x = F.interpolate(
+                    x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+                )
+            names += [classes[i] for i in module(x).argmax(1).tolist()]
+    return names
+
+
+def score_names(true: list[str], predicted: list[str]) -> dict[str, float]:
+    vocabulary = {name: i for i, name in enumerate(sorted(set(true) | set(predicted)))}
+    confusion = confusion_matrix(
+        np.array([vocabulary[t] for t in true], np.int64),
+        np.array([vocabulary[p] for p in predicted], np.int64),
+        len(vocabulary),
+    )
+    accuracy = (
+        float(np.mean([t == p for t, p in zip(true, predicted, strict=True)])) if true else 0.0
+    )
+    return {"accuracy": accuracy, "macro_f1": macro_f1(confusion)}
+
+
+def score_versions(
+    settings: FruitOpsSettings,
+    lake: Lake,
+    cache: dict[str, Any],
+    candidates: list[dict[str, Any]],
+    split: str,
+) -> dict[str, Any]:
+    """Scores of every candidate and of the champion on ``split``; the best candidate."""
+    data = open_split(lake, cache, split, settings.home / "cache-local")
+    if len(data) == 0:
+        raise ValueError(
+            f"the {split} split of the training cache is empty: nothing to "
+            "evaluate the candidates on"
+        )
+    true = [cache["classes"][i] for i in data.labels]
+    name = settings.registered_model
+    client = mlflow.MlflowClient()
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException:
+        champion = None
+    entries = [(int(c["version"]), "candidate", c["arch"]) for c in candidates]
+    if champion is not None and int(champion.version) not in {v for v, _, _ in entries}:
+        entries.append((int(champion.version), "champion", champion.tags.get("arch", "?")))
+    scores = []
+    for version, role, arch in entries:
+        predicted = predict_names(f"models:/{name}/{version}", data)
+        scores.append(
+            {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
+        )
+    candidate_scores = [s for s in scores if s["role"] == "candidate"]
+    best = max(candidate_scores, key=lambda s: (s["macro_f1"], -s["version"]))
+    champion_score = None
+    if champion is not None:
+        champion_score = next(s for s in scores if s["version"] == int(champion.version))
+    return {
+        "split": split,
+        "images": len(data),
+        "scores": scores,
+        "best_candidate": best,
+        "champion": champion_score,
+    }

@@ -1,0 +1,132 @@
+"""The training report: every candidate of a run in one table, their curves, the winner and why.
+
+Written as Markdown (for the repository browser) and self-contained HTML (the curves inline),
+stored in the lake beside the asset and logged to MLflow.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from typing import Any
+
+import mlflow
+
+from fruitops_core.assets import AssetContext
+from fruitops_models import plots
+
+COLUMNS = (
+    "arch",
+    "version",
+    "val_accuracy",
+    "val_macro_f1",
+    "test_accuracy",
+    "test_macro_f1",
+    "test_ece",
+    "best_epoch",
+    "images_per_second",
+)
+
+
+def _rows(trained: dict[str, Any], evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for c in trained["candidates"]:
+        row = {
+            "arch": c["arch"],
+            "version": c["version"],
+            "images_per_second": c["images_per_second"],
+            **{k: c["metrics"].get(k) for k in COLUMNS if k in c["metrics"]},
+        }
+        row["eval"] = next(
+            (s["macro_f1"] for s in evaluation["scores"] if s["version"] == c["version"]), None
+        )
+        rows.append(row)
+    return rows
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() and value > 1 else f"{value:.3f}"
+    return "" if value is None else str(value)
+
+
+def write_report(
+    ctx: AssetContext, trained: dict[str, Any], evaluation: dict[str, Any], champion: dict[str, Any]
+) -> dict[str, Any]:
+    rows = _rows(trained, evaluation)
+    decision = champion["decision"]
+    split = evaluation["split"]
+    headers = [*COLUMNS, f"{split} macro-F1 (evaluation)"]
+    table = [[_fmt(r.get(c)) for c in COLUMNS] + [_fmt(r["eval"])] for r in rows]
+    winner = evaluation["best_candidate"]
+    champ_line = (
+        f"champion before: v{evaluation['champion']['version']} "
+        f"({evaluation['champion']['arch']}), {split} macro-F1 "
+        f"{evaluation['champion']['macro_f1']:.3f}"
+        if evaluation["champion"]
+        else "no champion before this run"
+    )
+    summary = [
+        f"best candidate: {winner['arch']} v{winner['version']}, {split} macro-F1 "
+        f"{winner['macro_f1']:.3f}",
+        champ_line,
+        f"decision: {'promoted' if decision['promoted'] else 'kept out'} — {decision['reason']}",
+        f"champion now: v{champion['version']}",
+    ]
+    figure = plots.candidates_curves(
+        {f"{c['arch']} v{c['version']}": c["history"] for c in trained["candidates"]}
+    )
+    png = io.BytesIO()
+    figure.savefig(png, format="png", dpi=100)
+    curves_uri = ctx.lake.write_bytes(f"{ctx.asset_dir}/curves.png", png.getvalue())
+
+    markdown = "\n".join(
+        [
+            f"# FruitOps training report — run {ctx.run_id}",
+            "",
+            *[f"- {line}" for line in summary],
+            "",
+            "| " + " | ".join(headers) + " |",
+            "|" + "---|" * len(headers),
+            *["| " + " | ".join(row) + " |" for row in table],
+            "",
+            "![validation curves](curves.png)",
+            "",
+        ]
+    )
+    page = "".join(
+        [
+            "<!doctype html><html><head><meta charset='utf-8'><title>FruitOps training report"
+            "</title><style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}</style></head><body>",
+            f"<h1>FruitOps training report — run {html.escape(ctx.run_id)}</h1><ul>",
+            *[f"<li>{html.escape(line)}</li>" for line in summary],
+            "</ul><table><tr>",
+            *[f"<th>{html.escape(h)}</th>" for h in headers],
+            "</tr>",
+            *[
+                "<tr>" + "".join(f"<td>{html.escape(v)}</td>" for v in row) + "</tr>"
+                for row in table
+            ],
+            "</table><h2>Validation curves</h2><img alt='curves' src='data:image/png;base64,",
+            base64.b64encode(png.getvalue()).decode(),
+            "'></body></html>",
+        ]
+    )
+    md_uri = ctx.lake.write_bytes(f"{ctx.asset_dir}/report.md", markdown.encode())
+    html_uri = ctx.lake.write_bytes(f"{ctx.asset_dir}/report.html", page.encode())
+    with mlflow.start_run(
+        run_name=f"training-report-{ctx.run_id}",
+        tags={"fruitops_kind": "report", "fruitops_asset_run_id": ctx.run_id},
+    ):
+        mlflow.log_text(markdown, "report/report.md")
+        mlflow.log_text(page, "report/report.html")
+        mlflow.log_figure(figure, "report/curves.png")
+    return {
+        "report_md_uri": md_uri,
+        "report_html_uri": html_uri,
+        "curves_uri": curves_uri,
+        "winner_version": winner["version"],
+        "promoted": decision["promoted"],
+    }

@@ -1,0 +1,160 @@
+"""One architecture trained and tracked completely: an MLflow run with everything in it.
+
+Params, per-epoch curves, final val/test metrics, plots, per-class table, sample grid, the
+validation result, tags (data hash, validation, source, code version), and the model logged
+and registered with what serving needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from importlib.metadata import version
+from typing import Any
+
+import mlflow
+import numpy as np
+import torch
+
+from fruitops_core.lake import Lake
+from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.tracking import configure_mlflow
+from fruitops_data.cache import CachedSplit, open_split
+from fruitops_models import plots
+from fruitops_models.checkpoints import LakeCheckpointer, checkpoint_prefix
+from fruitops_models.config import TrainConfig
+from fruitops_models.metrics import per_class_table
+from fruitops_models.registry import log_and_register
+from fruitops_models.train import EvalResult, autocast_dtype, device_for, evaluate, train
+
+
+@dataclass
+class TrainingInputs:
+    cache: dict[str, Any]  # the data/training_cache value
+    validation: dict[str, Any]  # the data/data_validation value
+    lake: Lake
+    settings: FruitOpsSettings
+    run_id: str  # the asset run: checkpoints of a retry are found under it
+
+
+def open_splits(inputs: TrainingInputs) -> dict[str, CachedSplit]:
+    workdir = inputs.settings.home / "cache-local"
+    return {s: open_split(inputs.lake, inputs.cache, s, workdir) for s in ("train", "val", "test")}
+
+
+def _sample_grid(split: CachedSplit, result: EvalResult, classes: list[str], title: str):
+    rng = np.random.default_rng(0)
+    idx = np.sort(rng.choice(len(split), size=min(18, len(split)), replace=False))
+    predicted = result.probabilities[idx].argmax(1)
+    return plots.sample_grid(
+        split.take(idx),
+        [classes[i] for i in split.labels[idx]],
+        [classes[i] for i in predicted],
+        title,
+    )
+
+
+def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]:
+    """Train ``config.arch`` on the cache inside an MLflow run; register the model."""
+    classes = list(inputs.cache["classes"])
+    splits = open_splits(inputs)
+    checkpointer = LakeCheckpointer(
+        inputs.lake,
+        checkpoint_prefix(
+            inputs.run_id, config, f"{inputs.cache['manifest_hash']}-{inputs.cache['image_size']}"
+        ),
+    )
+    configure_mlflow(inputs.settings)
+    tags = {
+        "fruitops_kind": "training",
+        "fruitops_asset_run_id": inputs.run_id,
+        "manifest_hash": inputs.cache["manifest_hash"],
+        "validation_success": str(inputs.validation["success"]),
+        "dataset_source": inputs.cache.get("source", ""),
+        "code_version": version("fruitops-models"),
+        "arch": config.arch,
+    }
+    with mlflow.start_run(run_name=f"{config.arch}-{inputs.run_id}", tags=tags) as run:
+        mlflow.log_params(
+            {
+                **{k: v for k, v in config.model_dump().items() if k != "architectures"},
+                "image_size": inputs.cache["image_size"],
+                "classes": len(classes),
+                "train_images": len(splits["train"]),
+                "data_source": inputs.cache.get("source", ""),
+            }
+        )
+        result = train(
+            config,
+            splits["train"],
+            splits["val"],
+            classes,
+            checkpointer=checkpointer,
+            on_epoch=lambda epoch, row: mlflow.log_metrics(
+                {f"epoch/{k}": v for k, v in row.items()}, step=epoch
+            ),
+        )
+        dtype = autocast_dtype(config, device_for())
+        # per-epoch curves live under epoch/…; the plain names hold the kept model's scores
+        final: dict[str, float] = {
+            "best_epoch": result.best_epoch,
+            "train_seconds": result.seconds,
+            "train_images_per_second": result.images_per_second,
+        }
+        for split in ("val", "test"):
+            if len(splits[split]) == 0:
+                continue
+            evaluated = evaluate(
+                result.model,
+                splits[split],
+                len(classes),
+                dtype=dtype,
+                channels_last=config.channels_last,
+            )
+            final.update({f"{split}_{k}": v for k, v in evaluated.metrics.items()})
+            table = per_class_table(evaluated.confusion, classes)
+            mlflow.log_table(table, f"per_class/{split}.json")
+            mlflow.log_figure(
+                plots.per_class_f1(table, f"{config.arch}: {split} F1 per class"),
+                f"plots/per_class_f1_{split}.png",
+            )
+            mlflow.log_figure(
+                plots.confusion_matrix(evaluated.confusion, classes, f"{split} confusion"),
+                f"plots/confusion_{split}.png",
+            )
+            mlflow.log_figure(
+                _sample_grid(splits[split], evaluated, classes, f"{config.arch}: {split} samples"),
+                f"plots/samples_{split}.png",
+            )
+        mlflow.log_metrics(final)
+        mlflow.log_figure(
+            plots.training_curves(result.history, f"{config.arch} training"),
+            "plots/training_curves.png",
+        )
+        mlflow.log_dict({"classes": classes}, "classes.json")
+        mlflow.log_dict(inputs.validation, "validation/result.json")
+        mlflow.set_tags(
+            {
+                "precision": result.precision,
+                "stopped_early": str(result.stopped_early),
+                "resumed_from_epoch": str(result.resumed_from_epoch),
+            }
+        )
+        example_split = "val" if len(splits["val"]) >= 2 else "train"
+        registered = log_and_register(
+            result.model.float().cpu().to(memory_format=torch.contiguous_format),
+            classes,
+            inputs.cache["image_size"],
+            torch.from_numpy(splits[example_split].take(np.arange(2))),
+            inputs.settings,
+            config.arch,
+        )
+    return {
+        "arch": config.arch,
+        "run_id": run.info.run_id,
+        "metrics": {k: round(float(v), 4) for k, v in final.items()},
+        "history": result.history,
+        "seconds": round(result.seconds, 2),
+        "images_per_second": round(result.images_per_second, 1),
+        "precision": result.precision,
+        **registered,
+    }

@@ -1,0 +1,179 @@
+"""The training loop itself, on small in-memory caches: learning, resuming, DDP, bad config."""
+
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fruitops_data.cache import CachedSplit
+from fruitops_models.architectures import PretrainedUnavailable, build_model
+from fruitops_models.config import ARCHITECTURES, TrainConfig
+from fruitops_models.train import augment, train
+
+CLASSES = ["apple", "banana"]
+
+
+def tiny_split(n: int, size: int = 32, seed: int = 0) -> CachedSplit:
+    """Class 0 dark-red images, class 1 bright-yellow ones, with noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    images = rng.integers(0, 60, (n, 3, size, size)).astype(np.uint8)
+    images[labels == 0, 0] += 120
+    images[labels == 1, :2] += 180
+    return CachedSplit([images], labels.astype(np.int64), [f"k{i}" for i in range(n)])
+
+
+class MemoryCheckpointer:
+    def __init__(self, crash_after_epoch: int | None = None):
+        self.state = None
+        self.crash_after_epoch = crash_after_epoch
+
+    def load(self):
+        return self.state
+
+    def save(self, state):
+        self.state = {k: v for k, v in state.items()}
+        if state["epoch"] == self.crash_after_epoch:
+            self.crash_after_epoch = None
+            raise KeyboardInterrupt("worker killed")
+
+
+def weights_digest(model) -> str:
+    h = hashlib.sha256()
+    for tensor in model.state_dict().values():
+        h.update(tensor.detach().float().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ARCHITECTURES)
+def test_each_architecture_overfits_a_tiny_batch(arch):
+    config = TrainConfig(
+        arch=arch,
+        epochs=25,
+        batch_size=8,
+        lr=3e-3,
+        augment=False,
+        label_smoothing=0.0,
+        class_weights=False,
+        patience=100,
+        warmup_fraction=0.05,
+    )
+    data = tiny_split(8)
+    result = train(config, data, data, CLASSES)
+    first, last = result.history[0], result.history[-1]
+    assert last["train_loss"] < first["train_loss"] * 0.5, (arch, first, last)
+    assert max(h["train_accuracy"] for h in result.history) == 1.0, arch
+
+
+def test_bf16_and_channels_last_on_this_cpu():
+    result = train(
+        TrainConfig(epochs=1, batch_size=4), tiny_split(8), tiny_split(4, seed=1), CLASSES
+    )
+    expected = "bfloat16" if torch.cpu._is_avx512_bf16_supported() else "fp32"
+    assert result.precision == expected
+    assert result.images_per_second > 0
+
+
+def test_resume_after_a_kill_gives_the_same_model():
+    config = TrainConfig(epochs=4, batch_size=8)
+    data, val = tiny_split(24), tiny_split(8, seed=1)
+    whole = train(config, data, val, CLASSES, checkpointer=MemoryCheckpointer())
+    crashing = MemoryCheckpointer(crash_after_epoch=2)
+    with pytest.raises(KeyboardInterrupt):
+        train(config, data, val, CLASSES, checkpointer=crashing)
+    assert crashing.state["epoch"] == 2
+    resumed = train(config, data, val, CLASSES, checkpointer=crashing)
+    assert resumed.resumed_from_epoch == 3
+    assert len(resumed.history) == 4
+    for got, want in zip(resumed.history, whole.history, strict=True):
+        assert got == pytest.approx(want)
+    assert weights_digest(resumed.model) == weights_digest(whole.model)
+
+
+def test_early_stopping_keeps_the_best_epoch():
+    config = TrainConfig(epochs=12, batch_size=8, patience=1, lr=1e-4)
+    result = train(config, tiny_split(16), tiny_split(8, seed=2), CLASSES)
+    assert result.stopped_early or len(result.history) == 12
+    best = max(range(len(result.history)), key=lambda i: result.history[i]["val_macro_f1"])
+    assert result.best_epoch == best + 1
+
+
+def test_augment_keeps_shape_and_range():
+    torch.manual_seed(0)
+    x = torch.rand(5, 3, 32, 32)
+    out = augment(x)
+    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
+    assert not torch.allclose(out, x)
+
+
+def test_bad_config_is_named():
+    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+        TrainConfig(arch="vgg")
+    with pytest.raises(ValueError, match="at least 2 classes"):
+        train(TrainConfig(), tiny_split(4), tiny_split(2), ["only"])
+    with pytest.raises(ValueError, match="training split is empty"):
+        train(TrainConfig(), tiny_split(0), tiny_split(2), CLASSES)
+
+
+def test_pretrained_offline_and_from_a_local_file(tmp_path: Path):
+    import torchvision
+
+    with pytest.raises(PretrainedUnavailable, match="--weights PATH"):
+        build_model("resnet18", 3, pretrained=True)  # no network here
+    with pytest.raises(PretrainedUnavailable, match="no ImageNet weights"):
+        build_model("cnn", 3, pretrained=True)
+    weights = tmp_path / "resnet18.pth"
+    torch.save(torchvision.models.resnet18(weights=None).state_dict(), weights)
+    model = build_model("resnet18", 3, weights_path=str(weights), finetune="head")
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert trainable == {"backbone.fc.weight", "backbone.fc.bias"}
+    assert model.backbone.fc.out_features == 3
+
+
+@pytest.mark.slow
+def test_ddp_with_two_gloo_processes(tmp_path: Path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(
+        textwrap.dedent(f"""
+        import hashlib, os, sys
+        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        from test_training import tiny_split, weights_digest, CLASSES
+        from fruitops_models.config import TrainConfig
+        from fruitops_models.train import train
+        result = train(TrainConfig(epochs=2, batch_size=4), tiny_split(16), tiny_split(4, seed=1),
+                       CLASSES)
+        rank = os.environ["RANK"]
+        with open(os.path.join({str(tmp_path)!r}, f"rank{{rank}}.txt"), "w") as out:
+            out.write(weights_digest(result.model) + " " + os.environ["WORLD_SIZE"])
+    """)
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--nproc-per-node=2",
+            "--master-addr=127.0.0.1",
+            f"--master-port={port}",
+            str(script),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    digests = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
+    assert digests[0] == digests[1] and digests[0][1] == "2"  # replicas stay in step
