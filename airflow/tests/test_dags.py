@@ -49,7 +49,7 @@ def test_params_reach_the_asset_configs(dagbag):
     from fruitops_airflow.factory import _config_from_params
 
     dag = dagbag.dags["fruitops_pipeline"]
-    assert set(dag.params) == {"source", "arch", "epochs", "image_size"}
+    assert set(dag.params) == {"source", "architectures", "epochs", "image_size"}
     mapping = {
         "source": ("data/raw_images", "source"),
         "epochs": ("models/trained_model", "epochs"),
