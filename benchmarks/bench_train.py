@@ -39,8 +39,13 @@ def photos(limit: int) -> tuple[list[Path], list[int], list[str]]:
     if not root.exists():
         from fruitops_data.synthetic import SyntheticSpec, generate
 
-        root = generate(SyntheticSpec(classes=10, per_class=80, size=348, seed=0),
-                        Path(".fruitops/bench/train-synthetic")) / "train1"
+        root = (
+            generate(
+                SyntheticSpec(classes=10, per_class=80, size=348, seed=0),
+                Path(".fruitops/bench/train-synthetic"),
+            )
+            / "train1"
+        )
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     files = sorted((p, i) for i, c in enumerate(classes) for p in (root / c).glob("*.jpg"))
     rng = np.random.default_rng(0)
@@ -48,8 +53,9 @@ def photos(limit: int) -> tuple[list[Path], list[int], list[str]]:
     return [files[i][0] for i in chosen], [files[i][1] for i in chosen], classes
 
 
-def naive_images_per_second(arch: str, files, labels, classes, size: int, epochs: int,
-                            batch: int) -> float:
+def naive_images_per_second(
+    arch: str, files, labels, classes, size: int, epochs: int, batch: int
+) -> float:
     """PIL decode + resize + normalise of every image on every epoch, fp32 eager, Adam."""
     torch.manual_seed(0)
     model = build_backbone(arch, len(classes))
@@ -78,8 +84,9 @@ def naive_images_per_second(arch: str, files, labels, classes, size: int, epochs
     return seen / (time.perf_counter() - start)
 
 
-def fruitops_images_per_second(arch: str, files, labels, classes, size: int, epochs: int,
-                               batch: int) -> tuple[float, float, str]:
+def fruitops_images_per_second(
+    arch: str, files, labels, classes, size: int, epochs: int, batch: int
+) -> tuple[float, float, str]:
     start = time.perf_counter()
     images = np.stack([decode_array(p.read_bytes(), size).transpose(2, 0, 1) for p in files])
     cache_seconds = time.perf_counter() - start
@@ -100,19 +107,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train.json"))
     args = parser.parse_args()
     files, labels, classes = photos(args.images)
-    result = {"machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
-              "images": len(files), "image_size": args.size, "epochs": args.epochs,
-              "batch": args.batch, "photos": "fruits-real" if REAL.exists() else "synthetic",
-              "archs": {}}
+    result = {
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
+        "images": len(files),
+        "image_size": args.size,
+        "epochs": args.epochs,
+        "batch": args.batch,
+        "photos": "fruits-real" if REAL.exists() else "synthetic",
+        "archs": {},
+    }
     for arch in args.archs:
-        naive = naive_images_per_second(arch, files, labels, classes, args.size, args.epochs,
-                                         args.batch)
+        naive = naive_images_per_second(
+            arch, files, labels, classes, args.size, args.epochs, args.batch
+        )
         ours, cache_s, precision = fruitops_images_per_second(
-            arch, files, labels, classes, args.size, args.epochs, args.batch)
-        result["archs"][arch] = {"naive_img_per_s": round(naive, 1),
-                                 "fruitops_img_per_s": round(ours, 1),
-                                 "speedup": round(ours / naive, 2), "precision": precision,
-                                 "cache_build_seconds": round(cache_s, 2)}
+            arch, files, labels, classes, args.size, args.epochs, args.batch
+        )
+        result["archs"][arch] = {
+            "naive_img_per_s": round(naive, 1),
+            "fruitops_img_per_s": round(ours, 1),
+            "speedup": round(ours / naive, 2),
+            "precision": precision,
+            "cache_build_seconds": round(cache_s, 2),
+        }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
     print(json.dumps(result, indent=2))

@@ -38,29 +38,54 @@ def main() -> None:
 
     settings = FruitOpsSettings()
     start = time.perf_counter()
-    materialize(["models/training_report"], with_upstream=True, settings=settings, config={
-        "data/raw_images": {"source": str(REAL)},
-        "data/training_cache": {"image_size": args.image_size},
-        "models/trained_model": {"architectures": ["cnn", "resnet18"], "epochs": args.epochs,
-                                 "batch_size": args.batch_size},
-    })
+    materialize(
+        ["models/training_report"],
+        with_upstream=True,
+        settings=settings,
+        config={
+            "data/raw_images": {"source": str(REAL)},
+            "data/training_cache": {"image_size": args.image_size},
+            "models/trained_model": {
+                "architectures": ["cnn", "resnet18"],
+                "epochs": args.epochs,
+                "batch_size": args.batch_size,
+            },
+        },
+    )
     lake = lake_from_uri(settings.lake_root)
     trained = lake.read_json("assets/models/trained_model/data.json")
     report = lake.read_json("assets/models/training_report/data.json")
     result = {
         "photos": "fruits-real (28 classes, 1349 train / 288 val / 288 test)",
-        "image_size": args.image_size, "epochs_max": args.epochs,
+        "image_size": args.image_size,
+        "epochs_max": args.epochs,
         "total_seconds": round(time.perf_counter() - start, 1),
-        "candidates": {c["arch"]: {**{k: c["metrics"].get(k) for k in (
-            "val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1", "best_epoch")},
-            "epochs_run": len(c["history"]), "train_seconds": c["seconds"],
-            "images_per_second": c["images_per_second"]} for c in trained["candidates"]},
+        "candidates": {
+            c["arch"]: {
+                **{
+                    k: c["metrics"].get(k)
+                    for k in (
+                        "val_accuracy",
+                        "val_macro_f1",
+                        "test_accuracy",
+                        "test_macro_f1",
+                        "best_epoch",
+                    )
+                },
+                "epochs_run": len(c["history"]),
+                "train_seconds": c["seconds"],
+                "images_per_second": c["images_per_second"],
+            }
+            for c in trained["candidates"]
+        },
         "winner_version": report["winner_version"],
     }
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality_real.json").write_text(json.dumps(result, indent=2))
-    shutil.copyfile(Path(lake.root) / "assets/models/training_report/curves.png",
-                    args.out / "quality_curves.png")
+    shutil.copyfile(
+        Path(lake.root) / "assets/models/training_report/curves.png",
+        args.out / "quality_curves.png",
+    )
     print(json.dumps(result, indent=2))
 
 

@@ -13,7 +13,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from fruitops_core.lake import lake_from_uri
+from fruitops_core.lake import open_lake
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
@@ -98,7 +98,7 @@ def dag_from_assets(
     """A DAG with a task per selected asset, wired by the assets' dependencies."""
     settings = settings or FruitOpsSettings()
     graph = graph or AssetGraph.from_entry_points()
-    lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+    lake = open_lake(settings)
     keys = graph.select(select)
     param_map = param_map or {}
     with DAG(

@@ -15,7 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fruitops_core.demo import demo_summary
-from fruitops_core.lake import lake_from_uri
+from fruitops_core.lake import open_lake
 from fruitops_core.materialize import materialize as run_materialize
 from fruitops_core.output import run_command
 from fruitops_core.registry import AssetGraph
@@ -65,7 +65,7 @@ def assets_list(json_mode: bool = JSON_OPTION) -> None:
 
     def action() -> dict[str, Any]:
         settings, graph = _context()
-        lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+        lake = open_lake(settings)
         return {
             "assets": [
                 {
@@ -149,7 +149,7 @@ def demo(
 
     def action() -> dict[str, Any]:
         settings, graph = _context()
-        lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+        lake = open_lake(settings)
         if run:
             run_materialize(graph.topological_order(), settings=settings, graph=graph, lake=lake)
         return demo_summary(settings, graph, lake)

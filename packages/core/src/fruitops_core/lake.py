@@ -15,10 +15,13 @@ import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
 import pandas as pd
+
+if TYPE_CHECKING:
+    from fruitops_core.settings import FruitOpsSettings
 
 
 class LakeError(RuntimeError):
@@ -66,10 +69,6 @@ class Lake(ABC):
 
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int: ...
-
-    def sub(self, prefix: str) -> Lake:
-        """A lake rooted at ``prefix`` inside this one."""
-        return lake_from_uri(self.uri(prefix), endpoint_url=getattr(self, "endpoint_url", None))
 
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
@@ -328,3 +327,8 @@ def uri_exists(uri: str, endpoint_url: str | None = None) -> bool:
     parent, _, name = uri.rstrip("/").rpartition("/")
     lake = lake_from_uri(parent, endpoint_url=endpoint_url)
     return lake.exists(name) or next(iter(lake.list(name)), None) is not None
+
+
+def open_lake(settings: FruitOpsSettings) -> Lake:
+    """The lake the settings name, on their S3 endpoint."""
+    return lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from fruitops_core.assets import AssetContext, AssetSpec, CheckResult
-from fruitops_core.lake import Lake, LakeError, lake_from_uri
+from fruitops_core.lake import Lake, LakeError, open_lake
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
@@ -194,7 +194,7 @@ def materialize(
     """
     settings = settings or FruitOpsSettings()
     graph = graph or AssetGraph.from_entry_points()
-    lake = lake or lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+    lake = lake or open_lake(settings)
     run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     config = config or {}
     unknown = sorted(set(config) - set(graph.assets))

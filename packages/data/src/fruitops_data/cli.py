@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from fruitops_core.assets import AssetSpec
-from fruitops_core.lake import Lake, lake_from_uri
+from fruitops_core.lake import Lake, open_lake
 from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
 from fruitops_core.output import CommandFailed, run_command
 from fruitops_core.registry import AssetGraph
@@ -24,7 +24,7 @@ JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object 
 
 def _open() -> tuple[FruitOpsSettings, AssetGraph, Lake]:
     settings = FruitOpsSettings()
-    lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+    lake = open_lake(settings)
     return settings, AssetGraph.from_entry_points(), lake
 
 

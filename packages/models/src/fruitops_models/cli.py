@@ -9,7 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fruitops_core.lake import lake_from_uri
+from fruitops_core.lake import open_lake
 from fruitops_core.materialize import load_value, materialize, read_record
 from fruitops_core.output import run_command
 from fruitops_core.registry import AssetGraph
@@ -54,7 +54,7 @@ def train(
 
         settings = FruitOpsSettings()
         graph = AssetGraph.from_entry_points()
-        lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+        lake = open_lake(settings)
         rank, world = dist_info()
         if rank > 0:
             return _train_follower(settings, graph, lake, config)
@@ -132,7 +132,7 @@ def promote(
     def action() -> dict[str, Any]:
         settings = FruitOpsSettings()
         graph = AssetGraph.from_entry_points()
-        lake = lake_from_uri(settings.lake_root, endpoint_url=settings.s3_endpoint)
+        lake = open_lake(settings)
         materialize(
             ["models/model_evaluation", "models/champion_model", "models/training_report"],
             settings=settings,
