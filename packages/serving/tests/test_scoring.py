@@ -1,48 +1,180 @@
-"""Scoring with the champion of the shared pipeline run."""
+"""Scoring with the champion of the shared pipeline run, as the asset and as `fruitops score`."""
 
+import io
+import json
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
+import torch
+from PIL import Image
 
-from fruitops_core.lake import LocalLake
-from fruitops_serving.scoring import PREDICTION_COLUMNS, load_model, score
+from fruitops_core.lake import LocalLake, lake_from_uri
+from fruitops_serving.inputs import InputError, resolve_input
+from fruitops_serving.scoring import (
+    PREDICTION_COLUMNS,
+    ModelNotFound,
+    Predictor,
+    load_model,
+    precision_gate,
+    score,
+)
 
 pytestmark = pytest.mark.slow
+FRUITOPS = str(Path(sys.executable).parent / "fruitops")
+REAL_SAMPLE = Path(__file__).parents[2] / "data" / "tests" / "fixtures" / "fruits-real-sample"
+
+
+def cli(pipeline, *args: str) -> tuple[int, dict]:
+    env = {"FRUITOPS_HOME": str(pipeline.settings.home), "PATH": str(Path(sys.executable).parent)}
+    import os
+
+    done = subprocess.run(
+        [FRUITOPS, "score", *args, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **env},
+    )
+    return done.returncode, json.loads(done.stdout)
+
+
+def bad_files(folder: Path, good: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "empty.jpg").write_bytes(b"")
+    (folder / "notes.jpg").write_text("not a photo")
+    (folder / "cut.jpg").write_bytes(good.read_bytes()[:300])
+    buffer = io.BytesIO()
+    Image.new("1", (14_000, 14_000)).save(buffer, format="PNG")
+    (folder / "bomb.png").write_bytes(buffer.getvalue())
 
 
 def test_batch_predictions_asset(pipeline):
-    predictions = pipeline.lake.read_parquet("assets/serving/batch_predictions/data.parquet")
+    record = pipeline.lake.read_json("assets/serving/batch_predictions/data.json")
+    predictions = pipeline.lake.read_parquet("assets/serving/batch_predictions/predictions.parquet")
     incoming = pipeline.lake.read_json("assets/data/incoming_batch/data.json")
     assert list(predictions.columns) == PREDICTION_COLUMNS
     assert sorted(predictions["key"]) == sorted(incoming["keys"])
+    assert record["scored"] == len(predictions) and record["quarantined"] == []
     assert predictions["confidence"].between(0, 1).all()
     assert (predictions["model_version"] == 1).all()
     first_top5 = list(predictions["top5"].iloc[0])
     assert len(first_top5) == 4 and first_top5[0]["label"] == predictions["label"].iloc[0]
-    # keys are <class>/<file>: the synthetic classes are easy, most must be right
-    truth = predictions["key"].str.split("/").str[0]
+    truth = predictions["key"].str.split("/").str[0]  # keys are <class>/<file>
     assert (truth == predictions["label"]).mean() > 0.6
+    assert record["precision"] in ("bf16", "fp32") and "passed" in record["gate"]
 
 
-def test_undecodable_files_are_quarantined_not_dropped(pipeline, tmp_path: Path):
-    source = pipeline.lake.root / "raw"
-    images = sorted(source.rglob("*.jpg"))[:5]
+def test_bf16_agrees_with_fp32_on_real_photos(pipeline):
+    model = load_model("models:/fruit-classifier/1")
+    files = sorted(REAL_SAMPLE.rglob("*.jpg"))
+    from fruitops_data.images import decode_array
+
+    images = np.stack(
+        [decode_array(p.read_bytes(), model.image_size).transpose(2, 0, 1) for p in files]
+    )
+    gate = precision_gate(model, images, None)
+    assert gate["agreement"] >= 0.99
+    fp32 = Predictor(model).probabilities(torch.from_numpy(images))
+    assert torch.allclose(fp32.sum(1), torch.ones(len(files)), atol=1e-4)
+
+
+def test_cli_quarantines_and_writes_every_row(pipeline, tmp_path: Path):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    images = sorted((pipeline.lake.root / "raw").rglob("*.jpg"))[:5]
     for image in images:
-        shutil.copy(image, tmp_path / image.name)
-    (tmp_path / "empty.jpg").write_bytes(b"")
-    (tmp_path / "notes.txt").write_text("not a photo")
-    (tmp_path / "cut.jpg").write_bytes(images[0].read_bytes()[:300])
-    model = load_model("models:/fruit-classifier@champion")
-    keys = sorted(p.name for p in tmp_path.iterdir())
-    predictions, quarantined = score(LocalLake(tmp_path), keys, model, batch_size=3)
-    reasons = {q["key"]: q["reason"] for q in quarantined}
-    assert len(predictions) == 5 and len(predictions) + len(quarantined) == len(keys)
-    assert "empty" in reasons["empty.jpg"]
-    assert "not an image" in reasons["notes.txt"]
-    assert "cut.jpg" in reasons
+        shutil.copy(image, folder / image.name)
+    bad_files(folder, images[0])
+    (folder / ".DS_Store").write_bytes(b"junk")
+    out = tmp_path / "out" / "preds.csv"
+    code, result = cli(pipeline, str(folder), "--output", str(out), "--format", "csv")
+    assert code == 0, result
+    reasons = {q["key"]: q["reason"] for q in result["quarantined"]}
+    assert set(reasons) == {"empty.jpg", "notes.jpg", "cut.jpg", "bomb.png"}
+    assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.jpg"]
+    assert "decompression bomb" in reasons["bomb.png"]
+    assert result["images"] == 9 and result["scored"] == 5
+    assert set(result) >= {
+        "images",
+        "scored",
+        "quarantined",
+        "predictions_uri",
+        "model_uri",
+        "model_version",
+        "seconds",
+        "images_per_second",
+    }
+    table = pd.read_csv(out)
+    assert list(table.columns) == PREDICTION_COLUMNS and len(table) == 5
+    assert json.loads(table["top5"].iloc[0])[0]["label"] == table["label"].iloc[0]
 
 
-def test_bad_model_uri_explains_the_form(pipeline):
-    with pytest.raises(ValueError, match="models:/NAME@ALIAS"):
-        load_model("runs:/abc/model")
+def test_empty_input_gives_an_empty_table(pipeline, tmp_path: Path):
+    (tmp_path / "nothing").mkdir()
+    code, result = cli(pipeline, str(tmp_path / "nothing"), "--output", str(tmp_path / "e.parquet"))
+    assert code == 0 and result["scored"] == 0 and "no files found" in result["warning"]
+    assert pd.read_parquet(tmp_path / "e.parquet").empty
+
+
+def test_missing_input_and_model_are_clear(pipeline, tmp_path: Path):
+    code, result = cli(pipeline, str(tmp_path / "nope"))
+    assert code == 1 and "does not exist" in result["error"]
+    with pytest.raises(InputError, match="image:FILE"):
+        bad = tmp_path / "list.csv"
+        bad.write_text("name\nx.jpg\n")
+        resolve_input(str(bad))
+    with pytest.raises(ModelNotFound, match="does not exist in the registry"):
+        load_model("models:/no-such-model@champion")
+    code, result = cli(pipeline, str(tmp_path), "--model", "models:/fruit-classifier/99")
+    assert code == 1 and "fruitops train" in result["error"]
+
+
+def test_rerun_replaces_atomically_and_interruption_leaves_old_table(pipeline, tmp_path):
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for image in sorted((pipeline.lake.root / "raw").rglob("*.jpg"))[:6]:
+        shutil.copy(image, folder / image.name)
+    out_lake = LocalLake(tmp_path / "out")
+    model = load_model("models:/fruit-classifier/1")
+    source = resolve_input(str(folder))
+    first = score(source, Predictor(model), out_lake, "p.parquet", batch_size=2)
+    before = (tmp_path / "out" / "p.parquet").read_bytes()
+    second = score(source, Predictor(model), out_lake, "p.parquet", batch_size=4)
+    assert first["scored"] == second["scored"] == 6
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p.parquet"]
+
+    class Boom(Predictor):
+        calls = 0
+
+        def probabilities(self, images):
+            Boom.calls += 1
+            if Boom.calls == 2:
+                raise KeyboardInterrupt("killed mid-run")
+            return super().probabilities(images)
+
+    with pytest.raises(KeyboardInterrupt):
+        score(source, Boom(model), out_lake, "p.parquet", batch_size=2)
+    assert len(pd.read_parquet(tmp_path / "out" / "p.parquet")) == 6  # old table intact
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p.parquet"]
+    assert before  # the first table was complete too
+
+
+def test_s3_input_and_output_against_a_real_s3_server(pipeline, s3_server, tmp_path):
+    bucket = lake_from_uri(f"s3://{s3_server.bucket}/incoming", endpoint_url=s3_server.endpoint)
+    images = sorted((pipeline.lake.root / "raw").rglob("*.jpg"))[:4]
+    for image in images:
+        bucket.put_file(image, f"day1/{image.name}")
+    model = load_model("models:/fruit-classifier/1")
+    source = resolve_input(
+        f"s3://{s3_server.bucket}/incoming/day1", endpoint_url=s3_server.endpoint
+    )
+    out = lake_from_uri(f"s3://{s3_server.bucket}/predictions", endpoint_url=s3_server.endpoint)
+    result = score(source, Predictor(model), out, "day1.parquet")
+    assert result["predictions_uri"] == f"s3://{s3_server.bucket}/predictions/day1.parquet"
+    table = out.read_parquet("day1.parquet")
+    assert len(table) == 4 and table["source_uri"].iloc[0].startswith("s3://")

@@ -191,8 +191,13 @@ def demo(
 
 
 def _add_plugin_commands(root: typer.Typer) -> None:
+    """A Typer app becomes a command group, a plain function a single command."""
     for ep in sorted(entry_points(group=CLI_ENTRY_POINT_GROUP), key=lambda e: e.name):
-        root.add_typer(ep.load(), name=ep.name)
+        loaded = ep.load()
+        if isinstance(loaded, typer.Typer):
+            root.add_typer(loaded, name=ep.name)
+        else:
+            root.command(name=ep.name)(loaded)
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ DRIFT_ASSET = "monitoring/drift_report"
 VALIDATION_ASSET = "data/data_validation"
 
 
-def _record_field(graph: AssetGraph, lake: Lake, key: str, field: str | None) -> str | None:
+def _record_field(graph: AssetGraph, lake: Lake, key: str, field: str) -> str | None:
     try:
         spec = graph[key]
     except AssetGraphError:
@@ -27,7 +27,7 @@ def _record_field(graph: AssetGraph, lake: Lake, key: str, field: str | None) ->
     record = read_record(lake, spec)
     if record is None:
         return None
-    return record.artifact_uri if field is None else record.metadata.get(field)
+    return record.metadata.get(field)
 
 
 def training_runs(settings: FruitOpsSettings, limit: int = 20) -> list[dict[str, Any]]:
@@ -57,7 +57,7 @@ def demo_summary(settings: FruitOpsSettings, graph: AssetGraph, lake: Lake) -> d
     return {
         "runs": training_runs(settings),
         "champion": champion(settings),
-        "predictions_uri": _record_field(graph, lake, PREDICTIONS_ASSET, None),
+        "predictions_uri": _record_field(graph, lake, PREDICTIONS_ASSET, "predictions_uri"),
         "drift_report_uri": _record_field(graph, lake, DRIFT_ASSET, "report_html_uri"),
         "validation_report_uri": _record_field(graph, lake, VALIDATION_ASSET, "report_uri"),
         "lake_uri": lake.root_uri,

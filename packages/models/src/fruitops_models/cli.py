@@ -16,13 +16,11 @@ from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
-train_app = typer.Typer(help="Train one architecture on the training cache.")
 models_app = typer.Typer(
     help="The model registry: list versions, promote the best.", no_args_is_help=True
 )
 
 
-@train_app.callback(invoke_without_command=True)
 def train(
     arch: str = typer.Option("cnn", help="cnn, resnet18, resnet50 or efficientnet_b0"),
     epochs: int = typer.Option(3, min=1),

@@ -27,19 +27,24 @@ class DriftConfig(BaseModel):
     config=DriftConfig,
 )
 def drift_report_asset(
-    ctx: AssetContext[DriftConfig], batch_predictions: pd.DataFrame, image_manifest: pd.DataFrame
+    ctx: AssetContext[DriftConfig],
+    batch_predictions: dict[str, Any],
+    image_manifest: pd.DataFrame,
 ) -> dict[str, Any]:
     """Evidently data drift of image features: the scored batch against the reference split."""
     from fruitops_monitoring.drift import drift_decision, drift_report  # Evidently loads slowly
 
-    if batch_predictions.empty:
+    predictions_uri = batch_predictions["predictions_uri"]
+    parent, _, name = predictions_uri.rpartition("/")
+    predictions = lake_from_uri(parent, endpoint_url=ctx.settings.s3_endpoint).read_parquet(name)
+    if predictions.empty:
         raise ValueError("the scored batch has no predictions: nothing to compare for drift")
     ref_keys = image_manifest.loc[
         (image_manifest["split"] == ctx.config.reference_split) & image_manifest["readable"], "key"
     ].tolist()
     reference = features_for(ref_keys, ctx.lake.read_bytes, desc="reference features")
     current_parts = []
-    for source_uri, rows in batch_predictions.groupby("source_uri"):
+    for source_uri, rows in predictions.groupby("source_uri"):
         source = lake_from_uri(str(source_uri), endpoint_url=ctx.settings.s3_endpoint)
         current_parts.append(
             features_for(rows["key"].tolist(), source.read_bytes, desc="batch features")

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-import pandas as pd
 from pydantic import BaseModel, Field
 
-from fruitops_core.assets import AssetContext, asset, parquet
+from fruitops_core.assets import AssetContext, asset
 from fruitops_core.lake import lake_from_uri
 from fruitops_core.tracking import configure_mlflow
 
@@ -17,37 +16,53 @@ class ScoringConfig(BaseModel):
         None, description="default: the champion version chosen by models/champion_model"
     )
     batch_size: int = Field(64, ge=1)
+    precision: str = Field(
+        "auto",
+        pattern="^(auto|fp32)$",
+        description="auto: bf16 where it passed the gate, else fp32",
+    )
 
 
 @asset(
     "serving/batch_predictions",
     deps=["data/incoming_batch", "models/champion_model"],
-    io=parquet,
     config=ScoringConfig,
 )
 def batch_predictions(
-    ctx: AssetContext[ScoringConfig],
-    incoming_batch: dict[str, Any],
-    champion_model: dict[str, Any],
-) -> pd.DataFrame:
-    """One row per scored image: label, confidence, top-5 and the model that said so."""
-    from fruitops_serving.scoring import load_model, score  # torch: only when scoring
+    ctx: AssetContext[ScoringConfig], incoming_batch: dict[str, Any], champion_model: dict[str, Any]
+) -> dict[str, Any]:
+    """The incoming batch scored into predictions.parquet; undecodable files quarantined."""
+    from fruitops_serving.gate import choose_predictor
+    from fruitops_serving.inputs import ScoringInput
+    from fruitops_serving.scoring import load_model, score
 
     configure_mlflow(ctx.settings)
     model = load_model(ctx.config.model_uri or champion_model["model_uri"])
-    source = lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint)
-    predictions, quarantined = score(
-        source, incoming_batch["keys"], model, batch_size=ctx.config.batch_size
+    predictor, gate = choose_predictor(model, ctx.lake, ctx.settings, ctx.config.precision)
+    source = ScoringInput(
+        lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint),
+        incoming_batch["keys"],
+        incoming_batch["uri"],
     )
-    quarantine_uri = ctx.lake.write_json(f"{ctx.asset_dir}/quarantine.json", quarantined)
+    summary = score(
+        source,
+        predictor,
+        ctx.lake,
+        f"{ctx.asset_dir}/predictions.parquet",
+        batch_size=ctx.config.batch_size,
+    )
+    quarantine_uri = ctx.lake.write_json(f"{ctx.asset_dir}/quarantine.json", summary["quarantined"])
     ctx.add_metadata(
-        images=len(incoming_batch["keys"]),
-        scored=len(predictions),
-        quarantined=len(quarantined),
+        images=summary["images"],
+        scored=summary["scored"],
+        quarantined=len(summary["quarantined"]),
         quarantine_uri=quarantine_uri,
+        predictions_uri=summary["predictions_uri"],
         model_uri=model.uri,
         model_version=model.version,
+        precision=summary["precision"],
+        images_per_second=summary["images_per_second"],
     )
-    if quarantined:
-        ctx.log.warning("%d files quarantined, see %s", len(quarantined), quarantine_uri)
-    return predictions
+    if summary["quarantined"]:
+        ctx.log.warning("%d files quarantined, see %s", len(summary["quarantined"]), quarantine_uri)
+    return {**summary, "quarantine_uri": quarantine_uri, "gate": gate}

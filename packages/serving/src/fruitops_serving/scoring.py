@@ -1,29 +1,43 @@
-"""Batch scoring: images from a folder or lake prefix → a predictions table.
+"""Batch scoring: images → a predictions table, streamed, atomic, with a precision gate.
 
-Everything the model needs (class names, image size) is read from the logged model. Images
-are read and decoded a chunk at a time in threads; a file that cannot be decoded is
-quarantined with its reason and counted, never dropped.
+Everything the model needs (class names, image size) is read from the logged model. Files
+are read and decoded a chunk at a time in threads (JPEG draft decoding down to the model's
+size), scored, and written to a local temporary table that is published in one step when
+the run completes: a reader sees the old table or the new one, never half of one, and an
+interrupted run leaves nothing behind. Memory holds one chunk of images at a time.
+
+Reduced precision (bf16 + channels_last) is used only after it passed a gate on held-out
+images against fp32 — top-1 agreement ≥ 99.5 %, accuracy drop ≤ 0.2 points — else fp32.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
 import re
+import tempfile
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import mlflow
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
-from PIL import UnidentifiedImageError
+from mlflow.exceptions import MlflowException
+from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from fruitops_core.lake import Lake
 from fruitops_data.images import decode_array
+from fruitops_serving.inputs import ScoringInput
 
 PREDICTION_COLUMNS = [
     "key",
@@ -37,6 +51,26 @@ PREDICTION_COLUMNS = [
     "scored_at",
     "source_uri",
 ]
+SCHEMA = pa.schema(
+    [
+        ("key", pa.string()),
+        ("sha256", pa.string()),
+        ("label", pa.string()),
+        ("confidence", pa.float64()),
+        ("top5", pa.list_(pa.struct([("label", pa.string()), ("probability", pa.float64())]))),
+        ("model_name", pa.string()),
+        ("model_version", pa.int64()),
+        ("run_id", pa.string()),
+        ("scored_at", pa.timestamp("us", tz="UTC")),
+        ("source_uri", pa.string()),
+    ]
+)
+GATE_AGREEMENT = 0.995
+GATE_ACCURACY_DROP = 0.002
+
+
+class ModelNotFound(ValueError):
+    """The model URI names nothing in the registry; the message says how to get one."""
 
 
 @dataclass
@@ -59,11 +93,18 @@ def load_model(model_uri: str) -> LoadedModel:
         )
     name, alias, number = match.groups()
     client = mlflow.MlflowClient()
-    mv = (
-        client.get_model_version_by_alias(name, alias)
-        if alias
-        else client.get_model_version(name, number)
-    )
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, number)
+        )
+    except MlflowException as err:
+        raise ModelNotFound(
+            f"{model_uri} does not exist in the registry at {mlflow.get_tracking_uri()}: "
+            "train and promote a model first (fruitops train, fruitops models promote) or "
+            "pass --model models:/NAME/VERSION"
+        ) from err
     pinned = f"models:/{name}/{mv.version}"
     metadata = mlflow.models.get_model_info(pinned).metadata or {}
     if "classes" not in metadata or "image_size" not in metadata:
@@ -83,54 +124,149 @@ def load_model(model_uri: str) -> LoadedModel:
     )
 
 
+class Predictor:
+    """Probabilities for uint8 batches, in fp32 or (after the gate) bf16 + channels_last."""
+
+    def __init__(self, model: LoadedModel, bf16: bool = False):
+        self.model = model
+        self.bf16 = bf16
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    @torch.no_grad()
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        x = images.float().div_(255.0)
+        if self.bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                return torch.softmax(self.model.module(x).float(), dim=1)
+        return torch.softmax(self.model.module(x), dim=1)
+
+
+def precision_gate(
+    model: LoadedModel, images: np.ndarray, labels: np.ndarray | None
+) -> dict[str, Any]:
+    """Compare bf16 with fp32 on held-out images (uint8 N×3×S×S at the model's size)."""
+    batch = torch.from_numpy(images)
+    fp32 = Predictor(model, bf16=False).probabilities(batch).argmax(1).numpy()
+    bf16 = Predictor(model, bf16=True).probabilities(batch).argmax(1).numpy()
+    agreement = float((fp32 == bf16).mean()) if len(images) else 0.0
+    result: dict[str, Any] = {"images": len(images), "agreement": agreement}
+    passed = len(images) >= 20 and agreement >= GATE_AGREEMENT
+    if labels is not None and len(labels):
+        result["fp32_accuracy"] = float((fp32 == labels).mean())
+        result["bf16_accuracy"] = float((bf16 == labels).mean())
+        passed = passed and result["fp32_accuracy"] - result["bf16_accuracy"] <= GATE_ACCURACY_DROP
+    result["passed"] = passed
+    return result
+
+
 def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
     for start in range(0, len(keys), size):
         yield keys[start : start + size]
 
 
-def score(
-    lake: Lake, keys: list[str], model: LoadedModel, batch_size: int = 64, workers: int = 4
-) -> tuple[pd.DataFrame, list[dict[str, str]]]:
-    """Score ``keys`` of ``lake``; return the predictions and the quarantined files."""
-    scored_at = datetime.now(UTC)
-    frames: list[pd.DataFrame] = []
-    quarantined: list[dict[str, str]] = []
-
-    def load(key: str) -> tuple[str, str, np.ndarray | None, str | None]:
+def _load(lake: Lake, key: str, size: int) -> tuple[str, str, np.ndarray | None, str | None]:
+    try:
         data = lake.read_bytes(key)
-        sha = hashlib.sha256(data).hexdigest()
-        if not data:
-            return key, sha, None, "empty file (0 bytes)"
-        try:
-            return key, sha, decode_array(data, model.image_size), None
-        except UnidentifiedImageError:
-            return key, sha, None, "not an image (Pillow cannot identify the format)"
-        except (OSError, SyntaxError, ValueError) as err:
-            return key, sha, None, f"undecodable: {err}"
+    except Exception as err:  # a file that vanished or a storage error: keep it, with why
+        return key, "", None, f"unreadable: {err}"
+    sha = hashlib.sha256(data).hexdigest()
+    if not data:
+        return key, sha, None, "empty file (0 bytes)"
+    try:
+        return key, sha, decode_array(data, size), None
+    except Image.DecompressionBombError as err:
+        return key, sha, None, f"decompression bomb: {err}"
+    except UnidentifiedImageError:
+        return key, sha, None, "not an image (Pillow cannot identify the format)"
+    except (OSError, SyntaxError, ValueError) as err:
+        return key, sha, None, f"undecodable: {err}"
 
+
+class PredictionWriter:
+    """Rows go to a local temporary file; `publish` puts the finished table in place at once."""
+
+    def __init__(self, fmt: str, workdir: Path):
+        if fmt not in ("parquet", "csv"):
+            raise ValueError(f"unknown format {fmt!r}: use parquet or csv")
+        self.fmt = fmt
+        self.path = workdir / f"predictions.{fmt}"
+        self._parquet: pq.ParquetWriter | None = None
+        self._csv = None
+        self.rows = 0
+
+    def write(self, frame: pd.DataFrame) -> None:
+        self.rows += len(frame)
+        if self.fmt == "parquet":
+            if self._parquet is None:
+                self._parquet = pq.ParquetWriter(self.path, SCHEMA)
+            self._parquet.write_table(
+                pa.Table.from_pandas(frame, schema=SCHEMA, preserve_index=False)
+            )
+            return
+        if self._csv is None:
+            self._csv = open(self.path, "w", newline="")  # noqa: SIM115 - closed in close()
+            csv.writer(self._csv).writerow(PREDICTION_COLUMNS)
+        rows = frame.assign(
+            top5=frame["top5"].map(json.dumps),
+            scored_at=frame["scored_at"].map(lambda t: t.isoformat()),
+        )
+        csv.writer(self._csv).writerows(rows[PREDICTION_COLUMNS].itertuples(index=False))
+
+    def close(self) -> Path:
+        if self.fmt == "parquet":
+            if self._parquet is None:  # no rows: still a valid, empty table
+                pq.write_table(SCHEMA.empty_table(), self.path)
+            else:
+                self._parquet.close()
+        else:
+            if self._csv is None:
+                self._csv = open(self.path, "w", newline="")  # noqa: SIM115
+                csv.writer(self._csv).writerow(PREDICTION_COLUMNS)
+            self._csv.close()
+        return self.path
+
+
+def score(
+    source: ScoringInput,
+    predictor: Predictor,
+    output: Lake,
+    output_key: str,
+    fmt: str = "parquet",
+    batch_size: int = 64,
+    workers: int = 4,
+) -> dict[str, Any]:
+    """Score every key of ``source``; publish the table at ``output_key`` of ``output``."""
+    model = predictor.model
     k = min(5, len(model.classes))
+    scored_at = datetime.now(UTC)
+    quarantined: list[dict[str, str]] = []
+    start = time.perf_counter()
     with (
+        tempfile.TemporaryDirectory(prefix="fruitops-score-") as tmp,
         ThreadPoolExecutor(workers) as pool,
-        tqdm(total=len(keys), desc="score", unit="img", leave=False) as bar,
+        tqdm(total=len(source.keys), desc="score", unit="img", leave=False) as bar,
     ):
-        for chunk in _chunks(keys, batch_size):
-            loaded = list(pool.map(load, chunk))
-            good = [item for item in loaded if item[2] is not None]
+        writer = PredictionWriter(fmt, Path(tmp))
+        for chunk in _chunks(source.keys, batch_size):
+            loaded = list(pool.map(lambda key: _load(source.lake, key, model.image_size), chunk))
             quarantined += [{"key": key, "reason": err} for key, _, _, err in loaded if err]
+            good = [item for item in loaded if item[2] is not None]
             bar.update(len(chunk))
             if not good:
                 continue
             batch = torch.from_numpy(np.stack([item[2] for item in good])).permute(0, 3, 1, 2)
-            with torch.no_grad():
-                probs = torch.softmax(model.module(batch.float().div_(255.0)), dim=1)
-            top_p, top_i = probs.topk(k, dim=1)
-            frames.append(
+            top_p, top_i = predictor.probabilities(batch).topk(k, dim=1)
+            writer.write(
                 pd.DataFrame(
                     {
                         "key": [item[0] for item in good],
                         "sha256": [item[1] for item in good],
                         "label": [model.classes[i] for i in top_i[:, 0].tolist()],
-                        "confidence": top_p[:, 0].numpy().astype(np.float64),
+                        "confidence": top_p[:, 0].double().numpy(),
                         "top5": [
                             [
                                 {"label": model.classes[i], "probability": float(p)}
@@ -138,17 +274,24 @@ def score(
                             ]
                             for row_i, row_p in zip(top_i.tolist(), top_p.tolist(), strict=True)
                         ],
+                        "model_name": model.name,
+                        "model_version": model.version,
+                        "run_id": model.run_id,
+                        "scored_at": scored_at,
+                        "source_uri": source.lake.root_uri,
                     }
                 )
             )
-    predictions = (
-        pd.concat(frames, ignore_index=True)
-        if frames
-        else pd.DataFrame(columns=PREDICTION_COLUMNS[:5])
-    )
-    predictions["model_name"] = model.name
-    predictions["model_version"] = model.version
-    predictions["run_id"] = model.run_id
-    predictions["scored_at"] = scored_at
-    predictions["source_uri"] = lake.root_uri
-    return predictions[PREDICTION_COLUMNS], quarantined
+        uri = output.put_file(writer.close(), output_key)
+    seconds = time.perf_counter() - start
+    return {
+        "images": len(source.keys),
+        "scored": writer.rows,
+        "quarantined": quarantined,
+        "predictions_uri": uri,
+        "model_uri": model.uri,
+        "model_version": model.version,
+        "precision": predictor.precision,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(len(source.keys) / seconds, 1) if seconds else 0.0,
+    }

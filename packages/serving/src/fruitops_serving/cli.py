@@ -1,0 +1,81 @@
+"""`fruitops score` (added through the ``fruitops.cli`` entry points)."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from fruitops_core.output import run_command
+
+JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+
+
+def score_command(
+    input: str = typer.Argument(
+        ..., help="folder, glob, s3://bucket/prefix or a .csv/.parquet list of files"
+    ),
+    model: str | None = typer.Option(None, help="default models:/<registered model>@champion"),
+    output: str | None = typer.Option(
+        None,
+        help="where the table goes (path or s3:// URI); "
+        "default predictions/<input>.<format> in the lake",
+    ),
+    fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
+    batch_size: int = typer.Option(64, min=1),
+    precision: str = typer.Option("auto", help="auto (bf16 where it passed the gate) or fp32"),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Score images with the champion; undecodable files are quarantined, never dropped.
+
+    An empty input exits 0 with an empty table and a warning.
+    """
+
+    def action() -> dict[str, Any]:
+        from fruitops_core.lake import lake_from_uri, open_lake
+        from fruitops_core.settings import FruitOpsSettings
+        from fruitops_core.tracking import champion_uri, configure_mlflow
+        from fruitops_serving.gate import choose_predictor
+        from fruitops_serving.inputs import resolve_input
+        from fruitops_serving.scoring import load_model, score
+
+        if fmt not in ("parquet", "csv"):
+            raise ValueError(f"--format {fmt!r}: use parquet or csv")
+        if precision not in ("auto", "fp32"):
+            raise ValueError(f"--precision {precision!r}: use auto or fp32")
+        settings = FruitOpsSettings()
+        configure_mlflow(settings)
+        lake = open_lake(settings)
+        source = resolve_input(input, endpoint_url=settings.s3_endpoint)
+        loaded = load_model(model or champion_uri(settings))
+        predictor, gate = choose_predictor(loaded, lake, settings, precision)
+        if output:
+            parent, _, name = output.rstrip("/").rpartition("/")
+            target, key = lake_from_uri(parent or ".", endpoint_url=settings.s3_endpoint), name
+        else:
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.description).strip("-")[-60:]
+            digest = hashlib.sha256(source.description.encode()).hexdigest()[:8]
+            target, key = lake, f"predictions/{slug}-{digest}.{fmt}"
+        result = score(source, predictor, target, key, fmt=fmt, batch_size=batch_size)
+        result["precision_gate"] = gate
+        if not source.keys:
+            result["warning"] = f"no files found in {input}: wrote an empty table"
+        return result
+
+    def human(result: dict[str, Any]) -> None:
+        out = Console(soft_wrap=True)
+        if result.get("warning"):
+            out.print(f"[yellow]warning:[/] {result['warning']}")
+        out.print(
+            f"{result['scored']} of {result['images']} images scored with "
+            f"{result['model_uri']} v{result['model_version']} ({result['precision']}), "
+            f"{result['images_per_second']} img/s; {len(result['quarantined'])} "
+            f"quarantined\npredictions: {result['predictions_uri']}"
+        )
+        for item in result["quarantined"][:20]:
+            out.print(f"  quarantined {item['key']}: {item['reason']}")
+
+    run_command(json_mode, action, human)
