@@ -1,0 +1,159 @@
+"""Batch scoring end to end: `fruitops score` against the original project's evaluation loop.
+
+    .venv/bin/python benchmarks/quality_real.py          # once: a champion trained on real photos
+    .venv/bin/python benchmarks/bench_score.py --home .fruitops/bench/quality
+
+Both score the same 1,925 real JPEGs of ../shared/datasets/fruits-real with the same
+registered champion. Naive: a torch Dataset with PIL open + torchvision Resize/ToTensor, a
+DataLoader of batch 32 without workers, fp32 eager. FruitOps: `score()` as the CLI runs it
+(threaded draft decoding, bf16 + channels_last when the gate passed, streamed Parquet).
+Also: peak RSS of `fruitops score` at 2,000 and 20,000 images (a list repeating the photos),
+and the model part's share of this CPU's bf16 matmul peak.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+REAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fruits-real"
+
+
+def matmul_peak_tflops(n: int = 2048, repeats: int = 10) -> float:
+    a = torch.randn(n, n, dtype=torch.bfloat16)
+    b = torch.randn(n, n, dtype=torch.bfloat16)
+    torch.matmul(a, b)
+    start = time.perf_counter()
+    for _ in range(repeats):
+        torch.matmul(a, b)
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
+
+
+def naive_seconds(model, files: list[Path]) -> float:
+    from torch.utils.data import DataLoader, Dataset
+    from torchvision import transforms
+
+    tf = transforms.Compose(
+        [transforms.Resize((model.image_size, model.image_size)), transforms.ToTensor()]
+    )
+
+    class Photos(Dataset):
+        def __len__(self) -> int:
+            return len(files)
+
+        def __getitem__(self, i: int) -> torch.Tensor:
+            with Image.open(files[i]) as image:
+                return tf(image.convert("RGB"))
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        for batch in DataLoader(Photos(), batch_size=32, num_workers=0):
+            torch.softmax(model.module(batch), dim=1).argmax(1)
+    return time.perf_counter() - start
+
+
+def rss_of_score(home: Path, list_file: Path) -> dict:
+    code = (
+        "import json, resource\n"
+        "from pathlib import Path\n"
+        "from fruitops_core.lake import LocalLake, open_lake\n"
+        "from fruitops_core.settings import FruitOpsSettings\n"
+        "from fruitops_core.tracking import champion_uri, configure_mlflow\n"
+        "from fruitops_serving.gate import choose_predictor\n"
+        "from fruitops_serving.inputs import resolve_input\n"
+        "from fruitops_serving.scoring import load_model, score\n"
+        "s = FruitOpsSettings(); configure_mlflow(s)\n"
+        "m = load_model(champion_uri(s)); p, _ = choose_predictor(m, open_lake(s), s)\n"
+        f"out = LocalLake(Path({str(list_file.parent)!r}))\n"
+        f"r = score(resolve_input({str(list_file)!r}), p, out, 'out.parquet')\n"
+        "print(json.dumps({'images': r['images'], 'seconds': r['seconds'],"
+        " 'peak_rss_mb': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))\n"
+    )
+    env = {**os.environ, "FRUITOPS_HOME": str(home), "TQDM_DISABLE": "1"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+    if out.returncode:
+        raise RuntimeError(out.stderr[-3000:])
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--home", type=Path, default=Path(".fruitops/bench/quality"))
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/score.json"))
+    args = parser.parse_args()
+    home = args.home.resolve()
+    os.environ["FRUITOPS_HOME"] = str(home)
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from fruitops_core.lake import LocalLake, open_lake
+    from fruitops_core.settings import FruitOpsSettings
+    from fruitops_core.tracking import champion_uri, configure_mlflow
+    from fruitops_data.images import decode_array
+    from fruitops_serving.gate import choose_predictor
+    from fruitops_serving.inputs import resolve_input
+    from fruitops_serving.scoring import load_model, score
+
+    settings = FruitOpsSettings()
+    configure_mlflow(settings)
+    model = load_model(champion_uri(settings))
+    predictor, gate = choose_predictor(model, open_lake(settings), settings)
+    files = sorted((REAL / "Fruit_dataset").rglob("*.jpg"))
+    naive_s = naive_seconds(model, files)
+    with tempfile.TemporaryDirectory() as tmp:
+        source = resolve_input(str(REAL / "Fruit_dataset"))
+        ours = score(source, predictor, LocalLake(Path(tmp)), "p.parquet")
+        lists = {}
+        for n in (2000, 20000):
+            path = Path(tmp) / f"list-{n}.csv"
+            paths = [str(files[i % len(files)]) for i in range(n)]
+            path.write_text("path\n" + "\n".join(paths) + "\n")
+            lists[n] = rss_of_score(home, path)
+    batch = torch.from_numpy(
+        np.stack(
+            [decode_array(p.read_bytes(), model.image_size).transpose(2, 0, 1) for p in files[:64]]
+        )
+    )
+    with FlopCounterMode(display=False) as counter:
+        model.module(batch[:1].float() / 255)
+    flops_per_image = counter.get_total_flops()
+    predictor.probabilities(batch)
+    start = time.perf_counter()
+    for _ in range(5):
+        predictor.probabilities(batch)
+    model_ips = 5 * len(batch) / (time.perf_counter() - start)
+    peak = matmul_peak_tflops()
+    result = {
+        "images": len(files),
+        "image_size": model.image_size,
+        "model": model.uri,
+        "precision": predictor.precision,
+        "gate": gate,
+        "naive_img_per_s": round(len(files) / naive_s, 1),
+        "fruitops_img_per_s": round(len(files) / ours["seconds"], 1),
+        "speedup": round(naive_s / ours["seconds"], 2),
+        "peak_rss_mb": {str(n): round(r["peak_rss_mb"]) for n, r in lists.items()},
+        "rss_growth_2k_to_20k": round(
+            lists[20000]["peak_rss_mb"] / lists[2000]["peak_rss_mb"] - 1, 3
+        ),
+        "model_only_img_per_s": round(model_ips, 1),
+        "model_tflops": round(flops_per_image * model_ips / 1e12, 4),
+        "bf16_matmul_peak_tflops": round(peak, 3),
+        "share_of_peak": round(flops_per_image * model_ips / 1e12 / peak, 3),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=2))
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
