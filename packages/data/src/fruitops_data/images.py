@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
 
@@ -43,3 +43,23 @@ def decode_rgb(data: bytes, size: int | None = None) -> Image.Image:
 def decode_array(data: bytes, size: int | None = None) -> np.ndarray:
     """Bytes → HxWx3 uint8 array."""
     return np.asarray(decode_rgb(data, size), dtype=np.uint8)
+
+
+#: What a failed decode raises: Pillow's own errors and the OS/parse errors of broken files.
+DECODE_ERRORS = (
+    Image.DecompressionBombError,
+    Image.DecompressionBombWarning,
+    UnidentifiedImageError,
+    OSError,
+    SyntaxError,
+    ValueError,
+)
+
+
+def decode_failure_reason(err: BaseException) -> str:
+    """The quarantine reason for an exception from decoding: the same words everywhere."""
+    if isinstance(err, (Image.DecompressionBombError, Image.DecompressionBombWarning)):
+        return f"decompression bomb: {err}"
+    if isinstance(err, UnidentifiedImageError):
+        return "not an image (Pillow cannot identify the format)"
+    return f"undecodable: {err}"

@@ -19,6 +19,8 @@ import pandas as pd
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from fruitops_data.images import DECODE_ERRORS, decode_failure_reason
+
 MANIFEST_COLUMNS = {
     "key": "string",
     "split": "string",
@@ -62,12 +64,8 @@ def inspect_image(data: bytes, sha256: str | None = None) -> dict[str, Any]:
                 row["width"], row["height"] = oriented.size
                 row["mode"] = image.mode
         row["readable"] = True
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        row["error"] = f"decompression bomb: {err}"
-    except Image.UnidentifiedImageError:
-        row["error"] = "not an image (Pillow cannot identify the format)"
-    except (OSError, SyntaxError, ValueError) as err:
-        row["error"] = f"undecodable: {err}"
+    except DECODE_ERRORS as err:
+        row["error"] = decode_failure_reason(err)
     return row
 
 

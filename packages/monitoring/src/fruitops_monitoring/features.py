@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
-from fruitops_data.images import decode_rgb
+from fruitops_data.images import DECODE_ERRORS, decode_rgb
 
 FEATURE_COLUMNS = [
     "brightness",
@@ -59,7 +59,7 @@ def features_for(
     def one(key: str) -> dict[str, float | str] | None:
         try:
             return {"key": key, **image_features(read(key))}
-        except (OSError, SyntaxError, ValueError):
+        except DECODE_ERRORS:
             return None
 
     with ThreadPoolExecutor(workers) as pool:

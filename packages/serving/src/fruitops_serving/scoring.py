@@ -32,11 +32,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 from mlflow.exceptions import MlflowException
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from fruitops_core.lake import Lake
-from fruitops_data.images import decode_array
+from fruitops_data.images import DECODE_ERRORS, decode_array, decode_failure_reason
 from fruitops_serving.inputs import ScoringInput
 
 PREDICTION_COLUMNS = [
@@ -178,12 +177,8 @@ def _load(lake: Lake, key: str, size: int) -> tuple[str, str, np.ndarray | None,
         return key, sha, None, "empty file (0 bytes)"
     try:
         return key, sha, decode_array(data, size), None
-    except Image.DecompressionBombError as err:
-        return key, sha, None, f"decompression bomb: {err}"
-    except UnidentifiedImageError:
-        return key, sha, None, "not an image (Pillow cannot identify the format)"
-    except (OSError, SyntaxError, ValueError) as err:
-        return key, sha, None, f"undecodable: {err}"
+    except DECODE_ERRORS as err:
+        return key, sha, None, decode_failure_reason(err)
 
 
 class PredictionWriter:
