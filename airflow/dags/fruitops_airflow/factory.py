@@ -60,7 +60,7 @@ def run_asset(key: str, param_map: ParamMap) -> dict[str, Any]:
     try:
         record = materialize(
             [key],
-            config={k: v for k, v in config.items() if k == key},
+            config={key: config[key]} if key in config else None,
             run_id=_safe_run_id(context["run_id"]),
         )[0]
     except MaterializationError as err:

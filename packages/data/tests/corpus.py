@@ -6,8 +6,12 @@ import io
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
+from fruitops_core.lake import LocalLake
+from fruitops_core.materialize import MaterializationRecord, materialize
+from fruitops_core.registry import AssetGraph
 from fruitops_data.synthetic import draw_image
 
 #: file name → what the manifest must say about it (readable, error fragment)
@@ -83,3 +87,22 @@ def add_leak_and_val_only_class(data: Path) -> None:
     only_val = data / "val1" / "kiwi"
     only_val.mkdir()
     (only_val / "kiwi-1.jpg").write_bytes(jpeg(draw_image(5, 48, np.random.default_rng(9))))
+
+
+def ingest(
+    settings, source: Path, config=None
+) -> tuple[LocalLake, pd.DataFrame, list[MaterializationRecord]]:
+    """Materialize raw_images and image_manifest from ``source``: the lake, the manifest, the
+    two records."""
+    graph = AssetGraph.from_entry_points()
+    lake = LocalLake(settings.home / "lake")
+    config = {"data/raw_images": {"source": str(source)}, **(config or {})}
+    records = materialize(
+        ["data/image_manifest"],
+        with_upstream=True,
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config=config,
+    )
+    return lake, lake.read_parquet("assets/data/image_manifest/data.parquet"), records

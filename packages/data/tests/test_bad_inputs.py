@@ -7,9 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus import EXPECTED, JUNK, add_leak_and_val_only_class, build_corpus
+from corpus import EXPECTED, JUNK, add_leak_and_val_only_class, build_corpus, ingest
 
-from fruitops_core.lake import LocalLake
 from fruitops_core.materialize import AssetCheckFailed, materialize
 from fruitops_core.registry import AssetGraph
 from fruitops_data.images import decode_rgb
@@ -21,21 +20,6 @@ LENIENT = {"data/image_manifest": {"max_unusable_share": 0.5}}
 @pytest.fixture
 def corpus(tmp_path: Path) -> Path:
     return build_corpus(tmp_path / "corpus")
-
-
-def ingest(settings, source: Path, config=None):
-    graph = AssetGraph.from_entry_points()
-    lake = LocalLake(settings.home / "lake")
-    config = {"data/raw_images": {"source": str(source)}, **(config or {})}
-    records = materialize(
-        ["data/image_manifest"],
-        with_upstream=True,
-        settings=settings,
-        graph=graph,
-        lake=lake,
-        config=config,
-    )
-    return lake, lake.read_parquet("assets/data/image_manifest/data.parquet"), records
 
 
 def test_every_file_gets_a_row_with_the_right_outcome(settings, corpus):

@@ -2,10 +2,9 @@ import shutil
 from pathlib import Path
 
 import pytest
+from corpus import ingest
 
-from fruitops_core.lake import LocalLake
 from fruitops_core.materialize import materialize
-from fruitops_core.registry import AssetGraph
 from fruitops_data.layout import LayoutError, find_dataset_root, walk
 from fruitops_data.sources import SourceError, resolve
 
@@ -47,25 +46,17 @@ def test_unknown_source_scheme(tmp_path: Path):
 
 
 def test_raw_images_are_idempotent_and_manifest_counts(settings, real_sample: Path):
-    graph = AssetGraph.from_entry_points()
-    lake = LocalLake(settings.home / "lake")
-    config = {"data/raw_images": {"source": str(real_sample)}}
-    first = materialize(
-        ["data/image_manifest"],
-        with_upstream=True,
-        settings=settings,
-        graph=graph,
-        lake=lake,
-        config=config,
-    )
+    lake, manifest, first = ingest(settings, real_sample)
     assert first[0].metadata["uploaded"] == 24
-    manifest = lake.read_parquet("assets/data/image_manifest/data.parquet")
     assert len(manifest) == 24 and manifest["readable"].all()
     assert set(manifest["label"]) == {"banana", "kiwi", "lemon"}
     assert first[1].checks[0].passed
 
     again = materialize(
-        ["data/raw_images"], settings=settings, graph=graph, lake=lake, config=config
+        ["data/raw_images"],
+        settings=settings,
+        lake=lake,
+        config={"data/raw_images": {"source": str(real_sample)}},
     )
     assert again[0].metadata["uploaded"] == 0 and again[0].metadata["unchanged"] == 24
 

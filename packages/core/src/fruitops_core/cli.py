@@ -15,15 +15,14 @@ from rich.console import Console
 from rich.table import Table
 
 from fruitops_core.demo import demo_summary
-from fruitops_core.lake import open_lake
+from fruitops_core.lake import Lake, open_lake
 from fruitops_core.materialize import materialize as run_materialize
-from fruitops_core.output import run_command
+from fruitops_core.output import JSON_OPTION, run_command
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
 CLI_ENTRY_POINT_GROUP = "fruitops.cli"
 
-JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 
 app = typer.Typer(
     name="fruitops",
@@ -55,8 +54,10 @@ def parse_config(items: list[str]) -> dict[str, dict[str, Any]]:
     return config
 
 
-def _context() -> tuple[FruitOpsSettings, AssetGraph]:
-    return FruitOpsSettings(), AssetGraph.from_entry_points()
+def open_workspace() -> tuple[FruitOpsSettings, AssetGraph, Lake]:
+    """The settings from the environment, the installed asset graph and its lake."""
+    settings = FruitOpsSettings()
+    return settings, AssetGraph.from_entry_points(), open_lake(settings)
 
 
 @assets_app.command("list")
@@ -64,8 +65,7 @@ def assets_list(json_mode: bool = JSON_OPTION) -> None:
     """List every asset, its upstream assets and its checks, in dependency order."""
 
     def action() -> dict[str, Any]:
-        settings, graph = _context()
-        lake = open_lake(settings)
+        _, graph, lake = open_workspace()
         return {
             "assets": [
                 {
@@ -112,11 +112,12 @@ def materialize(
     parsed = parse_config(config)
 
     def action() -> dict[str, Any]:
-        settings, graph = _context()
+        settings, graph, lake = open_workspace()
         records = run_materialize(
             keys,
             settings=settings,
             graph=graph,
+            lake=lake,
             with_upstream=with_upstream,
             config=parsed,
             run_id=run_id,
@@ -148,8 +149,7 @@ def demo(
     """Run the pipeline end to end on the embedded default and summarise where results are."""
 
     def action() -> dict[str, Any]:
-        settings, graph = _context()
-        lake = open_lake(settings)
+        settings, graph, lake = open_workspace()
         if run:
             run_materialize(graph.topological_order(), settings=settings, graph=graph, lake=lake)
         return demo_summary(settings, graph, lake)

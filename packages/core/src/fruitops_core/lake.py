@@ -319,13 +319,18 @@ def lake_from_uri(uri: str, endpoint_url: str | None = None) -> Lake:
     )
 
 
+def object_at(uri: str, endpoint_url: str | None = None) -> tuple[Lake, str]:
+    """The lake of ``uri``'s folder and the object's name in it, to read or write one object."""
+    parent, _, name = uri.rstrip("/").rpartition("/")
+    return lake_from_uri(parent or ".", endpoint_url=endpoint_url), name
+
+
 def uri_exists(uri: str, endpoint_url: str | None = None) -> bool:
     """Whether the object (or folder with objects) at ``uri`` exists."""
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file"):
         return Path(unquote(parsed.path) if parsed.scheme else uri).exists()
-    parent, _, name = uri.rstrip("/").rpartition("/")
-    lake = lake_from_uri(parent, endpoint_url=endpoint_url)
+    lake, name = object_at(uri, endpoint_url)
     return lake.exists(name) or next(iter(lake.list(name)), None) is not None
 
 

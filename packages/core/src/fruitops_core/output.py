@@ -20,6 +20,8 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 err_console = Console(stderr=True)
+#: The ``--json`` option every fruitops command takes.
+JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 
 
 class CommandFailed(Exception):

@@ -176,6 +176,7 @@ def data_validation(
 
     outcome = validate(image_manifest, ctx.config)
     summary = outcome.summary
+    digest = manifest_hash(image_manifest)
     report_uri = ctx.lake.write_json(f"{ctx.asset_dir}/result.json", summary)
     docs_prefix = f"{ctx.asset_dir}/data_docs"
     ctx.lake.delete_prefix(docs_prefix)
@@ -191,7 +192,7 @@ def data_validation(
         tags={
             "fruitops_kind": "validation",
             "fruitops_asset_run_id": ctx.run_id,
-            "manifest_hash": manifest_hash(image_manifest),
+            "manifest_hash": digest,
             "validation_success": str(summary["success"]),
         },
     ):
@@ -218,7 +219,7 @@ def data_validation(
         "warnings": summary["warnings"],
         "report_uri": report_uri,
         "docs_uri": docs_uri,
-        "manifest_hash": manifest_hash(image_manifest),
+        "manifest_hash": digest,
     }
 
 

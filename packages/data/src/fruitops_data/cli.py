@@ -10,22 +10,15 @@ from rich.console import Console
 from rich.table import Table
 
 from fruitops_core.assets import AssetSpec
-from fruitops_core.lake import Lake, open_lake
+from fruitops_core.cli import open_workspace
+from fruitops_core.lake import Lake
 from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
-from fruitops_core.output import CommandFailed, run_command
+from fruitops_core.output import JSON_OPTION, CommandFailed, run_command
 from fruitops_core.registry import AssetGraph
-from fruitops_core.settings import FruitOpsSettings
 from fruitops_data.layout import find_dataset_root, walk
 from fruitops_data.synthetic import SyntheticSpec, generate
 
 app = typer.Typer(help="Data: ingest, validate, draw a synthetic set.", no_args_is_help=True)
-JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
-
-
-def _open() -> tuple[FruitOpsSettings, AssetGraph, Lake]:
-    settings = FruitOpsSettings()
-    lake = open_lake(settings)
-    return settings, AssetGraph.from_entry_points(), lake
 
 
 def _stored(lake: Lake, spec: AssetSpec) -> Any:
@@ -62,7 +55,7 @@ def ingest(
     """Copy a source into the lake and build its manifest; bad files are quarantined."""
 
     def action() -> dict[str, Any]:
-        settings, graph, lake = _open()
+        settings, graph, lake = open_workspace()
         config = {
             "data/raw_images": {"source": source},
             "data/image_manifest": {"max_unusable_share": max_unusable_share},
@@ -103,7 +96,7 @@ def validate(
     """Validate the ingested manifest with Great Expectations; exit 1 on a critical failure."""
 
     def action() -> dict[str, Any]:
-        settings, graph, lake = _open()
+        settings, graph, lake = open_workspace()
         config = {
             "data/data_validation": {
                 "min_train_per_class": min_train_per_class,

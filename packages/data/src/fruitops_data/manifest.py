@@ -69,7 +69,8 @@ def inspect_image(data: bytes, sha256: str | None = None) -> dict[str, Any]:
     return row
 
 
-def _windows(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+def windows(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    """Consecutive lists of at most ``size`` items, pulled lazily from any iterable."""
     iterator = iter(items)
     while window := list(islice(iterator, size)):
         yield window
@@ -95,7 +96,7 @@ def build_manifest(
         ThreadPoolExecutor(max_workers=workers) as pool,
         tqdm(total=total, desc="manifest", unit="img", leave=False) as bar,
     ):
-        for chunk in _windows(entries, window):
+        for chunk in windows(entries, window):
             rows = list(pool.map(one, chunk))
             bar.update(len(rows))
             frames.append(

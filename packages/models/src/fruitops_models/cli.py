@@ -9,13 +9,11 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fruitops_core.lake import open_lake
+from fruitops_core.cli import open_workspace
 from fruitops_core.materialize import load_value, materialize, read_record
-from fruitops_core.output import run_command
-from fruitops_core.registry import AssetGraph
+from fruitops_core.output import JSON_OPTION, run_command
 from fruitops_core.settings import FruitOpsSettings
 
-JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 models_app = typer.Typer(
     help="The model registry: list versions, promote the best.", no_args_is_help=True
 )
@@ -50,9 +48,7 @@ def train(
     def action() -> dict[str, Any]:
         from fruitops_models.train import dist_info
 
-        settings = FruitOpsSettings()
-        graph = AssetGraph.from_entry_points()
-        lake = open_lake(settings)
+        settings, graph, lake = open_workspace()
         rank, world = dist_info()
         if rank > 0:
             return _train_follower(settings, graph, lake, config)
@@ -128,9 +124,7 @@ def promote(
     """Score the last trained candidates and the champion; promote the best by margin."""
 
     def action() -> dict[str, Any]:
-        settings = FruitOpsSettings()
-        graph = AssetGraph.from_entry_points()
-        lake = open_lake(settings)
+        settings, graph, lake = open_workspace()
         materialize(
             ["models/model_evaluation", "models/champion_model", "models/training_report"],
             settings=settings,

@@ -20,13 +20,13 @@ from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import CHAMPION_ALIAS
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models.metrics import confusion_matrix, macro_f1
+from fruitops_models.registry import load_model
 
 
 def predict_names(uri: str, data: CachedSplit, batch_size: int = 128) -> list[str]:
     """Class names predicted by the model at ``uri`` for every image of ``data``."""
-    metadata = mlflow.models.get_model_info(uri).metadata or {}
-    classes, size = list(metadata["classes"]), int(metadata["image_size"])
-    module = mlflow.pytorch.load_model(uri, map_location="cpu")
+    model = load_model(uri)
+    classes, size, module = model.classes, model.image_size, model.module
     names: list[str] = []
     with torch.no_grad():
         for start in range(0, len(data), batch_size):

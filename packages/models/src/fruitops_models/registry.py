@@ -1,4 +1,4 @@
-"""The MLflow model registry: log and register a trained model, promote by alias.
+"""The MLflow model registry: log and register a trained model, load it back, promote by alias.
 
 The model is logged in the ``pt2`` format (``torch.export``): self-contained, so loading it
 needs neither this package's classes nor pickle. Class names and the image size travel as
@@ -7,11 +7,14 @@ model metadata, so a scorer needs nothing but the model URI.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import Any
 
 import mlflow
 import numpy as np
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 
 from fruitops_core.settings import FruitOpsSettings
@@ -104,3 +107,58 @@ def promote_if_better(
             name, str(best["version"]), f"promotion.{key}", str(decision[key])
         )
     return decision
+
+
+class ModelNotFound(ValueError):
+    """The model URI names nothing in the registry; the message says how to get one."""
+
+
+@dataclass
+class LoadedModel:
+    module: Any
+    classes: list[str]
+    image_size: int
+    name: str
+    version: int
+    run_id: str
+    uri: str
+
+
+def load_model(model_uri: str) -> LoadedModel:
+    """Load a registered model (``models:/name@alias`` or ``models:/name/version``)."""
+    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
+    if not match:
+        raise ValueError(
+            f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
+        )
+    name, alias, number = match.groups()
+    client = mlflow.MlflowClient()
+    try:
+        mv = (
+            client.get_model_version_by_alias(name, alias)
+            if alias
+            else client.get_model_version(name, number)
+        )
+    except MlflowException as err:
+        raise ModelNotFound(
+            f"{model_uri} does not exist in the registry at {mlflow.get_tracking_uri()}: "
+            "train and promote a model first (fruitops train, fruitops models promote) or "
+            "pass --model models:/NAME/VERSION"
+        ) from err
+    pinned = f"models:/{name}/{mv.version}"
+    metadata = mlflow.models.get_model_info(pinned).metadata or {}
+    if "classes" not in metadata or "image_size" not in metadata:
+        raise ValueError(
+            f"{pinned} lacks class names or image size in its metadata: "
+            "it was not logged by fruitops; retrain it with fruitops"
+        )
+    module = mlflow.pytorch.load_model(pinned, map_location="cpu")
+    return LoadedModel(
+        module,
+        list(metadata["classes"]),
+        int(metadata["image_size"]),
+        name,
+        int(mv.version),
+        mv.run_id,
+        model_uri,
+    )

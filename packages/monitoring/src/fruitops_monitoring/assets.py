@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import BaseModel, Field
 
 from fruitops_core.assets import AssetContext, asset
-from fruitops_core.lake import lake_from_uri
+from fruitops_core.lake import lake_from_uri, object_at
 from fruitops_monitoring.features import FEATURE_COLUMNS, features_for
 
 
@@ -34,9 +34,8 @@ def drift_report_asset(
     """Evidently data drift of image features: the scored batch against the reference split."""
     from fruitops_monitoring.drift import drift_decision, drift_report  # Evidently loads slowly
 
-    predictions_uri = batch_predictions["predictions_uri"]
-    parent, _, name = predictions_uri.rpartition("/")
-    predictions = lake_from_uri(parent, endpoint_url=ctx.settings.s3_endpoint).read_parquet(name)
+    table_lake, name = object_at(batch_predictions["predictions_uri"], ctx.settings.s3_endpoint)
+    predictions = table_lake.read_parquet(name)
     if predictions.empty:
         raise ValueError("the scored batch has no predictions: nothing to compare for drift")
     ref_keys = image_manifest.loc[

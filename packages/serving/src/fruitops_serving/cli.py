@@ -9,9 +9,7 @@ from typing import Any
 import typer
 from rich.console import Console
 
-from fruitops_core.output import run_command
-
-JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+from fruitops_core.output import JSON_OPTION, run_command
 
 
 def score_command(
@@ -35,7 +33,7 @@ def score_command(
     """
 
     def action() -> dict[str, Any]:
-        from fruitops_core.lake import lake_from_uri, open_lake
+        from fruitops_core.lake import object_at, open_lake
         from fruitops_core.settings import FruitOpsSettings
         from fruitops_core.tracking import champion_uri, configure_mlflow
         from fruitops_serving.gate import choose_predictor
@@ -53,8 +51,7 @@ def score_command(
         loaded = load_model(model or champion_uri(settings))
         predictor, gate = choose_predictor(loaded, lake, settings, precision)
         if output:
-            parent, _, name = output.rstrip("/").rpartition("/")
-            target, key = lake_from_uri(parent or ".", endpoint_url=settings.s3_endpoint), name
+            target, key = object_at(output, settings.s3_endpoint)
         else:
             slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.description).strip("-")[-60:]
             digest = hashlib.sha256(source.description.encode()).hexdigest()[:8]

@@ -16,7 +16,8 @@ from fruitops_core.lake import Lake
 from fruitops_core.materialize import load_value, read_record
 from fruitops_core.registry import AssetGraph, AssetGraphError
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_serving.scoring import LoadedModel, Predictor, precision_gate
+from fruitops_models.registry import LoadedModel
+from fruitops_serving.scoring import Predictor, precision_gate
 
 
 def _held_out(

@@ -15,28 +15,27 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import re
 import tempfile
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import mlflow
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from mlflow.exceptions import MlflowException
 from tqdm import tqdm
 
 from fruitops_core.lake import Lake
 from fruitops_data.images import DECODE_ERRORS, decode_array, decode_failure_reason
+from fruitops_data.manifest import windows
+from fruitops_models.registry import LoadedModel, ModelNotFound, load_model
 from fruitops_serving.inputs import ScoringInput
+
+__all__ = ["LoadedModel", "ModelNotFound", "Predictor", "load_model", "precision_gate", "score"]
 
 PREDICTION_COLUMNS = [
     "key",
@@ -66,61 +65,6 @@ SCHEMA = pa.schema(
 )
 GATE_AGREEMENT = 0.995
 GATE_ACCURACY_DROP = 0.002
-
-
-class ModelNotFound(ValueError):
-    """The model URI names nothing in the registry; the message says how to get one."""
-
-
-@dataclass
-class LoadedModel:
-    module: Any
-    classes: list[str]
-    image_size: int
-    name: str
-    version: int
-    run_id: str
-    uri: str
-
-
-def load_model(model_uri: str) -> LoadedModel:
-    """Load a registered model (``models:/name@alias`` or ``models:/name/version``)."""
-    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
-    if not match:
-        raise ValueError(
-            f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
-    name, alias, number = match.groups()
-    client = mlflow.MlflowClient()
-    try:
-        mv = (
-            client.get_model_version_by_alias(name, alias)
-            if alias
-            else client.get_model_version(name, number)
-        )
-    except MlflowException as err:
-        raise ModelNotFound(
-            f"{model_uri} does not exist in the registry at {mlflow.get_tracking_uri()}: "
-            "train and promote a model first (fruitops train, fruitops models promote) or "
-            "pass --model models:/NAME/VERSION"
-        ) from err
-    pinned = f"models:/{name}/{mv.version}"
-    metadata = mlflow.models.get_model_info(pinned).metadata or {}
-    if "classes" not in metadata or "image_size" not in metadata:
-        raise ValueError(
-            f"{pinned} lacks class names or image size in its metadata: "
-            "it was not logged by fruitops; retrain it with fruitops"
-        )
-    module = mlflow.pytorch.load_model(pinned, map_location="cpu")
-    return LoadedModel(
-        module,
-        list(metadata["classes"]),
-        int(metadata["image_size"]),
-        name,
-        int(mv.version),
-        mv.run_id,
-        model_uri,
-    )
 
 
 class Predictor:
@@ -160,11 +104,6 @@ def precision_gate(
         passed = passed and result["fp32_accuracy"] - result["bf16_accuracy"] <= GATE_ACCURACY_DROP
     result["passed"] = passed
     return result
-
-
-def _chunks(keys: list[str], size: int) -> Iterator[list[str]]:
-    for start in range(0, len(keys), size):
-        yield keys[start : start + size]
 
 
 def _load(lake: Lake, key: str, size: int) -> tuple[str, str, np.ndarray | None, str | None]:
@@ -246,7 +185,7 @@ def score(
         tqdm(total=len(source.keys), desc="score", unit="img", leave=False) as bar,
     ):
         writer = PredictionWriter(fmt, Path(tmp))
-        for chunk in _chunks(source.keys, batch_size):
+        for chunk in windows(source.keys, batch_size):
             loaded = list(pool.map(lambda key: _load(source.lake, key, model.image_size), chunk))
             quarantined += [{"key": key, "reason": err} for key, _, _, err in loaded if err]
             good = [item for item in loaded if item[2] is not None]
