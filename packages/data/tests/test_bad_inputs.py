@@ -11,6 +11,7 @@ from corpus import EXPECTED, JUNK, add_leak_and_val_only_class, build_corpus, in
 
 from fruitops_core.materialize import AssetCheckFailed, materialize
 from fruitops_core.registry import AssetGraph
+from fruitops_core.tables import ParquetTable
 from fruitops_data.images import decode_rgb
 
 FRUITOPS = str(Path(sys.executable).parent / "fruitops")
@@ -40,8 +41,8 @@ def test_every_file_gets_a_row_with_the_right_outcome(settings, corpus):
     rotated = rows["train/apple/exif-rotated.jpg"]
     assert (rotated["width"], rotated["height"]) == (32, 64)  # after EXIF orientation
     # junk is ignored and reported, never a row; the empty class folder adds no class
-    raw = lake.read_json("assets/data/raw_images/data.json")
-    assert sorted(raw["ignored"]) == sorted(JUNK)
+    raw = ParquetTable(lake.root / "assets/data/raw_images/data.parquet")
+    assert sorted(raw.meta["ignored"]) == sorted(JUNK)
     assert not any(j.split("/", 1)[1] in rows for j in JUNK)
     assert "cherry" not in set(manifest["label"])
 

@@ -5,7 +5,7 @@ import pytest
 from corpus import ingest
 
 from fruitops_core.materialize import materialize
-from fruitops_data.layout import LayoutError, find_dataset_root, walk
+from fruitops_data.layout import LayoutError, Walk, find_dataset_root, walk
 from fruitops_data.sources import SourceError, resolve
 
 
@@ -59,6 +59,60 @@ def test_raw_images_are_idempotent_and_manifest_counts(settings, real_sample: Pa
         config={"data/raw_images": {"source": str(real_sample)}},
     )
     assert again[0].metadata["uploaded"] == 0 and again[0].metadata["unchanged"] == 24
+
+
+def test_reingest_uploads_only_changed_and_new_files(settings, tmp_path: Path, real_sample: Path):
+    source = tmp_path / "photos"
+    shutil.copytree(real_sample, source)
+    lake, _, first = ingest(settings, source)
+    assert first[0].metadata["uploaded"] == 24
+    kiwi = source / "Fruit_dataset" / "train1" / "kiwi"
+    changed = sorted(kiwi.iterdir())[0]
+    changed.write_bytes(
+        (real_sample / "Fruit_dataset" / "train1" / "lemon").iterdir().__next__().read_bytes()
+    )
+    shutil.copy(changed, kiwi / "zz new.jpg")
+    _, manifest, again = ingest(settings, source)
+    assert again[0].metadata["uploaded"] == 2 and again[0].metadata["unchanged"] == 23
+    assert len(manifest) == 25 and manifest["key"].is_monotonic_increasing
+
+
+def test_walk_streams_files_in_key_string_order(tmp_path: Path):
+    # folder "a b" sorts before "a" as a string ("a b/…" < "a/…"), unlike a per-level sort
+    for rel in ("train/a/x.jpg", "train/a b/y.jpg", "train/a-c/z.jpg", "val/a/1.jpg"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_bytes(b"x")
+    walker = Walk(tmp_path)
+    relpaths = [f.relpath for f in walker]
+    assert (
+        relpaths
+        == sorted(relpaths)
+        == [
+            "train/a b/y.jpg",
+            "train/a-c/z.jpg",
+            "train/a/x.jpg",
+            "val/a/1.jpg",
+        ]
+    )
+    assert walker.count() == 4
+
+
+def test_sorted_lookup_merges_a_previous_listing(tmp_path: Path):
+    import pandas as pd
+
+    from fruitops_core.tables import TableWriter
+    from fruitops_data.assets import RAW_COLUMNS, SortedLookup
+
+    with TableWriter(tmp_path / "prev.parquet", RAW_COLUMNS) as writer:
+        writer.write(
+            pd.DataFrame(
+                {"key": ["a", "c", "e"], "split": "train", "label": None, "sha256": ["1", "3", "5"]}
+            )
+        )
+        previous = writer.close()
+    lookup = SortedLookup(previous)
+    assert [lookup.get(k) for k in ("a", "b", "c", "d", "f")] == ["1", None, "3", None, None]
+    assert SortedLookup(None).get("a") is None
 
 
 def test_data_commands_join_the_fruitops_cli(tmp_path: Path, real_sample: Path):

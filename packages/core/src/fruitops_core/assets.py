@@ -7,12 +7,15 @@ the modules that packages expose through the ``fruitops.assets`` entry-point gro
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 import io
 import json
 import logging
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 import pandas as pd
@@ -20,6 +23,7 @@ from pydantic import BaseModel
 
 from fruitops_core.lake import Lake
 from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.tables import ParquetTable
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -48,6 +52,14 @@ class IOPolicy:
         """Small metadata about a value for the materialization record."""
         return {}
 
+    def store(self, lake: Lake, path: str, value: Any) -> tuple[str, str]:
+        """Write ``value`` at ``path``; return its URI and version (a content hash)."""
+        data = self.encode(value)
+        return lake.write_bytes(path, data), hashlib.sha256(data).hexdigest()[:16]
+
+    def load(self, lake: Lake, path: str) -> Any:
+        return self.decode(lake.read_bytes(path))
+
 
 class _ParquetIO(IOPolicy):
     def encode(self, value: pd.DataFrame) -> bytes:
@@ -74,7 +86,28 @@ class _JsonIO(IOPolicy):
         return json.loads(data)
 
 
+class _ParquetFileIO(IOPolicy):
+    """A `ParquetTable` moved as a file: never decoded into memory on either side."""
+
+    def store(self, lake: Lake, path: str, value: ParquetTable) -> tuple[str, str]:
+        if not isinstance(value, ParquetTable):
+            raise TypeError(f"a parquet_file asset must return a ParquetTable, got {type(value)}")
+        return lake.put_file(value.path, path), value.sha256()[:16]
+
+    def load(self, lake: Lake, path: str) -> ParquetTable:
+        root = getattr(lake, "root", None)
+        if root is not None:  # a local lake: read the stored file in place
+            return ParquetTable(Path(root) / path)
+        digest = hashlib.sha256(lake.uri(path).encode()).hexdigest()[:16]
+        local = Path(tempfile.gettempdir()) / "fruitops-tables" / digest / Path(path).name
+        return ParquetTable(lake.get_file(path, local))
+
+    def describe(self, value: ParquetTable) -> dict[str, Any]:
+        return {"rows": len(value)}
+
+
 parquet: IOPolicy = _ParquetIO("parquet", "data.parquet")
+parquet_file: IOPolicy = _ParquetFileIO("parquet_file", "data.parquet")
 json_io: IOPolicy = _JsonIO("json", "data.json")
 
 
@@ -92,6 +125,8 @@ class AssetContext(Generic[ConfigT]):
     config: ConfigT
     log: logging.Logger
     metadata: dict[str, Any] = field(default_factory=dict)
+    workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
+    """Scratch space for this materialization (files the artifact is built in); removed after."""
 
     @property
     def asset_dir(self) -> str:

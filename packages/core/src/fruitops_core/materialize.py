@@ -10,11 +10,13 @@ from __future__ import annotations
 import hashlib
 import inspect
 import logging
+import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
 from functools import cache
 from importlib.metadata import PackageNotFoundError, packages_distributions, version
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -91,7 +93,7 @@ def read_record(lake: Lake, spec: AssetSpec) -> MaterializationRecord | None:
 
 
 def load_value(lake: Lake, spec: AssetSpec) -> Any:
-    return spec.io.decode(lake.read_bytes(spec.artifact_path))
+    return spec.io.load(lake, spec.artifact_path)
 
 
 def _run_checks(ctx: AssetContext, spec: AssetSpec, value: Any) -> list[CheckOutcome]:
@@ -141,34 +143,35 @@ def materialize_one(
         upstream_values[dep.rsplit("/", 1)[-1]] = load_value(lake, dep_spec)
         upstream_versions[dep] = record.version
 
-    ctx = AssetContext(
-        key=spec.key,
-        run_id=run_id,
-        settings=settings,
-        lake=lake,
-        config=spec.parse_config(config),
-        log=logging.getLogger(f"fruitops.{spec.key.replace('/', '.')}"),
-    )
-    started = datetime.now(UTC)
-    t0 = time.perf_counter()
-    log.info("materializing %s (run %s)", spec.key, run_id)
-    value = spec.fn(ctx, **upstream_values)
-    data = spec.io.encode(value)
-    artifact_uri = lake.write_bytes(spec.artifact_path, data)
-    checks = _run_checks(ctx, spec, value)
-    record = MaterializationRecord(
-        asset_key=spec.key,
-        run_id=run_id,
-        version=hashlib.sha256(data).hexdigest()[:16],
-        artifact_uri=artifact_uri,
-        upstream=upstream_versions,
-        code_version=code_version(spec),
-        started_at=started,
-        finished_at=datetime.now(UTC),
-        seconds=round(time.perf_counter() - t0, 3),
-        metadata={**spec.io.describe(value), **ctx.metadata},
-        checks=checks,
-    )
+    with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
+        ctx = AssetContext(
+            key=spec.key,
+            run_id=run_id,
+            settings=settings,
+            lake=lake,
+            config=spec.parse_config(config),
+            log=logging.getLogger(f"fruitops.{spec.key.replace('/', '.')}"),
+            workdir=Path(workdir),
+        )
+        started = datetime.now(UTC)
+        t0 = time.perf_counter()
+        log.info("materializing %s (run %s)", spec.key, run_id)
+        value = spec.fn(ctx, **upstream_values)
+        artifact_uri, version = spec.io.store(lake, spec.artifact_path, value)
+        checks = _run_checks(ctx, spec, value)
+        record = MaterializationRecord(
+            asset_key=spec.key,
+            run_id=run_id,
+            version=version,
+            artifact_uri=artifact_uri,
+            upstream=upstream_versions,
+            code_version=code_version(spec),
+            started_at=started,
+            finished_at=datetime.now(UTC),
+            seconds=round(time.perf_counter() - t0, 3),
+            metadata={**spec.io.describe(value), **ctx.metadata},
+            checks=checks,
+        )
     payload = record.model_dump(mode="json")
     lake.write_json(f"{spec.record_path.rsplit('/', 1)[0]}/history/{run_id}.json", payload)
     lake.write_json(spec.record_path, payload)

@@ -7,6 +7,8 @@ raw_images → image_manifest (+ quarantine) → data_validation (GX, gates trai
 from __future__ import annotations
 
 import hashlib
+from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -14,12 +16,22 @@ import pandas as pd
 from pydantic import BaseModel, Field
 from tqdm import tqdm
 
-from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, parquet
+from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, parquet_file
 from fruitops_core.lake import lake_from_uri
-from fruitops_data.layout import FoundFile, is_junk, walk
-from fruitops_data.manifest import build_manifest, manifest_hash
+from fruitops_core.tables import ParquetTable, TableWriter
+from fruitops_data.layout import FoundFile, Walk, is_junk
+from fruitops_data.manifest import (
+    MANIFEST_COLUMNS,
+    ManifestDigest,
+    manifest_frames,
+    table_manifest_hash,
+    windows,
+)
 from fruitops_data.sources import resolve
 from fruitops_data.validation import ValidationConfig
+
+#: the raw_images table: one row per file copied into the lake
+RAW_COLUMNS = {"key": "string", "split": "string", "label": "string", "sha256": "string"}
 
 
 class RawImagesConfig(BaseModel):
@@ -27,61 +39,109 @@ class RawImagesConfig(BaseModel):
     workers: int = Field(8, ge=1, le=64)
 
 
-@asset("data/raw_images", config=RawImagesConfig)
-def raw_images(ctx: AssetContext[RawImagesConfig]) -> dict[str, Any]:
-    """The source's files copied into the lake under raw/<dataset>/, skipping unchanged ones."""
+class SortedLookup:
+    """``key → sha256`` from a table in key order, asked for keys in ascending order.
+
+    The previous listing is merged with the new walk as both stream past: a missed or
+    out-of-order key only means that file is uploaded again.
+    """
+
+    def __init__(self, table: ParquetTable | None):
+        self._rows = self._iterate(table)
+        self._current: tuple[str, str] | None = next(self._rows, None)
+
+    @staticmethod
+    def _iterate(table: ParquetTable | None) -> Iterator[tuple[str, str]]:
+        if table is None:
+            return
+        for frame in table.batches(columns=["key", "sha256"]):
+            yield from zip(frame["key"], frame["sha256"], strict=True)
+
+    def get(self, key: str) -> str | None:
+        while self._current is not None and self._current[0] < key:
+            self._current = next(self._rows, None)
+        if self._current is not None and self._current[0] == key:
+            return self._current[1]
+        return None
+
+
+@asset("data/raw_images", io=parquet_file, config=RawImagesConfig)
+def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
+    """The source's files copied into the lake under raw/<dataset>/, skipping unchanged ones.
+
+    The value is the listing (key, split, label, sha256) as a table in key order; the source,
+    dataset id, lake prefix and ignored junk ride in its footer (``table.meta``).
+    """
     resolved = resolve(
         ctx.config.source or ctx.settings.source,
         ctx.settings.home,
         endpoint_url=ctx.settings.s3_endpoint,
     )
-    files, ignored = walk(resolved.root)
+    walker = Walk(resolved.root)
+    total = walker.count()
     prefix = f"raw/{resolved.dataset_id}"
-    index_path = f"{prefix}/_index.json"
-    previous: dict[str, str] = ctx.lake.read_json(index_path) if ctx.lake.exists(index_path) else {}
+    index_path = f"{prefix}/_index.parquet"
+    previous = None
+    if ctx.lake.exists(index_path):
+        previous = ParquetTable(ctx.lake.get_file(index_path, ctx.workdir / "previous.parquet"))
+    known = SortedLookup(previous)
 
-    def copy(found: FoundFile) -> tuple[str, bool]:
+    def copy(found: FoundFile, known_sha: str | None) -> tuple[str, bool]:
         data = found.path.read_bytes()  # one read serves the hash and the upload
         sha = hashlib.sha256(data).hexdigest()
         key = f"{prefix}/{found.relpath}"
-        if previous.get(key) == sha and ctx.lake.exists(key):
+        if known_sha == sha and ctx.lake.exists(key):
             return sha, False
         ctx.lake.write_bytes(key, data)
         return sha, True
 
-    with ThreadPoolExecutor(ctx.config.workers) as pool:
-        results = list(
-            tqdm(pool.map(copy, files), total=len(files), desc="upload", unit="file", leave=False)
+    uploaded = files = 0
+    with (
+        TableWriter(ctx.workdir / "raw_images.parquet", RAW_COLUMNS) as writer,
+        ThreadPoolExecutor(ctx.config.workers) as pool,
+        tqdm(total=total, desc="upload", unit="file", leave=False) as bar,
+    ):
+        for window in windows(walker, 256):
+            keys = [f"{prefix}/{f.relpath}" for f in window]
+            results = list(pool.map(copy, window, [known.get(k) for k in keys]))
+            writer.write(
+                pd.DataFrame(
+                    {
+                        "key": keys,
+                        "split": [f.split for f in window],
+                        "label": [f.label for f in window],
+                        "sha256": [sha for sha, _ in results],
+                    }
+                )
+            )
+            uploaded += sum(1 for _, up in results if up)
+            files += len(window)
+            bar.update(len(window))
+        table = writer.close(
+            source=resolved.source,
+            dataset_id=resolved.dataset_id,
+            prefix=prefix,
+            uri=ctx.lake.uri(prefix),
+            ignored=walker.ignored,
         )
-    entries = [
-        {"key": f"{prefix}/{f.relpath}", "split": f.split, "label": f.label, "sha256": sha}
-        for f, (sha, _) in zip(files, results, strict=True)
-    ]
-    ctx.lake.write_json(index_path, {e["key"]: e["sha256"] for e in entries})
-    uploaded = sum(1 for _, up in results if up)
+    ctx.lake.put_file(table.path, index_path)  # the next run's `previous`
     ctx.add_metadata(
-        files=len(entries),
+        files=files,
         uploaded=uploaded,
-        unchanged=len(entries) - uploaded,
-        ignored=len(ignored),
+        unchanged=files - uploaded,
+        ignored=len(walker.ignored),
         source=resolved.source,
+        dataset_id=resolved.dataset_id,
     )
     ctx.log.info(
         "%d files from %s: %d uploaded, %d unchanged, %d ignored",
-        len(entries),
+        files,
         resolved.source,
         uploaded,
-        len(entries) - uploaded,
-        len(ignored),
+        files - uploaded,
+        len(walker.ignored),
     )
-    return {
-        "source": resolved.source,
-        "dataset_id": resolved.dataset_id,
-        "prefix": prefix,
-        "uri": ctx.lake.uri(prefix),
-        "files": entries,
-        "ignored": ignored,
-    }
+    return table
 
 
 class ManifestConfig(BaseModel):
@@ -91,69 +151,116 @@ class ManifestConfig(BaseModel):
     workers: int = Field(8, ge=1, le=64)
 
 
-def quarantine(ctx: AssetContext, manifest: pd.DataFrame, dataset_id: str) -> list[dict]:
-    """Copy each unusable file to quarantine/<dataset>/ and write the reasons beside them."""
-    bad = manifest[~manifest["readable"]]
+def quarantine(ctx: AssetContext, frame: pd.DataFrame, dataset_id: str) -> list[dict]:
+    """Copy each unusable file of ``frame`` to quarantine/<dataset>/; return the entries."""
+    bad = frame[~frame["readable"]]
     entries = []
     for key, reason in zip(bad["key"], bad["error"], strict=True):
         target = f"quarantine/{dataset_id}/{key.split('/', 2)[-1]}"
         ctx.lake.write_bytes(target, ctx.lake.read_bytes(key))
         entries.append({"key": key, "reason": reason, "quarantine_key": target})
-    if entries:
-        ctx.lake.write_json(f"quarantine/{dataset_id}/reasons.json", entries)
     return entries
 
 
-@asset("data/image_manifest", deps=["data/raw_images"], io=parquet, config=ManifestConfig)
-def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: dict[str, Any]) -> pd.DataFrame:
-    """One row per file found, readable or not; unusable files are quarantined with a reason."""
-    entries = [(f["key"], f["split"], f["label"], f["sha256"]) for f in raw_images["files"]]
-    frame = build_manifest(
-        entries, ctx.lake.read_bytes, total=len(entries), workers=ctx.config.workers
-    )
-    quarantined = quarantine(ctx, frame, raw_images["dataset_id"])
+class ManifestSummary:
+    """The counts a manifest's record and checks need, gathered as its windows stream past."""
+
+    def __init__(self) -> None:
+        self.files = self.readable = 0
+        self.splits: Counter[str] = Counter()
+        self.labels: dict[str, set[str]] = {}  # split → labels of readable files
+        self.digest = ManifestDigest()
+
+    def add(self, frame: pd.DataFrame) -> None:
+        self.files += len(frame)
+        self.readable += int(frame["readable"].sum())
+        self.splits.update(frame["split"].tolist())
+        usable = frame[frame["readable"] & frame["label"].notna()]
+        for split, labels in usable.groupby("split")["label"]:
+            self.labels.setdefault(str(split), set()).update(labels)
+        self.digest.update(frame)
+
+    @classmethod
+    def of(cls, table: ParquetTable) -> ManifestSummary:
+        summary = cls()
+        for frame in table.batches(columns=["key", "split", "label", "sha256", "readable"]):
+            summary.add(frame)
+        return summary
+
+
+def _entries(table: ParquetTable) -> Iterator[tuple[str, str, str | None, str]]:
+    for frame in table.batches(columns=["key", "split", "label", "sha256"]):
+        labels = frame["label"].astype(object).where(frame["label"].notna(), None)
+        yield from zip(frame["key"], frame["split"], labels, frame["sha256"], strict=True)
+
+
+@asset("data/image_manifest", deps=["data/raw_images"], io=parquet_file, config=ManifestConfig)
+def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: ParquetTable) -> ParquetTable:
+    """One row per file found, readable or not; unusable files are quarantined with a reason.
+
+    Streamed: files are decoded a window at a time and appended to the Parquet table, so
+    memory stays flat however many files there are.
+    """
+    dataset_id = raw_images.meta["dataset_id"]
+    summary = ManifestSummary()
+    quarantined: list[dict] = []
+    with TableWriter(ctx.workdir / "manifest.parquet", MANIFEST_COLUMNS) as writer:
+        for frame in manifest_frames(
+            _entries(raw_images),
+            ctx.lake.read_bytes,
+            total=len(raw_images),
+            workers=ctx.config.workers,
+        ):
+            writer.write(frame)
+            summary.add(frame)
+            quarantined += quarantine(ctx, frame, dataset_id)
+        digest = (
+            summary.digest.hexdigest() if summary.digest.in_order else None
+        )  # ingest writes key order; anything else is hashed from the stored table below
+        table = writer.close(dataset_id=dataset_id)
+    digest = digest or table_manifest_hash(table)
     if quarantined:
+        ctx.lake.write_json(f"quarantine/{dataset_id}/reasons.json", quarantined)
         ctx.log.warning(
             "%d of %d files quarantined under quarantine/%s/",
             len(quarantined),
-            len(frame),
-            raw_images["dataset_id"],
+            summary.files,
+            dataset_id,
         )
     ctx.add_metadata(
-        files=len(frame),
-        readable=int(frame["readable"].sum()),
+        files=summary.files,
+        readable=summary.readable,
         quarantined=len(quarantined),
-        ignored=len(raw_images.get("ignored", [])),
-        classes=int(frame.loc[frame["split"] == "train", "label"].nunique()),
-        splits={k: int(v) for k, v in frame["split"].value_counts().items()},
-        manifest_hash=manifest_hash(frame),
-        dataset_id=raw_images["dataset_id"],
+        ignored=len(raw_images.meta.get("ignored", [])),
+        classes=len(summary.labels.get("train", ())),
+        splits=dict(sorted(summary.splits.items())),
+        manifest_hash=digest,
+        dataset_id=dataset_id,
     )
-    return frame
+    return table
 
 
 @asset_check("data/image_manifest", blocking=True)
 def unusable_share_within_threshold(
-    ctx: AssetContext[ManifestConfig], manifest: pd.DataFrame
+    ctx: AssetContext[ManifestConfig], manifest: ParquetTable
 ) -> CheckResult:
     """The run goes on only while the share of unusable files stays under the threshold."""
-    share = float((~manifest["readable"]).mean()) if len(manifest) else 1.0
+    summary = ManifestSummary.of(manifest)
+    share = 1 - summary.readable / summary.files if summary.files else 1.0
     limit = ctx.config.max_unusable_share
     return CheckResult(
         share <= limit,
-        f"{share:.1%} of {len(manifest)} files unusable (limit {limit:.0%}); "
+        f"{share:.1%} of {summary.files} files unusable (limit {limit:.0%}); "
         "see quarantine/ in the lake",
         {"unusable_share": share},
     )
 
 
 @asset_check("data/image_manifest", blocking=True)
-def manifest_has_trainable_images(ctx: AssetContext, manifest: pd.DataFrame) -> CheckResult:
+def manifest_has_trainable_images(ctx: AssetContext, manifest: ParquetTable) -> CheckResult:
     """Training needs readable, labelled images of at least two classes in train and val."""
-    usable = manifest[manifest["readable"] & manifest["label"].notna()]
-    per_split = {
-        s: int(usable.loc[usable["split"] == s, "label"].nunique()) for s in ("train", "val")
-    }
+    labels = ManifestSummary.of(manifest).labels
+    per_split = {s: len(labels.get(s, ())) for s in ("train", "val")}
     passed = all(n >= 2 for n in per_split.values())
     return CheckResult(
         passed,
@@ -164,7 +271,7 @@ def manifest_has_trainable_images(ctx: AssetContext, manifest: pd.DataFrame) -> 
 
 @asset("data/data_validation", deps=["data/image_manifest"], config=ValidationConfig)
 def data_validation(
-    ctx: AssetContext[ValidationConfig], image_manifest: pd.DataFrame
+    ctx: AssetContext[ValidationConfig], image_manifest: ParquetTable
 ) -> dict[str, Any]:
     """Great Expectations results for the manifest: JSON, Data Docs HTML, logged to MLflow."""
     import shutil
@@ -176,7 +283,7 @@ def data_validation(
 
     outcome = validate(image_manifest, ctx.config)
     summary = outcome.summary
-    digest = manifest_hash(image_manifest)
+    digest = table_manifest_hash(image_manifest)
     report_uri = ctx.lake.write_json(f"{ctx.asset_dir}/result.json", summary)
     docs_prefix = f"{ctx.asset_dir}/data_docs"
     ctx.lake.delete_prefix(docs_prefix)
@@ -238,11 +345,10 @@ def critical_expectations_pass(ctx: AssetContext, result: dict[str, Any]) -> Che
 
 @asset("data/class_mapping", deps=["data/image_manifest", "data/data_validation"])
 def class_mapping(
-    ctx: AssetContext, image_manifest: pd.DataFrame, data_validation: dict[str, Any]
+    ctx: AssetContext, image_manifest: ParquetTable, data_validation: dict[str, Any]
 ) -> dict[str, Any]:
     """Sorted train class names → index, as torchvision's ImageFolder numbers them."""
-    usable = image_manifest[image_manifest["readable"] & image_manifest["label"].notna()]
-    classes = sorted(usable.loc[usable["split"] == "train", "label"].unique())
+    classes = sorted(ManifestSummary.of(image_manifest).labels.get("train", ()))
     ctx.add_metadata(classes=len(classes))
     return {"classes": classes, "index": {name: i for i, name in enumerate(classes)}}
 
@@ -259,14 +365,14 @@ class TrainingCacheConfig(BaseModel):
 )
 def training_cache(
     ctx: AssetContext[TrainingCacheConfig],
-    image_manifest: pd.DataFrame,
+    image_manifest: ParquetTable,
     class_mapping: dict[str, Any],
     data_validation: dict[str, Any],
 ) -> dict[str, Any]:
     """Every usable image decoded once and resized, as uint8 shards keyed by data and size."""
     from fruitops_data.cache import build_cache, cache_prefix
 
-    digest = manifest_hash(image_manifest)
+    digest = table_manifest_hash(image_manifest)
     size = ctx.config.image_size
     prefix = cache_prefix(digest, size)
     index_path = f"{prefix}/index.json"
@@ -275,8 +381,10 @@ def training_cache(
         ctx.log.info("training cache %s is up to date", prefix)
         reused = True
     else:
+        # the columns that pick usable images (the cache's index lists their keys anyway)
+        usable = image_manifest.read(columns=["key", "split", "label", "readable"])
         cache = build_cache(
-            image_manifest,
+            usable,
             class_mapping["classes"],
             size,
             ctx.lake.read_bytes,
@@ -304,7 +412,7 @@ class IncomingBatchConfig(BaseModel):
 
 @asset("data/incoming_batch", deps=["data/raw_images"], config=IncomingBatchConfig)
 def incoming_batch(
-    ctx: AssetContext[IncomingBatchConfig], raw_images: dict[str, Any]
+    ctx: AssetContext[IncomingBatchConfig], raw_images: ParquetTable
 ) -> dict[str, Any]:
     """The batch of new images to score: a folder or lake prefix and the image keys in it."""
     if ctx.config.source:
@@ -313,13 +421,10 @@ def incoming_batch(
         # every file but OS junk: what cannot be decoded is quarantined by scoring, not dropped
         keys = [k for k in source_lake.list() if not any(map(is_junk, k.split("/")))]
     else:
-        uri = ctx.lake.uri(f"{raw_images['prefix']}/test")
-        start = len(raw_images["prefix"]) + 1
-        keys = [
-            f["key"][start:].removeprefix("test/")
-            for f in raw_images["files"]
-            if f["split"] == "test"
-        ]
+        prefix = raw_images.meta["prefix"]
+        uri = ctx.lake.uri(f"{prefix}/test")
+        test = raw_images.read(columns=["key"], filters=[("split", "==", "test")])
+        keys = [k.removeprefix(f"{prefix}/test/") for k in test["key"]]
     if not keys:
         raise ValueError(
             f"incoming batch {uri} holds no files: put images there or set "

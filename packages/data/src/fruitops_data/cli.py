@@ -15,6 +15,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
 from fruitops_core.output import JSON_OPTION, CommandFailed, run_command
 from fruitops_core.registry import AssetGraph
+from fruitops_data.assets import ManifestSummary
 from fruitops_data.layout import find_dataset_root, walk
 from fruitops_data.synthetic import SyntheticSpec, generate
 
@@ -26,18 +27,23 @@ def _stored(lake: Lake, spec: AssetSpec) -> Any:
 
 
 def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
+    """The ingest JSON, streamed from the stored manifest (only bad files are listed)."""
     raw = _stored(lake, graph["data/raw_images"])
     manifest = _stored(lake, graph["data/image_manifest"])
-    bad = manifest[~manifest["readable"]]
-    return {
-        "files": len(manifest),
-        "readable": int(manifest["readable"].sum()),
-        "ignored": raw.get("ignored", []),
-        "quarantined": [
+    summary = ManifestSummary.of(manifest)
+    quarantined = []
+    for frame in manifest.batches(columns=["key", "readable", "error"]):
+        bad = frame[~frame["readable"]]
+        quarantined += [
             {"key": k, "reason": r} for k, r in zip(bad["key"], bad["error"], strict=True)
-        ],
-        "classes": sorted(manifest.loc[manifest["label"].notna(), "label"].unique()),
-        "splits": {k: int(v) for k, v in manifest["split"].value_counts().sort_index().items()},
+        ]
+    return {
+        "files": summary.files,
+        "readable": summary.readable,
+        "ignored": raw.meta.get("ignored", []),
+        "quarantined": quarantined,
+        "classes": sorted(set().union(*summary.labels.values())),
+        "splits": dict(sorted(summary.splits.items())),
         "manifest_uri": lake.uri(graph["data/image_manifest"].artifact_path),
     }
 

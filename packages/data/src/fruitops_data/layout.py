@@ -7,7 +7,9 @@ a folder that holds either one level down.
 from __future__ import annotations
 
 import csv
-from dataclasses import dataclass, replace
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 SPLIT_ALIASES = {
@@ -66,24 +68,69 @@ def find_dataset_root(folder: Path) -> Path:
     )
 
 
+def _sorted_files(folder: Path) -> Iterator[Path]:
+    """Files under ``folder`` in the order of their relative path strings.
+
+    Siblings are sorted with folders as ``name/``, which makes a depth-first walk yield
+    paths in plain string order (``"a b/x" < "a/x"``), the order S3 lists keys in. A listing
+    in key order can be merged with the previous one a window at a time, never loaded whole.
+    """
+    with os.scandir(folder) as scan:
+        entries = sorted(scan, key=lambda e: e.name + "/" if e.is_dir() else e.name)
+    for entry in entries:
+        if entry.is_dir():
+            yield from _sorted_files(Path(entry.path))
+        elif entry.is_file():
+            yield Path(entry.path)
+
+
+@dataclass
+class Walk:
+    """Every file under the split folders of ``root``, streamed in ``relpath`` order.
+
+    Iterating yields `FoundFile`s lazily (labels from the Kaggle CSVs applied); OS junk is
+    skipped and collected in ``ignored`` as the walk passes it. A walk that finds no file at
+    all raises `LayoutError` at its end.
+    """
+
+    root: Path
+    ignored: list[str] = field(default_factory=list)
+
+    def __iter__(self) -> Iterator[FoundFile]:
+        self.ignored.clear()
+        relabel = csv_labeller(self.root)
+        found = 0
+        for split, split_dir in sorted(_split_dirs(self.root).items()):
+            for path in _sorted_files(split_dir):
+                rel_parts = path.relative_to(split_dir).parts
+                relpath = "/".join((split, *rel_parts))
+                if any(is_junk(part) for part in rel_parts):
+                    self.ignored.append(relpath)
+                    continue
+                label = rel_parts[0] if len(rel_parts) > 1 else None
+                found += 1
+                yield relabel(FoundFile(path, relpath, split, label))
+        if not found:
+            raise LayoutError(f"{self.root} holds no files under its split folders")
+
+    def count(self) -> int:
+        """How many files a walk yields (a listing pass, no reads): the progress bar's total."""
+        return sum(
+            1
+            for split_dir in _split_dirs(self.root).values()
+            for path in _sorted_files(split_dir)
+            if not any(is_junk(p) for p in path.relative_to(split_dir).parts)
+        )
+
+
 def walk(root: Path) -> tuple[list[FoundFile], list[str]]:
-    """Every file under the split folders, and the junk files that were ignored."""
-    files: list[FoundFile] = []
-    ignored: list[str] = []
-    for split, split_dir in _split_dirs(root).items():
-        for path in sorted(split_dir.rglob("*")):
-            if not path.is_file():
-                continue
-            rel_parts = path.relative_to(split_dir).parts
-            relpath = "/".join((split, *rel_parts))
-            if any(is_junk(part) for part in rel_parts):
-                ignored.append(relpath)
-                continue
-            label = rel_parts[0] if len(rel_parts) > 1 else None
-            files.append(FoundFile(path, relpath, split, label))
-    if not files:
-        raise LayoutError(f"{root} holds no files under its split folders")
-    return apply_csv_labels(root, files), ignored
+    """Every file under the split folders as a list, and the junk that was ignored.
+
+    For small folders and reports; ingest streams a `Walk` instead.
+    """
+    walker = Walk(root)
+    files = list(walker)
+    return files, walker.ignored
 
 
 def _read_csv_labels(root: Path) -> dict[str, int]:
@@ -110,23 +157,27 @@ def _read_csv_labels(root: Path) -> dict[str, int]:
     return labels
 
 
-def apply_csv_labels(root: Path, files: list[FoundFile]) -> list[FoundFile]:
-    """Labels from the Kaggle CSVs where they exist: ``-1`` is unlabeled, other categories are
-    named by ``classname.txt`` (else the folder name stands)."""
+def csv_labeller(root: Path):
+    """A function that applies the Kaggle CSVs' labels to a `FoundFile`: ``-1`` is unlabeled,
+    other categories are named by ``classname.txt`` (else the folder name stands).
+
+    The CSV rows are held in memory (one small entry per listed file); without CSVs the
+    function is the identity.
+    """
     categories = _read_csv_labels(root)
     if not categories:
-        return files
+        return lambda found: found
     names_file = root / "classname.txt"
     names = names_file.read_text(encoding="utf-8").splitlines() if names_file.is_file() else []
-    labelled = []
-    for found in files:
+
+    def relabel(found: FoundFile) -> FoundFile:
         category = categories.get(found.relpath)
         if category is None:
-            labelled.append(found)
-        elif category == -1:
-            labelled.append(replace(found, label=None))
-        elif 0 <= category < len(names) and names[category].strip():
-            labelled.append(replace(found, label=names[category].strip()))
-        else:
-            labelled.append(found)
-    return labelled
+            return found
+        if category == -1:
+            return replace(found, label=None)
+        if 0 <= category < len(names) and names[category].strip():
+            return replace(found, label=names[category].strip())
+        return found
+
+    return relabel

@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from fruitops_core.tables import ParquetTable
 from fruitops_data.images import DECODE_ERRORS, decode_failure_reason
 
 MANIFEST_COLUMNS = {
@@ -76,22 +77,23 @@ def windows(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield window
 
 
-def build_manifest(
+def manifest_frames(
     entries: Iterable[tuple[str, str, str | None] | tuple[str, str, str | None, str]],
     read: Callable[[str], bytes],
     total: int | None = None,
     workers: int = 8,
     window: int = 256,
-) -> pd.DataFrame:
-    """Rows for ``(key, split, label[, sha256])`` entries, reading each key with ``read``."""
+) -> Iterator[pd.DataFrame]:
+    """Typed manifest rows for ``(key, split, label[, sha256])`` entries, a window at a time.
+
+    Each key is read with ``read`` and decoded in a thread; only one window of files is in
+    flight, so memory does not grow with the number of entries.
+    """
 
     def one(entry: tuple) -> dict[str, Any]:
         key, split, label, *known = entry
         return {"key": key, "split": split, "label": label, **inspect_image(read(key), *known)}
 
-    # each window becomes a typed (columnar) frame at once: a few dozen bytes per file
-    # instead of a dict per file
-    frames: list[pd.DataFrame] = []
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
         tqdm(total=total, desc="manifest", unit="img", leave=False) as bar,
@@ -99,20 +101,61 @@ def build_manifest(
         for chunk in windows(entries, window):
             rows = list(pool.map(one, chunk))
             bar.update(len(rows))
-            frames.append(
-                pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(MANIFEST_COLUMNS)
-            )
-    if not frames:
-        return pd.DataFrame(columns=list(MANIFEST_COLUMNS)).astype(MANIFEST_COLUMNS)
-    return pd.concat(frames, ignore_index=True).astype(MANIFEST_COLUMNS)
+            yield pd.DataFrame(rows, columns=list(MANIFEST_COLUMNS)).astype(MANIFEST_COLUMNS)
+
+
+def empty_manifest() -> pd.DataFrame:
+    return pd.DataFrame(columns=list(MANIFEST_COLUMNS)).astype(MANIFEST_COLUMNS)
+
+
+def build_manifest(
+    entries: Iterable[tuple[str, str, str | None] | tuple[str, str, str | None, str]],
+    read: Callable[[str], bytes],
+    total: int | None = None,
+    workers: int = 8,
+    window: int = 256,
+) -> pd.DataFrame:
+    """The whole manifest in memory, for small sets and tests (ingest streams to Parquet)."""
+    frames = list(manifest_frames(entries, read, total, workers, window))
+    return pd.concat(frames, ignore_index=True) if frames else empty_manifest()
+
+
+class ManifestDigest:
+    """`manifest_hash` fed a frame at a time, for rows that arrive in key order."""
+
+    def __init__(self) -> None:
+        self._digest = hashlib.sha256()
+        self._last: str | None = None
+        self.in_order = True
+
+    def update(self, frame: pd.DataFrame) -> None:
+        for key, sha, label in zip(
+            frame["key"], frame["sha256"], frame["label"].fillna(""), strict=True
+        ):
+            if self._last is not None and key <= self._last:
+                self.in_order = False
+            self._last = key
+            self._digest.update(f"{key}\0{sha}\0{label}\n".encode())
+
+    def hexdigest(self) -> str:
+        if not self.in_order:
+            raise ValueError("rows were not in key order: hash a sorted manifest instead")
+        return self._digest.hexdigest()[:16]
 
 
 def manifest_hash(manifest: pd.DataFrame) -> str:
     """A short hash of a data set's content: every key with its content hash and label."""
-    digest = hashlib.sha256()
-    rows = sorted(
-        zip(manifest["key"], manifest["sha256"], manifest["label"].fillna(""), strict=True)
-    )
-    for key, sha, label in rows:
-        digest.update(f"{key}\0{sha}\0{label}\n".encode())
-    return digest.hexdigest()[:16]
+    digest = ManifestDigest()
+    digest.update(manifest.sort_values("key", kind="stable"))
+    return digest.hexdigest()
+
+
+def table_manifest_hash(table: ParquetTable) -> str:
+    """`manifest_hash` of a stored manifest, streamed when its rows are in key order (as
+    ingest writes them), else computed from the sorted hash columns."""
+    digest = ManifestDigest()
+    for frame in table.batches(columns=["key", "sha256", "label"]):
+        digest.update(frame)
+        if not digest.in_order:
+            return manifest_hash(table.read(columns=["key", "sha256", "label"]))
+    return digest.hexdigest()

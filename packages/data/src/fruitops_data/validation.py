@@ -4,12 +4,17 @@ Two batches are validated: the manifest itself, with derived columns that make e
 per-row expectation (leakage across splits, duplicates within a split, labels unknown to
 train), and a per-class count table (minimum count, imbalance ratio). Each expectation is
 ``critical`` (fails the gate) or ``warning`` (reported only).
+
+The manifest is streamed into a SQLite file and GX validates it through its SQL data source:
+every expectation becomes a query, so memory stays flat however many files there are.
 """
 
 from __future__ import annotations
 
 import logging
+import sqlite3
 import tempfile
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +22,7 @@ from typing import Any
 import pandas as pd
 from pydantic import BaseModel, Field
 
+from fruitops_core.tables import ParquetTable
 from fruitops_data.manifest import MANIFEST_COLUMNS
 
 KNOWN_MODES = [
@@ -54,29 +60,47 @@ class ValidationOutcome:
     docs_dir: Path  # Data Docs site (index.html and pages), inside a temporary folder
 
 
-def enrich(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Add the derived columns the row-level expectations read."""
-    frame = manifest.copy()
-    readable = frame[frame["readable"]]  # unreadable files are the quarantine's business
-    frame["sha_split_count"] = readable.groupby("sha256")["split"].transform("nunique")
-    frame["dup_in_split"] = readable.groupby(["split", "sha256"])["key"].transform("count")
-    frame[["sha_split_count", "dup_in_split"]] = (
-        frame[["sha_split_count", "dup_in_split"]].fillna(1).astype("int64")
-    )
-    train_labels = set(frame.loc[(frame["split"] == "train") & frame["label"].notna(), "label"])
-    frame["label_known_in_train"] = frame["label"].isna() | frame["label"].isin(train_labels)
-    return frame
+_SQL_TYPES = {"string": "TEXT", "int64": "INTEGER", "Int64": "INTEGER", "bool": "BOOLEAN"}
+
+#: derived columns that make each cross-row rule a per-row expectation; unreadable files
+#: are the quarantine's business, so they count once
+_ENRICH = """
+CREATE TABLE manifest AS
+SELECT f.*,
+       CASE WHEN f.readable THEN COALESCE(s.n, 1) ELSE 1 END AS sha_split_count,
+       CASE WHEN f.readable THEN COALESCE(d.n, 1) ELSE 1 END AS dup_in_split,
+       (f.label IS NULL OR f.label IN (
+           SELECT label FROM files WHERE split = 'train' AND label IS NOT NULL
+       )) AS label_known_in_train
+FROM files f
+LEFT JOIN (SELECT sha256, COUNT(DISTINCT split) AS n FROM files WHERE readable
+           GROUP BY sha256) s ON s.sha256 = f.sha256
+LEFT JOIN (SELECT split, sha256, COUNT(*) AS n FROM files WHERE readable
+           GROUP BY split, sha256) d ON d.split = f.split AND d.sha256 = f.sha256;
+CREATE TABLE class_counts AS
+SELECT label, COUNT(*) AS train_count, 0.0 AS ratio_to_smallest FROM files
+WHERE readable AND label IS NOT NULL AND split = 'train' GROUP BY label ORDER BY label;
+UPDATE class_counts SET ratio_to_smallest =
+    train_count * 1.0 / MAX((SELECT MIN(train_count) FROM class_counts), 1);
+"""
 
 
-def class_counts(manifest: pd.DataFrame) -> pd.DataFrame:
-    """Readable, labelled images per class in the train split, with the imbalance ratio."""
-    usable = manifest[manifest["readable"] & manifest["label"].notna()]
-    train = usable[usable["split"] == "train"]["label"].value_counts()
-    labels = sorted(train.index)  # a class missing from train is eval_labels_subset_of_train's
-    counts = pd.DataFrame({"label": labels, "train_count": [int(train.get(c, 0)) for c in labels]})
-    smallest = max(int(counts["train_count"].min()) if len(counts) else 1, 1)
-    counts["ratio_to_smallest"] = counts["train_count"] / smallest
-    return counts
+def load_sqlite(frames: Iterable[pd.DataFrame], path: Path) -> Path:
+    """Stream manifest frames into a SQLite file with the derived ``manifest`` and
+    ``class_counts`` tables (a class missing from train is eval_labels_subset_of_train's)."""
+    columns = list(MANIFEST_COLUMNS)
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "CREATE TABLE files ("
+            + ", ".join(f'"{c}" {_SQL_TYPES[t]}' for c, t in MANIFEST_COLUMNS.items())
+            + ")"
+        )
+        insert = f"INSERT INTO files VALUES ({', '.join('?' * len(columns))})"
+        for frame in frames:
+            rows = frame[columns].astype(object).where(frame[columns].notna(), None)
+            db.executemany(insert, rows.itertuples(index=False, name=None))
+        db.executescript(_ENRICH)
+    return path
 
 
 def _expectations(config: ValidationConfig) -> dict[str, list[Any]]:
@@ -172,21 +196,22 @@ def _unexpected(result: Any) -> list[Any]:
     return [v if isinstance(v, (str, int, float, bool)) else str(v) for v in values[:10]]
 
 
-def validate(manifest: pd.DataFrame, config: ValidationConfig) -> ValidationOutcome:
+def validate(manifest: pd.DataFrame | ParquetTable, config: ValidationConfig) -> ValidationOutcome:
     """Run the suites; Data Docs are built into a temporary folder for the caller to store."""
     import great_expectations as gx
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
-    if manifest.empty:
+    if len(manifest) == 0:
         raise ValueError("the manifest is empty: there is nothing to validate")
     root = Path(tempfile.mkdtemp(prefix="fruitops-gx-"))
+    frames = manifest.batches() if isinstance(manifest, ParquetTable) else [manifest]
+    database = load_sqlite(frames, root / "manifest.sqlite")
     context = gx.get_context(mode="file", project_root_dir=str(root))
-    source = context.data_sources.add_pandas("fruitops")
-    frames = {"manifest": enrich(manifest), "class_counts": class_counts(manifest)}
+    source = context.data_sources.add_sqlite("fruitops", connection_string=f"sqlite:///{database}")
     results: list[dict[str, Any]] = []
     statistics: dict[str, Any] = {}
     for name, expectations in _expectations(config).items():
-        batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+        batch = source.add_table_asset(name, table_name=name).add_batch_definition_whole_table(name)
         suite = context.suites.add(gx.ExpectationSuite(name=f"fruitops_{name}"))
         for expectation in expectations:
             suite.add_expectation(expectation)
@@ -201,7 +226,7 @@ def validate(manifest: pd.DataFrame, config: ValidationConfig) -> ValidationOutc
                 result_format="SUMMARY",
             )
         )
-        run = checkpoint.run(batch_parameters={"dataframe": frames[name]})
+        run = checkpoint.run()
         for suite_result in run.run_results.values():
             statistics[name] = suite_result.statistics
             for r in suite_result.results:

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.lake import lake_from_uri, object_at
+from fruitops_core.tables import ParquetTable
 from fruitops_monitoring.features import FEATURE_COLUMNS, features_for
 
 
@@ -29,7 +30,7 @@ class DriftConfig(BaseModel):
 def drift_report_asset(
     ctx: AssetContext[DriftConfig],
     batch_predictions: dict[str, Any],
-    image_manifest: pd.DataFrame,
+    image_manifest: ParquetTable,
 ) -> dict[str, Any]:
     """Evidently data drift of image features: the scored batch against the reference split."""
     from fruitops_monitoring.drift import drift_decision, drift_report  # Evidently loads slowly
@@ -38,9 +39,10 @@ def drift_report_asset(
     predictions = table_lake.read_parquet(name)
     if predictions.empty:
         raise ValueError("the scored batch has no predictions: nothing to compare for drift")
-    ref_keys = image_manifest.loc[
-        (image_manifest["split"] == ctx.config.reference_split) & image_manifest["readable"], "key"
-    ].tolist()
+    reference_rows = image_manifest.read(
+        columns=["key", "readable"], filters=[("split", "==", ctx.config.reference_split)]
+    )
+    ref_keys = reference_rows.loc[reference_rows["readable"], "key"].tolist()
     reference = features_for(ref_keys, ctx.lake.read_bytes, desc="reference features")
     current_parts = []
     for source_uri, rows in predictions.groupby("source_uri"):
