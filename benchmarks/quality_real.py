@@ -26,6 +26,7 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--home", type=Path, default=Path(".fruitops/bench/quality"))
+    parser.add_argument("--archs", nargs="+", default=["cnn", "resnet18"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
     args = parser.parse_args()
     if not REAL.exists():
@@ -46,7 +47,7 @@ def main() -> None:
             "data/raw_images": {"source": str(REAL)},
             "data/training_cache": {"image_size": args.image_size},
             "models/trained_model": {
-                "architectures": ["cnn", "resnet18"],
+                "architectures": args.archs,
                 "epochs": args.epochs,
                 "batch_size": args.batch_size,
             },

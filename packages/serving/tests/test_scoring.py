@@ -67,6 +67,7 @@ def test_batch_predictions_asset(pipeline):
     truth = predictions["key"].str.split("/").str[0]  # keys are <class>/<file>
     assert (truth == predictions["label"]).mean() > 0.6
     assert record["precision"] in ("bf16", "fp32") and "passed" in record["gate"]
+    assert record["backend"] == "openvino"  # the default, chosen by benchmarks/bench_score.py
 
 
 def test_bf16_agrees_with_fp32_on_real_photos(pipeline):
@@ -81,6 +82,26 @@ def test_bf16_agrees_with_fp32_on_real_photos(pipeline):
     assert gate["agreement"] >= 0.99
     fp32 = Predictor(model).probabilities(torch.from_numpy(images))
     assert torch.allclose(fp32.sum(1), torch.ones(len(files)), atol=1e-4)
+
+
+@pytest.mark.parametrize("bf16", [False, True], ids=["f32", "bf16"])
+def test_openvino_agrees_with_the_fp32_module_on_real_photos(pipeline, bf16):
+    model = load_model("models:/fruit-classifier/1")
+    from fruitops_data.images import decode_array
+
+    files = sorted(REAL_SAMPLE.rglob("*.jpg"))
+    # stacked from H×W×3 arrays, as scoring stacks them: NHWC memory behind an NCHW view
+    images = torch.from_numpy(
+        np.stack([decode_array(p.read_bytes(), model.image_size) for p in files])
+    ).permute(0, 3, 1, 2)
+    fp32 = Predictor(model).probabilities(images)
+    served = Predictor(model, bf16=bf16, backend="openvino").probabilities(images)
+    assert (served.argmax(1) == fp32.argmax(1)).float().mean() >= 0.99
+    assert torch.allclose(served.sum(1), torch.ones(len(files)), atol=1e-3)
+    if not bf16:  # f32 is the same arithmetic, reordered
+        assert torch.allclose(served, fp32, atol=1e-4)
+    gate = precision_gate(model, images.contiguous().numpy(), None, backend="openvino")
+    assert gate["backend"] == "openvino" and gate["images"] == len(files)
 
 
 def test_cli_quarantines_and_writes_every_row(pipeline, tmp_path: Path):

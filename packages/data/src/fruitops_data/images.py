@@ -17,15 +17,17 @@ def _to_8bit(image: Image.Image) -> Image.Image:
     return Image.fromarray(np.clip(values / top * 255.0, 0, 255).astype(np.uint8), "L")
 
 
-def decode_rgb(data: bytes, size: int | None = None) -> Image.Image:
+def decode_rgb(data: bytes, size: int | None = None, draft: int | None = None) -> Image.Image:
     """Bytes → an RGB image (CMYK, greyscale, palette, RGBA, 16-bit all converted).
 
     With ``size`` the image is resized to ``size``×``size``; JPEG draft mode lets the decoder
-    skip detail that the resize would throw away anyway.
+    skip detail that the resize would throw away anyway. ``draft`` alone asks for that
+    reduced decoding (at least ``draft`` pixels a side) without the resize.
     """
     image = Image.open(io.BytesIO(data))
-    if size is not None and image.format == "JPEG":
-        image.draft("RGB", (size, size))
+    least = size or draft
+    if least is not None and image.format == "JPEG":
+        image.draft("RGB", (least, least))
     image = ImageOps.exif_transpose(image)
     if image.mode in HIGH_DEPTH_MODES:
         image = _to_8bit(image)

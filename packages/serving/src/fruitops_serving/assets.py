@@ -21,6 +21,7 @@ class ScoringConfig(BaseModel):
         pattern="^(auto|fp32)$",
         description="auto: bf16 where it passed the gate, else fp32",
     )
+    backend: str = Field("openvino", pattern="^(openvino|torch)$", description="inference engine")
 
 
 @asset(
@@ -38,7 +39,9 @@ def batch_predictions(
 
     configure_mlflow(ctx.settings)
     model = load_model(ctx.config.model_uri or champion_model["model_uri"])
-    predictor, gate = choose_predictor(model, ctx.lake, ctx.settings, ctx.config.precision)
+    predictor, gate = choose_predictor(
+        model, ctx.lake, ctx.settings, ctx.config.precision, ctx.config.backend
+    )
     source = ScoringInput(
         lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint),
         incoming_batch["keys"],
@@ -61,6 +64,7 @@ def batch_predictions(
         model_uri=model.uri,
         model_version=model.version,
         precision=summary["precision"],
+        backend=summary["backend"],
         images_per_second=summary["images_per_second"],
     )
     if summary["quarantined"]:

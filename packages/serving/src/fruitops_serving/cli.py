@@ -25,6 +25,7 @@ def score_command(
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
     batch_size: int = typer.Option(64, min=1),
     precision: str = typer.Option("auto", help="auto (bf16 where it passed the gate) or fp32"),
+    backend: str = typer.Option("openvino", help="openvino (the faster, default) or torch"),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Score images with the champion; undecodable files are quarantined, never dropped.
@@ -44,12 +45,14 @@ def score_command(
             raise ValueError(f"--format {fmt!r}: use parquet or csv")
         if precision not in ("auto", "fp32"):
             raise ValueError(f"--precision {precision!r}: use auto or fp32")
+        if backend not in ("openvino", "torch"):
+            raise ValueError(f"--backend {backend!r}: use openvino or torch")
         settings = FruitOpsSettings()
         configure_mlflow(settings)
         lake = open_lake(settings)
         source = resolve_input(input, endpoint_url=settings.s3_endpoint)
         loaded = load_model(model or champion_uri(settings))
-        predictor, gate = choose_predictor(loaded, lake, settings, precision)
+        predictor, gate = choose_predictor(loaded, lake, settings, precision, backend)
         if output:
             target, key = object_at(output, settings.s3_endpoint)
         else:
@@ -68,7 +71,8 @@ def score_command(
             out.print(f"[yellow]warning:[/] {result['warning']}")
         out.print(
             f"{result['scored']} of {result['images']} images scored with "
-            f"{result['model_uri']} v{result['model_version']} ({result['precision']}), "
+            f"{result['model_uri']} v{result['model_version']} "
+            f"({result['backend']} {result['precision']}), "
             f"{result['images_per_second']} img/s; {len(result['quarantined'])} "
             f"quarantined\npredictions: {result['predictions_uri']}"
         )

@@ -1,5 +1,7 @@
 """Which precision a model is served in: bf16 only after it passed the gate against fp32.
 
+The gate compares the chosen back end in bf16 with the plain fp32 module.
+
 The gate runs once per model version on the held-out (val) split of the training cache and
 its verdict is kept in the lake, so every later scoring run reuses it.
 """
@@ -52,25 +54,33 @@ def _held_out(
 
 
 def choose_predictor(
-    model: LoadedModel, lake: Lake, settings: FruitOpsSettings, precision: str = "auto"
+    model: LoadedModel,
+    lake: Lake,
+    settings: FruitOpsSettings,
+    precision: str = "auto",
+    backend: str = "openvino",
 ) -> tuple[Predictor, dict[str, Any]]:
-    """fp32 unless asked for auto and bf16 passed (or now passes) the gate for this version."""
+    """``backend`` in fp32, or in bf16 when asked for auto and bf16 passed (or now passes)
+    the gate for this model version and back end."""
     from fruitops_models.train import cpu_has_bf16
 
     if precision == "fp32":
-        return Predictor(model), {"passed": False, "reason": "fp32 asked for"}
+        return Predictor(model, backend=backend), {"passed": False, "reason": "fp32 asked for"}
     if not cpu_has_bf16():
-        return Predictor(model), {"passed": False, "reason": "this CPU has no bf16"}
-    path = f"serving/precision_gates/{model.name}-v{model.version}.json"
+        return Predictor(model, backend=backend), {
+            "passed": False,
+            "reason": "this CPU has no bf16",
+        }
+    path = f"serving/precision_gates/{model.name}-v{model.version}-{backend}.json"
     if lake.exists(path):
         gate = lake.read_json(path)
     else:
         held_out = _held_out(model, lake, settings)
         if held_out is None:
-            return Predictor(model), {
+            return Predictor(model, backend=backend), {
                 "passed": False,
                 "reason": "no held-out images in the lake to check bf16 against fp32",
             }
-        gate = precision_gate(model, *held_out)
+        gate = precision_gate(model, *held_out, backend=backend)
         lake.write_json(path, gate)
-    return Predictor(model, bf16=bool(gate["passed"])), gate
+    return Predictor(model, bf16=bool(gate["passed"]), backend=backend), gate

@@ -6,8 +6,10 @@ size), scored, and written to a local temporary table that is published in one s
 the run completes: a reader sees the old table or the new one, never half of one, and an
 interrupted run leaves nothing behind. Memory holds one chunk of images at a time.
 
-Reduced precision (bf16 + channels_last) is used only after it passed a gate on held-out
-images against fp32 — top-1 agreement ≥ 99.5 %, accuracy drop ≤ 0.2 points — else fp32.
+The default back end is OpenVINO (measured fastest here, see benchmarks/bench_score.py);
+torch eager stays as the reference. Reduced precision (bf16) is used only after it passed a
+gate on held-out images against the fp32 module — top-1 agreement ≥ 99.5 %, accuracy drop
+≤ 0.2 points — else fp32. The next chunk decodes while the current one is scored.
 """
 
 from __future__ import annotations
@@ -67,12 +69,54 @@ GATE_AGREEMENT = 0.995
 GATE_ACCURACY_DROP = 0.002
 
 
-class Predictor:
-    """Probabilities for uint8 batches, in fp32 or (after the gate) bf16 + channels_last."""
+BACKENDS = ("openvino", "torch")
 
-    def __init__(self, model: LoadedModel, bf16: bool = False):
+
+def compile_openvino(model: LoadedModel, bf16: bool) -> Any:
+    """The logged network as an OpenVINO CPU model that takes uint8 NHWC batches.
+
+    Scaling to [0, 1] and the NHWC → NCHW transpose run inside OpenVINO's graph. OpenVINO
+    silently runs bf16 on CPUs that have it unless told otherwise, so the precision is always
+    set explicitly: ``f32`` unless bf16 passed the gate.
+    """
+    import openvino as ov
+
+    size = model.image_size
+    # the logged pt2 program's module cannot be traced again (no eval()); exporting it
+    # once more with a dynamic batch gives OpenVINO a graph it reads directly
+    program = torch.export.export(
+        model.module,
+        (torch.zeros(2, 3, size, size),),
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65_536)},),
+    )
+    converted = ov.convert_model(program)
+    converted.reshape([-1, 3, size, size])
+    ppp = ov.preprocess.PrePostProcessor(converted)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).scale(255.0)
+    config = {
+        "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+        "PERFORMANCE_HINT": "LATENCY",
+    }
+    return ov.Core().compile_model(ppp.build(), "CPU", config)
+
+
+class Predictor:
+    """Probabilities for uint8 N×3×S×S batches from one back end at one precision.
+
+    ``torch`` runs the logged module eagerly (bf16: autocast + channels_last); ``openvino``
+    runs it compiled by OpenVINO, the default chosen by ``benchmarks/bench_score.py``. fp32
+    is the reference; bf16 is used only after it passed the gate (`choose_predictor`).
+    """
+
+    def __init__(self, model: LoadedModel, bf16: bool = False, backend: str = "torch"):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
         self.model = model
         self.bf16 = bf16
+        self.backend = backend
+        self._compiled = compile_openvino(model, bf16) if backend == "openvino" else None
 
     @property
     def precision(self) -> str:
@@ -80,6 +124,11 @@ class Predictor:
 
     @torch.no_grad()
     def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        if self._compiled is not None:
+            # a batch stacked from H×W×3 arrays is NHWC in memory: this permute is free
+            nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()
+            logits = torch.from_numpy(self._compiled([nhwc])[0])
+            return torch.softmax(logits.float(), dim=1)
         x = images.float().div_(255.0)
         if self.bf16:
             x = x.contiguous(memory_format=torch.channels_last)
@@ -89,14 +138,15 @@ class Predictor:
 
 
 def precision_gate(
-    model: LoadedModel, images: np.ndarray, labels: np.ndarray | None
+    model: LoadedModel, images: np.ndarray, labels: np.ndarray | None, backend: str = "torch"
 ) -> dict[str, Any]:
-    """Compare bf16 with fp32 on held-out images (uint8 N×3×S×S at the model's size)."""
+    """Compare ``backend`` in bf16 with the plain fp32 module on held-out images (uint8
+    N×3×S×S at the model's size): top-1 agreement and accuracy drop."""
     batch = torch.from_numpy(images)
-    fp32 = Predictor(model, bf16=False).probabilities(batch).argmax(1).numpy()
-    bf16 = Predictor(model, bf16=True).probabilities(batch).argmax(1).numpy()
+    fp32 = Predictor(model).probabilities(batch).argmax(1).numpy()
+    bf16 = Predictor(model, bf16=True, backend=backend).probabilities(batch).argmax(1).numpy()
     agreement = float((fp32 == bf16).mean()) if len(images) else 0.0
-    result: dict[str, Any] = {"images": len(images), "agreement": agreement}
+    result: dict[str, Any] = {"backend": backend, "images": len(images), "agreement": agreement}
     passed = len(images) >= 20 and agreement >= GATE_AGREEMENT
     if labels is not None and len(labels):
         result["fp32_accuracy"] = float((fp32 == labels).mean())
@@ -185,8 +235,17 @@ def score(
         tqdm(total=len(source.keys), desc="score", unit="img", leave=False) as bar,
     ):
         writer = PredictionWriter(fmt, Path(tmp))
-        for chunk in windows(source.keys, batch_size):
-            loaded = list(pool.map(lambda key: _load(source.lake, key, model.image_size), chunk))
+
+        def decode(chunk: list[str]):  # submitted at once, collected later
+            return pool.map(lambda key: _load(source.lake, key, model.image_size), chunk)
+
+        chunks = windows(source.keys, batch_size)
+        pending = decode(next(chunks, []))
+        while loaded := list(pending):
+            # the next chunk decodes in the threads while this one is scored: two chunks at
+            # most are in memory
+            pending = decode(next(chunks, []))
+            chunk = [item[0] for item in loaded]
             quarantined += [{"key": key, "reason": err} for key, _, _, err in loaded if err]
             good = [item for item in loaded if item[2] is not None]
             bar.update(len(chunk))
@@ -226,6 +285,7 @@ def score(
         "model_uri": model.uri,
         "model_version": model.version,
         "precision": predictor.precision,
+        "backend": predictor.backend,
         "seconds": round(seconds, 3),
         "images_per_second": round(len(source.keys) / seconds, 1) if seconds else 0.0,
     }
