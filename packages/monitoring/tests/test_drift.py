@@ -1,12 +1,21 @@
 import io
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from fruitops_monitoring.drift import drift_decision, drift_report
-from fruitops_monitoring.features import FEATURE_COLUMNS, features_for, image_features
+from fruitops_monitoring.drift import DriftPolicy, drift_decision, drift_report
+from fruitops_monitoring.features import (
+    IMAGE_COLUMNS,
+    feature_frames,
+    features_for,
+    image_features,
+)
+
+SHARED_REAL = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "fruits-real"
+REAL_SAMPLE = Path(__file__).parents[2] / "data" / "tests" / "fixtures" / "fruits-real-sample"
 
 
 def encode(image: Image.Image) -> bytes:
@@ -23,52 +32,128 @@ def test_features_follow_the_picture():
     blurred = image_features(encode(image.filter(ImageFilter.GaussianBlur(3))))
     assert dark["brightness"] < base["brightness"] * 0.6
     assert blurred["contrast"] < base["contrast"]
+    assert blurred["sharpness"] < base["sharpness"] * 0.2
     assert (base["width"], base["height"], base["aspect"]) == (80, 60, 80 / 60)
-    assert set(base) == set(FEATURE_COLUMNS)
+    assert set(base) == set(IMAGE_COLUMNS)
 
 
-def test_undecodable_images_are_skipped():
+def test_undecodable_images_are_reported_not_dropped():
     good = encode(Image.new("RGB", (8, 8)))
-    frame = features_for(["a", "b"], {"a": good, "b": b"nope"}.__getitem__)
+    read = {"a": good, "b": b"nope"}.__getitem__
+    ((frame, _, bad),) = list(feature_frames(["a", "b"], read))
     assert frame["key"].tolist() == ["a"]
+    assert bad == [{"key": "b", "reason": "not an image (Pillow cannot identify the format)"}]
 
 
 def synthetic_features(n: int, seed: int, brightness_shift: float = 0.0) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
-    frame = pd.DataFrame({c: rng.normal(0.5, 0.1, n) for c in FEATURE_COLUMNS})
+    frame = pd.DataFrame({c: rng.normal(0.5, 0.1, n) for c in IMAGE_COLUMNS})
     frame["brightness"] += brightness_shift
     frame["mean_r"] += brightness_shift
     return frame
 
 
-def test_same_distribution_no_drift():
-    snapshot = drift_report(synthetic_features(200, 1), synthetic_features(200, 2), FEATURE_COLUMNS)
-    decision = drift_decision(snapshot.dict(), 0.5)
-    assert not decision["dataset_drift"] and decision["drift_share"] < 0.5
-
-
-def test_shifted_columns_are_named():
+def test_shifted_columns_are_named_and_the_policy_decides():
     reference = synthetic_features(200, 1)
     current = reference.sample(frac=1.0, random_state=0).reset_index(drop=True)  # same values
     current[["brightness", "mean_r"]] -= 0.3  # a darker, less red camera
-    snapshot = drift_report(reference, current, FEATURE_COLUMNS)
-    decision = drift_decision(snapshot.dict(), 0.15)
+    snapshot = drift_report(reference, current, DriftPolicy(drift_share=0.15))
+    decision = drift_decision(snapshot.dict(), DriftPolicy(drift_share=0.15))
     assert decision["drifted_columns"] == ["brightness", "mean_r"]
-    assert decision["drift_share"] == pytest.approx(0.2)
+    assert decision["drift_share"] == pytest.approx(2 / len(IMAGE_COLUMNS))
     assert decision["dataset_drift"]
+    lenient = drift_decision(snapshot.dict(), DriftPolicy(drift_share=0.5))
+    assert not lenient["dataset_drift"]
+    critical = drift_decision(
+        snapshot.dict(), DriftPolicy(drift_share=0.5, critical_columns=["brightness"])
+    )
+    assert critical["dataset_drift"] and critical["critical_drifted"] == ["brightness"]
 
 
-def test_too_few_images_is_a_clear_error():
+def test_a_batch_of_one_image_is_a_clear_error():
     with pytest.raises(ValueError, match="current set has 1 usable images"):
-        drift_report(synthetic_features(20, 1), synthetic_features(1, 2), FEATURE_COLUMNS)
+        drift_report(synthetic_features(20, 1), synthetic_features(1, 2))
 
 
-@pytest.mark.slow
-def test_drift_report_asset_writes_html_and_json(pipeline):
-    result = pipeline.lake.read_json("assets/monitoring/drift_report/data.json")
-    html = pipeline.lake.read_bytes("assets/monitoring/drift_report/drift_report.html")
-    assert b"<html" in html[:2000].lower()
-    assert pipeline.lake.read_json("assets/monitoring/drift_report/drift_report.json")["metrics"]
-    # val and test of the same synthetic set: no dataset drift
-    assert result["dataset_drift"] is False
-    assert result["current_rows"] == 4 * 4 and result["reference_rows"] == 4 * 4
+def test_features_are_the_same_in_one_chunk_or_many(tiny_model):
+    files = sorted(REAL_SAMPLE.rglob("*.jpg"))
+    keys = [str(p) for p in files]
+
+    def run(chunk: int) -> pd.DataFrame:
+        frames = [
+            f
+            for f, _, _ in feature_frames(
+                keys, lambda k: Path(k).read_bytes(), model=tiny_model, chunk=chunk
+            )
+        ]
+        return pd.concat(frames, ignore_index=True)
+
+    whole, pieces = run(64), run(5)
+    assert len(whole) == len(files) and {"predicted_class", "entropy", "margin"} <= set(whole)
+    pd.testing.assert_frame_equal(whole, pieces, rtol=1e-5)
+
+
+# --- real photos: same distribution vs darkened, blurred, another background ---------------
+
+
+def real(split: str) -> list[Path]:
+    root = SHARED_REAL / "Fruit_dataset" / split
+    if not root.exists():  # CI lays shared/ beside the clone; without it, the sample
+        root = REAL_SAMPLE / "Fruit_dataset" / split
+    return sorted(root.rglob("*.jpg"))
+
+
+def transformed(files: list[Path], change) -> dict[str, bytes]:
+    out = {}
+    for path in files:
+        with Image.open(path) as image:
+            out[path.name] = encode(change(image.convert("RGB")))
+    return out
+
+
+def on_blue(image: Image.Image) -> Image.Image:
+    """The fruit photo shrunk onto a saturated blue backdrop: another background."""
+    canvas = Image.new("RGB", image.size, (20, 60, 200))
+    small = image.resize((image.width * 3 // 5, image.height * 3 // 5))
+    canvas.paste(small, (image.width // 5, image.height // 5))
+    return canvas
+
+
+@pytest.fixture(scope="module")
+def reference_features() -> pd.DataFrame:
+    files = real("val1")
+    return features_for([str(p) for p in files], lambda k: Path(k).read_bytes())
+
+
+def test_held_out_photos_of_the_same_distribution_do_not_drift(reference_features):
+    current = features_for([str(p) for p in real("test1")], lambda k: Path(k).read_bytes())
+    decision = drift_decision(drift_report(reference_features, current).dict(), DriftPolicy())
+    assert not decision["dataset_drift"] and decision["drift_share"] < 0.5
+
+
+@pytest.mark.parametrize(
+    ("change", "policy", "expected"),
+    [
+        (
+            lambda im: ImageEnhance.Brightness(im).enhance(0.45),
+            DriftPolicy(),
+            {"brightness", "mean_r", "mean_g", "mean_b"},
+        ),
+        (
+            lambda im: im.filter(ImageFilter.GaussianBlur(4)),
+            DriftPolicy(critical_columns=["sharpness"]),
+            {"sharpness"},
+        ),
+        (on_blue, DriftPolicy(drift_share=0.25), {"mean_b", "mean_r"}),
+    ],
+    ids=["darkened", "blurred", "blue-background"],
+)
+def test_the_same_photos_changed_drift_in_the_right_columns(
+    reference_features, change, policy, expected
+):
+    data = transformed(real("val1"), change)
+    current = features_for(list(data), data.__getitem__)
+    decision = drift_decision(drift_report(reference_features, current, policy).dict(), policy)
+    assert decision["dataset_drift"], decision
+    assert expected <= set(decision["drifted_columns"]), decision
+    assert "width" not in decision["drifted_columns"]  # the size did not change

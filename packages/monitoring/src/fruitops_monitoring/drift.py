@@ -1,4 +1,11 @@
-"""Evidently data-drift reports (current API) and the decision read from them."""
+"""Evidently drift reports (current API) and the policy that turns one into a decision.
+
+The report compares a scored batch with the reference profile: feature drift (every image
+and embedding column), prediction drift (the class mix as a categorical column, confidence,
+entropy, margin), and classification quality when both sides carry true labels. The t-SNE
+embedding metric is left out on purpose (a minute a report here): the embedding's principal
+components are plain numeric columns.
+"""
 
 from __future__ import annotations
 
@@ -7,22 +14,76 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from evidently import DataDefinition, Dataset, Report
-from evidently.presets import DataDriftPreset
+from evidently import DataDefinition, Dataset, MulticlassClassification, Report
+from evidently.presets import ClassificationPreset, DataDriftPreset
+from pydantic import BaseModel, Field
+
+from fruitops_monitoring.features import IMAGE_COLUMNS, MODEL_COLUMNS
+
+LABEL = "label"
+PREDICTION = "predicted_class"
 
 
-def drift_report(
-    reference: pd.DataFrame, current: pd.DataFrame, columns: list[str], drift_share: float = 0.5
-):
-    """Run DataDriftPreset with per-column tests; return the Evidently snapshot."""
+class DriftPolicy(BaseModel):
+    """When a batch counts as drifted. Any one rule is enough."""
+
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="dataset drift when at least this share of columns drift"
+    )
+    critical_columns: list[str] = Field(
+        default_factory=list,
+        description="columns whose drift alone is dataset drift (e.g. predicted_class)",
+    )
+    min_images: int = Field(2, ge=2, description="fewer images on either side is an error")
+
+
+def drift_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:
+    """The numerical and categorical columns of a feature frame that the report compares."""
+    numerical = [c for c in [*IMAGE_COLUMNS, *MODEL_COLUMNS] if c in frame.columns]
+    numerical += sorted(c for c in frame.columns if c.startswith("embedding_pc"))
+    categorical = [PREDICTION] if PREDICTION in frame.columns else []
+    return numerical, categorical
+
+
+def _has_labels(frame: pd.DataFrame) -> bool:
+    return LABEL in frame.columns and PREDICTION in frame.columns and frame[LABEL].notna().all()
+
+
+def drift_report(reference: pd.DataFrame, current: pd.DataFrame, policy: DriftPolicy | None = None):
+    """Run Evidently (DataDriftPreset with per-column tests, plus ClassificationPreset when
+    both sides are labelled); return the snapshot."""
+    policy = policy or DriftPolicy()
     for name, frame in (("reference", reference), ("current", current)):
-        if len(frame) < 2:
+        if len(frame) < policy.min_images:
             raise ValueError(
-                f"the {name} set has {len(frame)} usable images; a drift report "
-                "needs at least 2 on each side"
+                f"the {name} set has {len(frame)} usable images; a drift report needs at "
+                f"least {policy.min_images} on each side (score a bigger batch)"
             )
-    definition = DataDefinition(numerical_columns=columns)
-    report = Report([DataDriftPreset(columns=columns, drift_share=drift_share)], include_tests=True)
+    numerical, categorical = drift_columns(reference)
+    missing = sorted(set(numerical + categorical) - set(current.columns))
+    if missing:
+        raise ValueError(
+            f"the current batch lacks the reference's columns {missing}: compute its "
+            "features with the same model (fruitops monitor features --model …)"
+        )
+    columns = numerical + categorical
+    labelled = _has_labels(reference) and _has_labels(current)
+    metrics: list[Any] = [
+        DataDriftPreset(columns=columns, drift_share=policy.drift_share),
+    ]
+    definition_args: dict[str, Any] = {
+        "numerical_columns": numerical,
+        "categorical_columns": categorical,
+    }
+    if labelled:
+        columns = [*columns, LABEL]
+        definition_args["categorical_columns"] = [*categorical, LABEL]
+        definition_args["classification"] = [
+            MulticlassClassification(target=LABEL, prediction_labels=PREDICTION)
+        ]
+        metrics.append(ClassificationPreset())
+    definition = DataDefinition(**definition_args)
+    report = Report(metrics, include_tests=True)
     # a constant column (all images 64 px wide, say) makes Evidently's correlation step
     # divide by zero; the drift test itself handles it, so the warning is only noise
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
@@ -33,8 +94,10 @@ def drift_report(
         )
 
 
-def drift_decision(snapshot_dict: dict[str, Any], drift_share: float) -> dict[str, Any]:
+def drift_decision(snapshot_dict: dict[str, Any], policy: DriftPolicy | float) -> dict[str, Any]:
     """``{dataset_drift, drift_share, drifted_columns}`` from a snapshot's dict()."""
+    if not isinstance(policy, DriftPolicy):
+        policy = DriftPolicy(drift_share=policy)
     share, drifted = 0.0, []
     for metric in snapshot_dict.get("metrics", []):
         if metric["config"]["type"].endswith("DriftedColumnsCount"):
@@ -43,8 +106,10 @@ def drift_decision(snapshot_dict: dict[str, Any], drift_share: float) -> dict[st
         params = test.get("metric_config", {}).get("params", {})
         if params.get("type", "").endswith("ValueDrift") and test.get("status") == "FAIL":
             drifted.append(params["column"])
+    critical = sorted(set(drifted) & set(policy.critical_columns))
     return {
-        "dataset_drift": share >= drift_share,
+        "dataset_drift": share >= policy.drift_share or bool(critical),
         "drift_share": share,
         "drifted_columns": sorted(drifted),
+        "critical_drifted": critical,
     }

@@ -1,42 +1,60 @@
-"""Per-image features that say how a batch of photos looks: light, colour, size."""
+"""Per-image features that say how a batch of photos looks, and what the model makes of it.
+
+Image features (light, colour, sharpness, size) come from the bytes alone. Model features
+(predicted class, confidence, entropy, top-2 margin, and a few principal components of the
+penultimate-layer embedding) come from the champion; the projection onto those components
+is fitted on the reference and stored with it, so every batch is projected the same way.
+
+Everything is computed a chunk at a time (`feature_frames`), so memory does not grow with
+the number of images, and each row depends only on its own image: the result is the same
+whatever the chunk size.
+"""
 
 from __future__ import annotations
 
 import io
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from PIL import Image
+from PIL import Image, ImageFilter
 from tqdm import tqdm
 
-from fruitops_data.images import DECODE_ERRORS, decode_rgb
+from fruitops_data.images import DECODE_ERRORS, decode_failure_reason, decode_rgb
+from fruitops_data.manifest import windows
+from fruitops_monitoring.embedder import Embedder
 
-FEATURE_COLUMNS = [
+IMAGE_COLUMNS = [
     "brightness",
     "contrast",
     "saturation",
     "mean_r",
     "mean_g",
     "mean_b",
+    "sharpness",
     "width",
     "height",
     "aspect",
     "file_size",
 ]
+MODEL_COLUMNS = ["confidence", "entropy", "margin"]
+#: kept for callers that only look at pixels
+FEATURE_COLUMNS = IMAGE_COLUMNS
 _STATS_SIZE = 128  # statistics on a 128 px copy: the same numbers to 2 decimals, far faster
+_LAPLACE = ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], scale=1, offset=128)
 
 
-def image_features(data: bytes) -> dict[str, float]:
-    """Features of one image; raises on bytes that are not a decodable image."""
-    with Image.open(io.BytesIO(data)) as probe:
-        width, height = probe.size
-    small = decode_rgb(data, None)
+def _stats(image: Image.Image, width: int, height: int, size: int) -> dict[str, float]:
+    small = image.copy()
     small.thumbnail((_STATS_SIZE, _STATS_SIZE))
     rgb = np.asarray(small, dtype=np.float32) / 255.0
     grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     hsv = np.asarray(small.convert("HSV"), dtype=np.float32) / 255.0
+    # variance of the Laplacian of the grey image: low when blurred
+    laplace = np.asarray(small.convert("L").filter(_LAPLACE), dtype=np.float32) - 128.0
     return {
         "brightness": float(grey.mean()),
         "contrast": float(grey.std()),
@@ -44,28 +62,140 @@ def image_features(data: bytes) -> dict[str, float]:
         "mean_r": float(rgb[..., 0].mean()),
         "mean_g": float(rgb[..., 1].mean()),
         "mean_b": float(rgb[..., 2].mean()),
+        "sharpness": float(laplace.var()),
         "width": float(width),
         "height": float(height),
         "aspect": float(width / height),
-        "file_size": float(len(data)),
+        "file_size": float(size),
     }
+
+
+def image_features(data: bytes) -> dict[str, float]:
+    """Features of one image; raises on bytes that are not a decodable image."""
+    with Image.open(io.BytesIO(data)) as probe:
+        width, height = probe.size
+    return _stats(decode_rgb(data, None, draft=_STATS_SIZE), width, height, len(data))
+
+
+@dataclass(frozen=True)
+class Decoded:
+    key: str
+    features: dict[str, float] | None
+    pixels: np.ndarray | None  # H×W×3 uint8 at the model's size, when a model is used
+    error: str | None
+
+
+def _decode(key: str, data: bytes, size: int | None) -> Decoded:
+    try:
+        with Image.open(io.BytesIO(data)) as probe:
+            width, height = probe.size
+        # one reduced (draft) decode serves the statistics and the model's input
+        image = decode_rgb(data, None, draft=max(_STATS_SIZE, size or 0))
+        features = _stats(image, width, height, len(data))
+        pixels = None
+        if size is not None:
+            pixels = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+        return Decoded(key, features, pixels, None)
+    except DECODE_ERRORS as err:
+        return Decoded(key, None, None, decode_failure_reason(err))
+
+
+@dataclass
+class Projection:
+    """Principal components of the embedding, fitted on the reference (`profile.Moments`)."""
+
+    mean: np.ndarray
+    components: np.ndarray  # k × D
+
+    def apply(self, embeddings: np.ndarray) -> np.ndarray:
+        return (embeddings - self.mean) @ self.components.T
+
+    @property
+    def columns(self) -> list[str]:
+        return [f"embedding_pc{i + 1}" for i in range(len(self.components))]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": self.mean.tolist(), "components": self.components.tolist()}
+
+    @classmethod
+    def from_dict(cls, value: dict[str, Any]) -> Projection:
+        return cls(
+            np.asarray(value["mean"], np.float64), np.asarray(value["components"], np.float64)
+        )
+
+
+def _finish(frame: pd.DataFrame, embeddings: np.ndarray | None, projection: Projection | None):
+    if embeddings is not None and projection is not None:
+        for name, values in zip(projection.columns, projection.apply(embeddings).T, strict=True):
+            frame[name] = values
+    return frame
+
+
+def feature_frames(
+    keys: Iterable[str],
+    read: Callable[[str], bytes],
+    model: Any | None = None,
+    projection: Projection | None = None,
+    chunk: int = 64,
+    workers: int = 4,
+    total: int | None = None,
+    desc: str = "features",
+    keep_embeddings: bool = False,
+) -> Iterator[tuple[pd.DataFrame, np.ndarray | None, list[dict[str, str]]]]:
+    """Feature rows a chunk at a time: ``(frame, embeddings, quarantined)``.
+
+    With ``model`` (a loaded model, or its `Embedder`), the frame also holds the
+    ``predicted_class``, confidence, entropy, margin and, with ``projection``, the embedding
+    components; ``embeddings`` are
+    returned raw only when ``keep_embeddings`` (the reference needs them to fit the
+    projection). Files that cannot be decoded are reported with their reason, never dropped
+    silently.
+    """
+    if model is not None and not isinstance(model, Embedder):
+        model = Embedder(model)
+    size = model.image_size if model is not None else None
+    with (
+        ThreadPoolExecutor(workers) as pool,
+        tqdm(total=total, desc=desc, unit="img", leave=False) as bar,
+    ):
+        for window in windows(keys, chunk):
+
+            def one(key: str) -> Decoded:
+                try:
+                    data = read(key)
+                except Exception as err:  # a vanished file or storage error: keep it, with why
+                    return Decoded(key, None, None, f"unreadable: {err}")
+                return _decode(key, data, size)
+
+            decoded = list(pool.map(one, window))
+            bar.update(len(window))
+            bad = [{"key": d.key, "reason": d.error or ""} for d in decoded if d.error]
+            good = [d for d in decoded if d.error is None]
+            frame = pd.DataFrame(
+                [{"key": d.key, **(d.features or {})} for d in good],
+                columns=["key", *IMAGE_COLUMNS],
+            )
+            embeddings = None
+            if model is not None and good:
+                outputs = model(np.stack([d.pixels for d in good]))
+                frame["predicted_class"] = outputs.predicted_class
+                frame["confidence"] = outputs.confidence
+                frame["entropy"] = outputs.entropy
+                frame["margin"] = outputs.margin
+                embeddings = outputs.embeddings
+                frame = _finish(frame, embeddings, projection)
+            yield frame, (embeddings if keep_embeddings else None), bad
 
 
 def features_for(
     keys: list[str], read: Callable[[str], bytes], workers: int = 4, desc: str = "features"
 ) -> pd.DataFrame:
-    """A feature row per key (files that fail to decode are left out and logged by caller)."""
-
-    def one(key: str) -> dict[str, float | str] | None:
-        try:
-            return {"key": key, **image_features(read(key))}
-        except DECODE_ERRORS:
-            return None
-
-    with ThreadPoolExecutor(workers) as pool:
-        rows = [
-            r
-            for r in tqdm(pool.map(one, keys), total=len(keys), desc=desc, unit="img", leave=False)
-            if r is not None
-        ]
-    return pd.DataFrame(rows, columns=["key", *FEATURE_COLUMNS])
+    """Image feature rows for ``keys`` in memory (undecodable files are left out)."""
+    frames = [
+        f for f, _, _ in feature_frames(keys, read, workers=workers, total=len(keys), desc=desc)
+    ]
+    return (
+        pd.concat(frames, ignore_index=True)
+        if frames
+        else pd.DataFrame(columns=["key", *IMAGE_COLUMNS])
+    )
