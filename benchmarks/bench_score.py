@@ -7,9 +7,9 @@ Both score the same 1,925 real JPEGs of ../shared/datasets/fruits-real with the 
 registered champion. Naive: a torch Dataset with PIL open + torchvision Resize/ToTensor, a
 DataLoader of batch 32 without workers, fp32 eager. FruitOps: `score()` as the CLI runs it
 (threaded draft decoding overlapped with inference, the default back end, bf16 only where
-the gate passed, streamed Parquet).
+the gate passed, streamed Parquet). Each is timed twice and the better run kept.
 
-Also, for the model part alone (batch 64, the held-out photos): every back end measured here
+Also, for the model part alone (batch 128, the held-out photos): every back end measured here
 (torch eager fp32 and bf16 + channels_last, torch.compile with freezing, ONNX Runtime,
 OpenVINO f32 and bf16) with its top-1 agreement with the fp32 module: the table the default
 back end is chosen from. And peak RSS of `fruitops score` at 2,000 and 20,000 images (a list
@@ -89,17 +89,31 @@ def _torch_compiled(model, bf16: bool):
     return run
 
 
+class _Frozen(torch.nn.Module):
+    """Holds the exported program's module without registering it: the TorchScript-based
+    ONNX exporter switches modes with train(), which an exported module refuses."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        for parameter in module.parameters():
+            parameter.requires_grad_(False)
+        self.__dict__["inner"] = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.inner(x)
+
+
 def _onnxruntime(model, size: int, workdir: Path):
     import onnxruntime as ort
 
     path = workdir / "model.onnx"
     torch.onnx.export(
-        model.module,
+        _Frozen(model.module),
         (torch.zeros(2, 3, size, size),),
         str(path),
         input_names=["x"],
         dynamic_axes={"x": {0: "n"}},
-        dynamo=False,
+        dynamo=False,  # the torch.export-based exporter needs onnxscript
     )
     options = ort.SessionOptions()
     options.intra_op_num_threads = os.cpu_count() or 1
@@ -124,7 +138,7 @@ def backend_table(model, images: torch.Tensor, workdir: Path) -> dict[str, dict]
         "openvino_bf16": lambda: Predictor(model, bf16=True, backend="openvino").probabilities,
     }
     table: dict[str, dict] = {}
-    batch = images[:64]
+    batch = images[:128]
     for name, make in candidates.items():
         try:
             start = time.perf_counter()
@@ -194,17 +208,20 @@ def main() -> None:
     ).permute(0, 3, 1, 2)
     with tempfile.TemporaryDirectory() as tmp:
         backends = backend_table(model, held_out_batch, Path(tmp))
-    naive_s = naive_seconds(model, files)
+    naive_s = min(naive_seconds(model, files) for _ in range(2))  # best of 2, warm cache
     with tempfile.TemporaryDirectory() as tmp:
         source = resolve_input(str(REAL / "Fruit_dataset"))
-        ours = score(source, predictor, LocalLake(Path(tmp)), "p.parquet")
+        ours = min(
+            (score(source, predictor, LocalLake(Path(tmp)), "p.parquet") for _ in range(2)),
+            key=lambda r: r["seconds"],
+        )
         lists = {}
         for n in (2000, 20000):
             path = Path(tmp) / f"list-{n}.csv"
             paths = [str(files[i % len(files)]) for i in range(n)]
             path.write_text("path\n" + "\n".join(paths) + "\n")
             lists[n] = rss_of_score(home, path)
-    batch = held_out_batch[:64]
+    batch = held_out_batch[:128]
     with FlopCounterMode(display=False) as counter:
         model.module(batch[:1].float() / 255)
     flops_per_image = counter.get_total_flops()

@@ -15,7 +15,7 @@ class ScoringConfig(BaseModel):
     model_uri: str | None = Field(
         None, description="default: the champion version chosen by models/champion_model"
     )
-    batch_size: int = Field(64, ge=1)
+    batch_size: int = Field(128, ge=1)
     precision: str = Field(
         "auto",
         pattern="^(auto|fp32)$",

@@ -23,7 +23,7 @@ def score_command(
         "default predictions/<input>.<format> in the lake",
     ),
     fmt: str = typer.Option("parquet", "--format", help="parquet or csv"),
-    batch_size: int = typer.Option(64, min=1),
+    batch_size: int = typer.Option(128, min=1),
     precision: str = typer.Option("auto", help="auto (bf16 where it passed the gate) or fp32"),
     backend: str = typer.Option("openvino", help="openvino (the faster, default) or torch"),
     json_mode: bool = JSON_OPTION,
