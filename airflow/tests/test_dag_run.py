@@ -51,6 +51,55 @@ def test_dags_test_runs_the_pipeline_end_to_end(cli):
     assert "fruitops_pipeline" in {d["dag_id"] for d in json.loads(listing)}
 
 
+def test_monitoring_dag_branches_on_drift_and_triggers_retraining(cli, tmp_path, settings):
+    """Scored photos like the reference do not drift; the same photos darkened do, and the
+    monitoring run then triggers fruitops_pipeline."""
+    from PIL import Image, ImageEnhance
+
+    migrate(cli)
+    conf = json.dumps({"source": TINY, "epochs": 2, "image_size": 40})
+    done = cli("airflow", "dags", "test", "fruitops_pipeline", "-c", conf)
+    assert done.returncode == 0, (done.stdout + done.stderr)[-5000:]
+
+    quiet = cli("airflow", "dags", "test", "fruitops_monitoring")
+    log = quiet.stdout + quiet.stderr
+    assert quiet.returncode == 0, log[-5000:]
+    assert "Following branch {'no_drift'}" in log, log[-5000:]
+    assert ran(log, "no_drift") and not ran(log, "trigger_retraining")
+
+    dark = tmp_path / "dark"
+    for photo in sorted((settings.home / "lake" / "raw").rglob("test/*/*.jpg")):
+        target = dark / photo.parent.name / photo.name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with Image.open(photo) as image:
+            ImageEnhance.Brightness(image.convert("RGB")).enhance(0.3).save(target)
+    scored = cli(
+        "fruitops",
+        "materialize",
+        "data/incoming_batch",
+        "serving/batch_predictions",
+        "--config",
+        f"data/incoming_batch.source={dark}",
+        "--json",
+    )
+    assert scored.returncode == 0, scored.stderr[-3000:]
+    conf = json.dumps({"critical_columns": ["brightness"]})
+    drifted = cli("airflow", "dags", "test", "fruitops_monitoring", "-c", conf)
+    log = drifted.stdout + drifted.stderr
+    assert drifted.returncode == 0, log[-5000:]
+    assert "Following branch {'trigger_retraining'}" in log, log[-5000:]
+    assert ran(log, "trigger_retraining") and "state=success, run_type=manual" in log
+    runs = cli("airflow", "dags", "list-runs", "fruitops_pipeline", "-o", "json")
+    (listing,) = [line for line in runs.stdout.splitlines() if line.startswith("[")]
+    triggered = [r for r in json.loads(listing) if r["run_id"].startswith("manual__")]
+    assert triggered, listing  # the run that drift asked for, queued for the scheduler
+
+
+def ran(log: str, task_id: str) -> bool:
+    """Whether `airflow dags test` ran ``task_id`` to its end (skipped tasks never start)."""
+    return f"[DAG TEST] end task task_id={task_id} " in log
+
+
 def test_bad_source_fails_at_once_with_the_reason(cli, tmp_path):
     migrate(cli)
     conf = json.dumps({"source": str(tmp_path / "missing-photos")})

@@ -14,7 +14,7 @@ def dagbag(dags_folder) -> DagBag:
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"fruitops_pipeline"}
+    assert set(dagbag.dag_ids) == {"fruitops_pipeline", "fruitops_monitoring"}
 
 
 def test_every_dag_has_owner_tags_and_retries(dagbag):
@@ -58,3 +58,17 @@ def test_params_reach_the_asset_configs(dagbag):
         "data/raw_images": {"source": "/photos"},
         "models/trained_model": {"epochs": 5},
     }
+
+
+def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dagbag):
+    pipeline = dagbag.dags["fruitops_pipeline"]
+    monitoring = dagbag.dags["fruitops_monitoring"]
+    monitoring.check_cycle()
+    (outlet,) = pipeline.get_task("serving__batch_predictions").outlets
+    scheduled_on = monitoring.timetable.asset_condition.objects
+    assert [(a.name, a.uri) for a in scheduled_on] == [(outlet.name, outlet.uri)]
+    decision = monitoring.get_task("drift_decision")
+    assert decision.upstream_task_ids == {"monitoring__drift_report"}
+    assert decision.downstream_task_ids == {"trigger_retraining", "no_drift"}
+    assert monitoring.get_task("trigger_retraining").trigger_dag_id == "fruitops_pipeline"
+    assert set(monitoring.params) == {"drift_share", "critical_columns"}
