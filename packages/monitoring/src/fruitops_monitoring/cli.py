@@ -85,7 +85,11 @@ def drift(
 @app.command()
 def features(
     input: str = typer.Argument(..., help="folder, glob, s3://bucket/prefix or a file list"),
-    output: str = typer.Option(..., help="where the Parquet table goes (path or s3:// URI)"),
+    output: str | None = typer.Option(
+        None,
+        help="where the Parquet table goes (path or s3:// URI); "
+        "default monitoring/features/<input>.parquet in the lake",
+    ),
     model: str | None = typer.Option(
         None, help="also the model's view (class, confidence, entropy, margin, embedding)"
     ),
@@ -94,7 +98,10 @@ def features(
     """Image features of every file of INPUT (streamed); undecodable files are listed."""
 
     def action() -> dict[str, Any]:
-        from fruitops_core.lake import object_at
+        import hashlib
+        import re
+
+        from fruitops_core.lake import object_at, open_lake
         from fruitops_core.settings import FruitOpsSettings
         from fruitops_core.tracking import configure_mlflow
         from fruitops_monitoring.profile import build_features
@@ -108,7 +115,12 @@ def features(
 
             configure_mlflow(settings)
             loaded = load_model(model)
-        target, key = object_at(output, settings.s3_endpoint)
+        if output:
+            target, key = object_at(output, settings.s3_endpoint)
+        else:
+            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.description).strip("-")[-60:]
+            digest = hashlib.sha256(source.description.encode()).hexdigest()[:8]
+            target, key = open_lake(settings), f"monitoring/features/{slug}-{digest}.parquet"
         with tempfile.TemporaryDirectory(prefix="fruitops-features-") as tmp:
             built = build_features(
                 source.keys,
