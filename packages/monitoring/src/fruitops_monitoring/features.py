@@ -146,10 +146,9 @@ def feature_frames(
 
     With ``model`` (a loaded model, or its `Embedder`), the frame also holds the
     ``predicted_class``, confidence, entropy, margin and, with ``projection``, the embedding
-    components; ``embeddings`` are
-    returned raw only when ``keep_embeddings`` (the reference needs them to fit the
-    projection). Files that cannot be decoded are reported with their reason, never dropped
-    silently.
+    components; ``embeddings`` are returned raw only when ``keep_embeddings`` (the reference
+    needs them to fit the projection). Files that cannot be decoded are reported with their
+    reason, never dropped silently.
     """
     if model is not None and not isinstance(model, Embedder):
         model = Embedder(model)
