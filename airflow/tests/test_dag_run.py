@@ -51,9 +51,11 @@ def test_dags_test_runs_the_pipeline_end_to_end(cli):
     assert "fruitops_pipeline" in {d["dag_id"] for d in json.loads(listing)}
 
 
-def test_monitoring_dag_branches_on_drift_and_triggers_retraining(cli, tmp_path, settings):
-    """Scored photos like the reference do not drift; the same photos darkened do, and the
-    monitoring run then triggers fruitops_pipeline."""
+def test_scoring_and_monitoring_dags_branch_on_drift_and_trigger_retraining(
+    cli, tmp_path, settings
+):
+    """Scored photos like the reference do not drift; a day of the same photos darkened,
+    scored by fruitops_scoring, does, and the monitoring run then triggers fruitops_pipeline."""
     from PIL import Image, ImageEnhance
 
     migrate(cli)
@@ -67,22 +69,19 @@ def test_monitoring_dag_branches_on_drift_and_triggers_retraining(cli, tmp_path,
     assert "Following branch {'no_drift'}" in log, log[-5000:]
     assert ran(log, "no_drift") and not ran(log, "trigger_retraining")
 
-    dark = tmp_path / "dark"
+    # the day's photos come from a dim camera; fruitops_scoring reads the folder of its date
+    day = tmp_path / "incoming" / "2026-11-27"
     for photo in sorted((settings.home / "lake" / "raw").rglob("test/*/*.jpg")):
-        target = dark / photo.parent.name / photo.name
+        target = day / photo.parent.name / photo.name
         target.parent.mkdir(parents=True, exist_ok=True)
         with Image.open(photo) as image:
             ImageEnhance.Brightness(image.convert("RGB")).enhance(0.3).save(target)
-    scored = cli(
-        "fruitops",
-        "materialize",
-        "data/incoming_batch",
-        "serving/batch_predictions",
-        "--config",
-        f"data/incoming_batch.source={dark}",
-        "--json",
-    )
-    assert scored.returncode == 0, scored.stderr[-3000:]
+    conf = json.dumps({"batch": str(tmp_path / "incoming" / "{ds}")})
+    scored = cli("airflow", "dags", "test", "fruitops_scoring", "2026-11-27", "-c", conf)
+    log = scored.stdout + scored.stderr
+    assert scored.returncode == 0 and "state=success" in log, log[-5000:]
+    incoming = json.loads((settings.home / "lake/assets/data/incoming_batch/data.json").read_text())
+    assert incoming["uri"] == str(day) and len(incoming["keys"]) == 9
     conf = json.dumps({"critical_columns": ["brightness"]})
     drifted = cli("airflow", "dags", "test", "fruitops_monitoring", "-c", conf)
     log = drifted.stdout + drifted.stderr

@@ -14,7 +14,7 @@ def dagbag(dags_folder) -> DagBag:
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"fruitops_pipeline", "fruitops_monitoring"}
+    assert set(dagbag.dag_ids) == {"fruitops_pipeline", "fruitops_monitoring", "fruitops_scoring"}
 
 
 def test_every_dag_has_owner_tags_and_retries(dagbag):
@@ -72,3 +72,18 @@ def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dag
     assert decision.downstream_task_ids == {"trigger_retraining", "no_drift"}
     assert monitoring.get_task("trigger_retraining").trigger_dag_id == "fruitops_pipeline"
     assert set(monitoring.params) == {"drift_share", "critical_columns"}
+
+
+def test_scoring_runs_daily_on_the_days_folder(dagbag):
+    from fruitops_airflow.factory import _config_from_params
+
+    scoring = dagbag.dags["fruitops_scoring"]
+    assert [t.task_id for t in scoring.topological_sort()] == [
+        "data__incoming_batch",
+        "serving__batch_predictions",
+    ]
+    assert scoring.schedule == "@daily" and set(scoring.params) == {"batch", "backend"}
+    mapping = {"batch": ("data/incoming_batch", "source")}
+    assert _config_from_params({"batch": "s3://in/{ds}"}, mapping, "2026-11-27") == {
+        "data/incoming_batch": {"source": "s3://in/2026-11-27"}
+    }

@@ -37,10 +37,15 @@ def _safe_run_id(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
-def _config_from_params(params: dict[str, Any], param_map: ParamMap) -> dict[str, dict]:
+def _config_from_params(
+    params: dict[str, Any], param_map: ParamMap, logical_date: str | None = None
+) -> dict[str, dict]:
+    """Asset configs from DAG params; ``{ds}`` in a string param becomes the run's date."""
     config: dict[str, dict[str, Any]] = {}
     for name, (key, field) in param_map.items():
         value = params.get(name)
+        if isinstance(value, str) and logical_date is not None:
+            value = value.replace("{ds}", logical_date)
         if value is not None and value != "":
             config.setdefault(key, {})[field] = value
     return config
@@ -56,7 +61,7 @@ def run_asset(key: str, param_map: ParamMap) -> dict[str, Any]:
     from fruitops_core.materialize import MaterializationError, materialize
 
     context = get_current_context()
-    config = _config_from_params(dict(context["params"]), param_map)
+    config = _config_from_params(dict(context["params"]), param_map, context.get("ds"))
     try:
         record = materialize(
             [key],
