@@ -22,7 +22,6 @@ from fruitops_core.tables import ParquetTable, TableWriter
 from fruitops_data.layout import FoundFile, Walk, is_junk
 from fruitops_data.manifest import (
     MANIFEST_COLUMNS,
-    ManifestDigest,
     manifest_frames,
     table_manifest_hash,
     windows,
@@ -162,6 +161,10 @@ def quarantine(ctx: AssetContext, frame: pd.DataFrame, dataset_id: str) -> list[
     return entries
 
 
+#: the manifest columns `ManifestSummary` reads
+SUMMARY_COLUMNS = ["split", "label", "readable"]
+
+
 class ManifestSummary:
     """The counts a manifest's record and checks need, gathered as its windows stream past."""
 
@@ -169,7 +172,6 @@ class ManifestSummary:
         self.files = self.readable = 0
         self.splits: Counter[str] = Counter()
         self.labels: dict[str, set[str]] = {}  # split → labels of readable files
-        self.digest = ManifestDigest()
 
     def add(self, frame: pd.DataFrame) -> None:
         self.files += len(frame)
@@ -178,12 +180,11 @@ class ManifestSummary:
         usable = frame[frame["readable"] & frame["label"].notna()]
         for split, labels in usable.groupby("split")["label"]:
             self.labels.setdefault(str(split), set()).update(labels)
-        self.digest.update(frame)
 
     @classmethod
     def of(cls, table: ParquetTable) -> ManifestSummary:
         summary = cls()
-        for frame in table.batches(columns=["key", "split", "label", "sha256", "readable"]):
+        for frame in table.batches(columns=SUMMARY_COLUMNS):
             summary.add(frame)
         return summary
 
@@ -214,11 +215,7 @@ def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: ParquetTable) 
             writer.write(frame)
             summary.add(frame)
             quarantined += quarantine(ctx, frame, dataset_id)
-        digest = (
-            summary.digest.hexdigest() if summary.digest.in_order else None
-        )  # ingest writes key order; anything else is hashed from the stored table below
         table = writer.close(dataset_id=dataset_id)
-    digest = digest or table_manifest_hash(table)
     if quarantined:
         ctx.lake.write_json(f"quarantine/{dataset_id}/reasons.json", quarantined)
         ctx.log.warning(
@@ -234,7 +231,7 @@ def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: ParquetTable) 
         ignored=len(raw_images.meta.get("ignored", [])),
         classes=len(summary.labels.get("train", ())),
         splits=dict(sorted(summary.splits.items())),
-        manifest_hash=digest,
+        manifest_hash=table_manifest_hash(table),
         dataset_id=dataset_id,
     )
     return table

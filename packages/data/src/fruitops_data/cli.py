@@ -15,7 +15,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
 from fruitops_core.output import JSON_OPTION, CommandFailed, run_command
 from fruitops_core.registry import AssetGraph
-from fruitops_data.assets import ManifestSummary
+from fruitops_data.assets import SUMMARY_COLUMNS, ManifestSummary
 from fruitops_data.layout import find_dataset_root, walk
 from fruitops_data.synthetic import SyntheticSpec, generate
 
@@ -30,9 +30,9 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
     """The ingest JSON, streamed from the stored manifest (only bad files are listed)."""
     raw = _stored(lake, graph["data/raw_images"])
     manifest = _stored(lake, graph["data/image_manifest"])
-    summary = ManifestSummary.of(manifest)
-    quarantined = []
-    for frame in manifest.batches(columns=["key", "readable", "error"]):
+    summary, quarantined = ManifestSummary(), []
+    for frame in manifest.batches(columns=[*SUMMARY_COLUMNS, "key", "error"]):
+        summary.add(frame)
         bad = frame[~frame["readable"]]
         quarantined += [
             {"key": k, "reason": r} for k, r in zip(bad["key"], bad["error"], strict=True)

@@ -98,9 +98,6 @@ def features(
     """Image features of every file of INPUT (streamed); undecodable files are listed."""
 
     def action() -> dict[str, Any]:
-        import hashlib
-        import re
-
         from fruitops_core.lake import object_at, open_lake
         from fruitops_core.settings import FruitOpsSettings
         from fruitops_core.tracking import configure_mlflow
@@ -118,9 +115,7 @@ def features(
         if output:
             target, key = object_at(output, settings.s3_endpoint)
         else:
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.description).strip("-")[-60:]
-            digest = hashlib.sha256(source.description.encode()).hexdigest()[:8]
-            target, key = open_lake(settings), f"monitoring/features/{slug}-{digest}.parquet"
+            target, key = open_lake(settings), f"monitoring/features/{source.name}.parquet"
         with tempfile.TemporaryDirectory(prefix="fruitops-features-") as tmp:
             built = build_features(
                 source.keys,

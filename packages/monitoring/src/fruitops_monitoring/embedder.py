@@ -49,7 +49,7 @@ class Embedder:
         self.classes = list(model.classes)
         module = model.module
         self._graph_node: fx.Node | None = None
-        self._hooked: list[torch.Tensor] = []
+        self._head: nn.Linear | None = None
         if isinstance(module, fx.GraphModule):
             linears = [
                 n for n in module.graph.nodes if n.op == "call_function" and n.target in _LINEAR_OPS
@@ -62,7 +62,7 @@ class Embedder:
             heads = [m for m in module.modules() if isinstance(m, nn.Linear)]
             if not heads:
                 raise ValueError("the model has no final linear layer to read an embedding from")
-            heads[-1].register_forward_hook(lambda _m, args, _o: self._hooked.append(args[0]))
+            self._head = heads[-1]
 
     @torch.no_grad()
     def __call__(self, pixels: np.ndarray) -> ModelOutputs:
@@ -72,10 +72,15 @@ class Embedder:
             logits = capture.run(x)
             logits = logits[0] if isinstance(logits, (tuple, list)) else logits
             embedding = capture.value
-        else:
-            self._hooked.clear()
-            logits = self.model.module(x)
-            embedding = self._hooked[-1]
+        else:  # a hook for this call only: the caller's module is left as it was
+            seen: list[torch.Tensor] = []
+            assert self._head is not None
+            hook = self._head.register_forward_hook(lambda _m, args, _o: seen.append(args[0]))
+            try:
+                logits = self.model.module(x)
+            finally:
+                hook.remove()
+            embedding = seen[-1]
         probs = torch.softmax(logits.float(), dim=1)
         top = probs.topk(min(2, probs.shape[1]), dim=1).values
         margin = top[:, 0] - (top[:, 1] if top.shape[1] > 1 else 0)

@@ -124,7 +124,10 @@ class Projection:
         )
 
 
-def _finish(frame: pd.DataFrame, embeddings: np.ndarray | None, projection: Projection | None):
+def add_components(
+    frame: pd.DataFrame, embeddings: np.ndarray | None, projection: Projection | None
+) -> pd.DataFrame:
+    """The embedding's principal components as ``embedding_pc*`` columns of ``frame``."""
     if embeddings is not None and projection is not None:
         for name, values in zip(projection.columns, projection.apply(embeddings).T, strict=True):
             frame[name] = values
@@ -182,7 +185,7 @@ def feature_frames(
                 frame["entropy"] = outputs.entropy
                 frame["margin"] = outputs.margin
                 embeddings = outputs.embeddings
-                frame = _finish(frame, embeddings, projection)
+                frame = add_components(frame, embeddings, projection)
             yield frame, (embeddings if keep_embeddings else None), bad
 
 

@@ -17,7 +17,12 @@ import numpy as np
 import pandas as pd
 
 from fruitops_core.tables import ParquetTable, TableWriter
-from fruitops_monitoring.features import IMAGE_COLUMNS, Projection, feature_frames
+from fruitops_monitoring.features import (
+    IMAGE_COLUMNS,
+    Projection,
+    add_components,
+    feature_frames,
+)
 
 
 class Moments:
@@ -110,12 +115,8 @@ def build_features(
     writer: TableWriter | None = None
     for i in range(chunks):
         frame = pd.read_parquet(scratch / f"{i:06d}.parquet")
-        if fit_components and projection is not None:
-            embeddings = np.load(scratch / f"{i:06d}.npy")
-            for name, values in zip(
-                projection.columns, projection.apply(embeddings).T, strict=True
-            ):
-                frame[name] = values
+        if fit_components:
+            frame = add_components(frame, np.load(scratch / f"{i:06d}.npy"), projection)
         if writer is None:
             writer = TableWriter(path, _dtypes(frame))
         writer.write(frame)

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
-import re
 from typing import Any
 
 import typer
@@ -39,14 +37,14 @@ def score_command(
         from fruitops_core.tracking import champion_uri, configure_mlflow
         from fruitops_serving.gate import choose_predictor
         from fruitops_serving.inputs import resolve_input
-        from fruitops_serving.scoring import load_model, score
+        from fruitops_serving.scoring import BACKENDS, load_model, score
 
         if fmt not in ("parquet", "csv"):
             raise ValueError(f"--format {fmt!r}: use parquet or csv")
         if precision not in ("auto", "fp32"):
             raise ValueError(f"--precision {precision!r}: use auto or fp32")
-        if backend not in ("openvino", "torch"):
-            raise ValueError(f"--backend {backend!r}: use openvino or torch")
+        if backend not in BACKENDS:
+            raise ValueError(f"--backend {backend!r}: use {' or '.join(BACKENDS)}")
         settings = FruitOpsSettings()
         configure_mlflow(settings)
         lake = open_lake(settings)
@@ -56,9 +54,7 @@ def score_command(
         if output:
             target, key = object_at(output, settings.s3_endpoint)
         else:
-            slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", source.description).strip("-")[-60:]
-            digest = hashlib.sha256(source.description.encode()).hexdigest()[:8]
-            target, key = lake, f"predictions/{slug}-{digest}.{fmt}"
+            target, key = lake, f"predictions/{source.name}.{fmt}"
         result = score(source, predictor, target, key, fmt=fmt, batch_size=batch_size)
         result["precision_gate"] = gate
         if not source.keys:

@@ -7,6 +7,8 @@ everything else is kept, so a file that is not an image is quarantined, never dr
 from __future__ import annotations
 
 import fnmatch
+import hashlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
@@ -24,6 +26,12 @@ class ScoringInput:
     lake: Lake
     keys: list[str]
     description: str
+
+    @property
+    def name(self) -> str:
+        """A file name stem for outputs made from this input: readable and unique."""
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.description).strip("-")[-60:]
+        return f"{slug}-{hashlib.sha256(self.description.encode()).hexdigest()[:8]}"
 
 
 class InputError(ValueError):
