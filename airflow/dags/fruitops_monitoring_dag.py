@@ -6,7 +6,7 @@ Drift monitoring: runs whenever a batch has been scored, and asks for retraining
 Scheduled on the `serving/batch_predictions` Asset (every scoring run updates it):
 reference_profile (the held-out split as the champion sees it, reused while it holds) →
 drift_report (Evidently, HTML + JSON in the lake and MLflow) → drift_decision branches:
-`trigger_retraining` starts `fruitops_pipeline` when the drift policy says the batch drifted,
+`trigger_retraining` starts `fruitops_training` when the drift policy says the batch drifted,
 `no_drift` ends the run otherwise.
 """
 
@@ -72,8 +72,8 @@ with dag:
     decision = drift_decision(dag.get_task(task_id_for("monitoring/drift_report")).output)
     retrain = TriggerDagRunOperator(
         task_id=RETRAIN,
-        trigger_dag_id="fruitops_pipeline",
+        trigger_dag_id="fruitops_training",
         conf={"source": settings.source},
-        doc_md="Start fruitops_pipeline: ingest, validate, train, promote, score again.",
+        doc_md="Start fruitops_training: ingest, validate, train, evaluate, promote.",
     )
     decision >> [retrain, EmptyOperator(task_id=QUIET)]

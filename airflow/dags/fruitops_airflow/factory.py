@@ -1,91 +1,247 @@
 """`dag_from_assets`: one Airflow task and one Airflow `Asset` outlet per FruitOps asset.
 
-The tasks call the same `materialize()` as the CLI and the tests. Only URIs and small
-records travel through XCom; the artifacts stay in the lake.
+The tasks call the same `materialize()` as the CLI and the tests (through
+`fruitops_core.orchestration`). Only URIs and small records travel through XCom; the
+artifacts stay in the lake. Where a task runs is `TaskSettings.task_mode`.
 """
 
 from __future__ import annotations
 
-import re
+import json
+import os
 from datetime import datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
-from fruitops_core.lake import open_lake
+from fruitops_airflow.task_modes import (
+    DS,
+    PARAMS_JSON,
+    RUN_ID,
+    TaskMode,
+    TaskSettings,
+    command_kwargs,
+    container_operator,
+    task_command,
+)
+from fruitops_core.lake import Lake, open_lake
+from fruitops_core.orchestration import ParamMap, config_from_params
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
-DEFAULT_ARGS = {
-    "owner": "fruitops",
-    "retries": 2,
-    "retry_delay": timedelta(seconds=30),
-    "retry_exponential_backoff": True,
-    "max_retry_delay": timedelta(minutes=10),
-}
+#: Test hook: comma-separated task ids that fail once, after their work is done, on their
+#: first try, so a test can prove that the retry neither repeats nor duplicates it.
+FAIL_FIRST_TRY = "FRUITOPS_TEST_FAIL_FIRST_TRY"
 
-#: DAG param → (asset key, config field) it sets.
-ParamMap = dict[str, tuple[str, str]]
+# kept under its old name: tests and DAG files import it from here
+_config_from_params = config_from_params
+
+
+def default_args(task_settings: TaskSettings) -> dict[str, Any]:
+    return {
+        "owner": "fruitops",
+        "retries": 2,
+        "retry_delay": timedelta(seconds=task_settings.retry_delay_seconds),
+        "retry_exponential_backoff": True,
+        "max_retry_delay": timedelta(minutes=10),
+    }
 
 
 def task_id_for(key: str) -> str:
     return key.replace("/", "__")
 
 
-def _safe_run_id(run_id: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+def _fail_first_try(task_id: str, try_number: int) -> None:
+    if try_number == 1 and task_id in os.environ.get(FAIL_FIRST_TRY, "").split(","):
+        raise RuntimeError(f"{task_id}: failing its first try on purpose ({FAIL_FIRST_TRY})")
 
 
-def _config_from_params(
-    params: dict[str, Any], param_map: ParamMap, logical_date: str | None = None
-) -> dict[str, dict]:
-    """Asset configs from DAG params; ``{ds}`` in a string param becomes the run's date."""
-    config: dict[str, dict[str, Any]] = {}
-    for name, (key, field) in param_map.items():
-        value = params.get(name)
-        if isinstance(value, str) and logical_date is not None:
-            value = value.replace("{ds}", logical_date)
-        if value is not None and value != "":
-            config.setdefault(key, {})[field] = value
-    return config
-
-
-def run_asset(key: str, param_map: ParamMap) -> dict[str, Any]:
-    """Materialize one asset inside a task; return the small record that goes to XCom.
+def run_in_process(key: str, param_map: ParamMap) -> dict[str, Any]:
+    """Materialize one asset inside the task (in_process mode); return its small record.
 
     Bad input (a wrong source, config or data that fails a blocking check) fails the task at
     once: retrying cannot fix it. Anything else (an S3 or MLflow outage) is retried.
     """
-    from fruitops_core.lake import LakeError
-    from fruitops_core.materialize import MaterializationError, materialize
+    from fruitops_core.orchestration import BadInput, run_asset_task
 
     context = get_current_context()
-    config = _config_from_params(dict(context["params"]), param_map, context.get("ds"))
     try:
-        record = materialize(
-            [key],
-            config={key: config[key]} if key in config else None,
-            run_id=_safe_run_id(context["run_id"]),
-        )[0]
-    except MaterializationError as err:
-        if isinstance(err.__cause__, LakeError):
-            raise  # storage trouble: worth a retry
+        record = run_asset_task(
+            key,
+            params=dict(context["params"]),
+            param_map=param_map,
+            run_id=context["run_id"],
+            logical_date=context.get("ds"),
+        )
+    except BadInput as err:
         raise AirflowFailException(str(err)) from err
-    except ValueError as err:  # wrong source, layout, config or data
-        raise AirflowFailException(f"{key}: {err}") from err
-    small = {
-        k: v
-        for k, v in record.metadata.items()
-        if isinstance(v, (str, int, float, bool)) or v is None
+    _fail_first_try(context["ti"].task_id, context["ti"].try_number)
+    return record
+
+
+def run_in_venv(key: str, param_map: dict, params_json: str, run_id: str, ds: str) -> dict:
+    """`@task.external_python` body: runs in the pipeline venv, so it imports everything."""
+    import json
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from fruitops_core.orchestration import BadInput, run_asset_task
+
+    try:
+        return run_asset_task(
+            key,
+            params=json.loads(params_json),
+            param_map={k: tuple(v) for k, v in param_map.items()},
+            run_id=run_id,
+            logical_date=ds,
+        )
+    except BadInput as err:
+        raise AirflowFailException(str(err)) from err
+
+
+def slice_in_venv(
+    item: Any, key: str, field: str, param_map: dict, params_json: str, run_id: str, ds: str
+) -> Any:
+    """`@task.external_python` body of a fan-out slice, run in the pipeline venv."""
+    import json
+
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from fruitops_core.orchestration import BadInput, run_asset_slice
+
+    try:
+        return run_asset_slice(
+            key,
+            {field: [item]},
+            params=json.loads(params_json),
+            param_map={k: tuple(v) for k, v in param_map.items()},
+            run_id=run_id,
+            logical_date=ds,
+        )
+    except BadInput as err:
+        raise AirflowFailException(str(err)) from err
+
+
+def asset_task(
+    key: str,
+    graph: AssetGraph,
+    lake: Lake,
+    param_map: ParamMap,
+    task_settings: TaskSettings,
+):
+    """The task that materializes ``key`` in the configured mode, with its Asset outlet."""
+    spec = graph[key]
+    common = {
+        "task_id": task_id_for(key),
+        "outlets": [Asset(name=key, uri=lake.uri(spec.artifact_path), group="fruitops")],
+        "doc_md": spec.description,
     }
-    return {
-        "asset_key": record.asset_key,
-        "version": record.version,
-        "artifact_uri": record.artifact_uri,
-        "run_id": record.run_id,
-        "metadata": small,
-    }
+    mode = task_settings.task_mode
+    if mode is TaskMode.in_process:
+        return task(**common)(run_in_process)(key, param_map)
+    if mode is TaskMode.external_python:
+        return task.external_python(python=task_settings.task_python, **common)(run_in_venv)(
+            key, param_map, PARAMS_JSON, RUN_ID, DS
+        )
+    operator, kwargs = container_operator(mode, key, task_settings)
+    return operator(**common, **kwargs, **command_kwargs(mode, task_command(key, param_map)))
+
+
+def fan_out(
+    dag: DAG,
+    key: str,
+    *,
+    param: str,
+    field: str,
+    task_id: str,
+    param_map: ParamMap,
+    task_settings: TaskSettings,
+):
+    """One mapped task per item of the list param ``param``, each running ``key`` with
+    ``field = [item]`` (e.g. one training per architecture), before ``key``'s own task.
+
+    ``key``'s asset function must find a slice done by the same run instead of redoing it;
+    its own task then only gathers the slices.
+    """
+    asset_id = task_id_for(key)
+    gather = dag.get_task(asset_id)
+    mode = task_settings.task_mode
+    with dag:
+
+        @task(task_id=f"list_{param}")
+        def items() -> list:
+            """The list the mapped task fans out over, read from the run's params."""
+            return list(get_current_context()["params"][param])
+
+        listed = items()
+        if mode in (TaskMode.docker, TaskMode.kubernetes):
+
+            @task(task_id=f"{task_id}_commands")
+            def commands(values: list) -> list[list[str]]:
+                """The per-item ``fruitops task --slice`` commands, templates filled in."""
+                context = get_current_context()
+                filled = {
+                    RUN_ID: context["run_id"],
+                    DS: context["ds"],
+                    PARAMS_JSON: json.dumps(dict(context["params"])),
+                }
+                return [
+                    command_kwargs(
+                        mode,
+                        [
+                            filled.get(part, part)
+                            for part in task_command(key, param_map, json.dumps({field: [v]}))
+                        ],
+                    )
+                    for v in values
+                ]
+
+            operator, kwargs = container_operator(mode, key, task_settings)
+            mapped = operator.partial(task_id=task_id, **kwargs).expand_kwargs(commands(listed))
+        elif mode is TaskMode.external_python:
+            mapped = (
+                task.external_python(python=task_settings.task_python, task_id=task_id)(
+                    slice_in_venv
+                )
+                .partial(
+                    key=key,
+                    field=field,
+                    param_map=param_map,
+                    params_json=PARAMS_JSON,
+                    run_id=RUN_ID,
+                    ds=DS,
+                )
+                .expand(item=listed)
+            )
+        else:
+
+            @task(task_id=task_id, map_index_template="{{ fan_out_item }}")
+            def run_slice(item: Any) -> Any:
+                """Run one slice of the asset (its item in the label) and return it compacted."""
+                from fruitops_core.orchestration import BadInput, run_asset_slice
+
+                context = get_current_context()
+                context["fan_out_item"] = str(item)  # type: ignore[typeddict-unknown-key]
+                try:
+                    value = run_asset_slice(
+                        key,
+                        {field: [item]},
+                        params=dict(context["params"]),
+                        param_map=param_map,
+                        run_id=context["run_id"],
+                        logical_date=context.get("ds"),
+                    )
+                except BadInput as err:
+                    raise AirflowFailException(str(err)) from err
+                _fail_first_try(context["ti"].task_id, context["ti"].try_number)
+                return value
+
+            mapped = run_slice.expand(item=listed)
+        for upstream in gather.upstream_list:
+            upstream >> listed
+        mapped >> gather
+    return mapped
 
 
 def dag_from_assets(
@@ -99,9 +255,11 @@ def dag_from_assets(
     doc_md: str | None = None,
     settings: FruitOpsSettings | None = None,
     graph: AssetGraph | None = None,
+    task_settings: TaskSettings | None = None,
 ) -> DAG:
     """A DAG with a task per selected asset, wired by the assets' dependencies."""
     settings = settings or FruitOpsSettings()
+    task_settings = task_settings or TaskSettings()
     graph = graph or AssetGraph.from_entry_points()
     lake = open_lake(settings)
     keys = graph.select(select)
@@ -112,19 +270,12 @@ def dag_from_assets(
         start_date=datetime(2026, 1, 1),
         catchup=False,
         max_active_runs=1,
-        default_args=DEFAULT_ARGS,
+        default_args=default_args(task_settings),
         params=params or {},
         tags=["fruitops", *(tags or [])],
         doc_md=doc_md,
     ) as dag:
-        tasks = {}
-        for key in keys:
-            spec = graph[key]
-            tasks[key] = task(
-                task_id=task_id_for(key),
-                outlets=[Asset(name=key, uri=lake.uri(spec.artifact_path), group="fruitops")],
-                doc_md=spec.description,
-            )(run_asset)(key, param_map)
+        tasks = {key: asset_task(key, graph, lake, param_map, task_settings) for key in keys}
         for key in keys:
             for dep in graph[key].deps:
                 if dep in tasks:

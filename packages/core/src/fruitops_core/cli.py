@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from importlib.metadata import entry_points
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -134,6 +135,43 @@ def materialize(
         Console().print(table)
 
     run_command(json_mode, action, human)
+
+
+@app.command("task")
+def task_command(
+    key: str = typer.Argument(..., help="Asset key, e.g. models/trained_model"),
+    run_id: str = typer.Option(..., help="The orchestrator's run id (retries reuse it)."),
+    params: str = typer.Option("{}", help="The DAG run's params, as JSON."),
+    param_map: str = typer.Option("{}", help="JSON: param name -> [asset key, config field]."),
+    ds: str | None = typer.Option(None, help="Logical date YYYY-MM-DD ({ds} in params)."),
+    slice_config: str | None = typer.Option(
+        None, "--slice", help="JSON config overrides: run one slice, store nothing."
+    ),
+    xcom_file: Path | None = typer.Option(
+        None, help="Also write the result there (KubernetesPodOperator: /airflow/xcom/return.json)."
+    ),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """One orchestrator task: what Airflow's Docker and Kubernetes task modes run."""
+    from fruitops_core.orchestration import run_asset_slice, run_asset_task
+
+    def action() -> dict[str, Any]:
+        common = {
+            "params": json.loads(params),
+            "param_map": {k: tuple(v) for k, v in json.loads(param_map).items()},
+            "run_id": run_id,
+            "logical_date": ds,
+        }
+        if slice_config is not None:
+            result = run_asset_slice(key, json.loads(slice_config), **common)
+        else:
+            result = run_asset_task(key, **common)
+        if xcom_file is not None:
+            xcom_file.parent.mkdir(parents=True, exist_ok=True)
+            xcom_file.write_text(json.dumps(result, default=str))
+        return result
+
+    run_command(json_mode, action, lambda result: Console().print_json(data=result))
 
 
 @app.command()

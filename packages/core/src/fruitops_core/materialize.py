@@ -115,17 +115,12 @@ def _run_checks(ctx: AssetContext, spec: AssetSpec, value: Any) -> list[CheckOut
     return outcomes
 
 
-def materialize_one(
-    spec: AssetSpec,
-    graph: AssetGraph,
-    settings: FruitOpsSettings,
-    lake: Lake,
-    run_id: str,
-    config: dict[str, Any] | None = None,
-) -> MaterializationRecord:
-    """Materialize one asset from the stored values of its upstream assets."""
-    upstream_values: dict[str, Any] = {}
-    upstream_versions: dict[str, str] = {}
+def _upstream(
+    spec: AssetSpec, graph: AssetGraph, lake: Lake
+) -> tuple[dict[str, Any], dict[str, str]]:
+    """The stored values and versions of ``spec``'s upstream assets, checks respected."""
+    values: dict[str, Any] = {}
+    versions: dict[str, str] = {}
     for dep in spec.deps:
         dep_spec = graph[dep]
         record = read_record(lake, dep_spec)
@@ -140,19 +135,61 @@ def materialize_one(
                 f"{spec.key} cannot run: upstream {dep} failed blocking checks ({names}); "
                 f"see {lake.uri(dep_spec.record_path)}"
             )
-        upstream_values[dep.rsplit("/", 1)[-1]] = load_value(lake, dep_spec)
-        upstream_versions[dep] = record.version
+        values[dep.rsplit("/", 1)[-1]] = load_value(lake, dep_spec)
+        versions[dep] = record.version
+    return values, versions
 
+
+def compute(
+    spec: AssetSpec,
+    graph: AssetGraph,
+    settings: FruitOpsSettings,
+    lake: Lake,
+    run_id: str,
+    config: dict[str, Any] | None = None,
+) -> Any:
+    """Run ``spec``'s function on the stored upstream values without storing the result.
+
+    For a slice of an asset's work done elsewhere (one architecture of ``models/trained_model``
+    in an Airflow mapped task): the asset's own materialization then finds that work done.
+    The value must not need the scratch folder, which is gone on return.
+    """
+    upstream, _ = _upstream(spec, graph, lake)
     with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
-        ctx = AssetContext(
-            key=spec.key,
-            run_id=run_id,
-            settings=settings,
-            lake=lake,
-            config=spec.parse_config(config),
-            log=logging.getLogger(f"fruitops.{spec.key.replace('/', '.')}"),
-            workdir=Path(workdir),
-        )
+        return spec.fn(_context(spec, settings, lake, run_id, config, Path(workdir)), **upstream)
+
+
+def _context(
+    spec: AssetSpec,
+    settings: FruitOpsSettings,
+    lake: Lake,
+    run_id: str,
+    config: dict[str, Any] | None,
+    workdir: Path,
+) -> AssetContext:
+    return AssetContext(
+        key=spec.key,
+        run_id=run_id,
+        settings=settings,
+        lake=lake,
+        config=spec.parse_config(config),
+        log=logging.getLogger(f"fruitops.{spec.key.replace('/', '.')}"),
+        workdir=workdir,
+    )
+
+
+def materialize_one(
+    spec: AssetSpec,
+    graph: AssetGraph,
+    settings: FruitOpsSettings,
+    lake: Lake,
+    run_id: str,
+    config: dict[str, Any] | None = None,
+) -> MaterializationRecord:
+    """Materialize one asset from the stored values of its upstream assets."""
+    upstream_values, upstream_versions = _upstream(spec, graph, lake)
+    with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
+        ctx = _context(spec, settings, lake, run_id, config, Path(workdir))
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         log.info("materializing %s (run %s)", spec.key, run_id)

@@ -32,9 +32,25 @@ def log_and_register(
     settings: FruitOpsSettings,
     arch: str,
 ) -> dict[str, Any]:
-    """Log ``model`` to the active run and register it; return its URI and version."""
+    """Log ``model`` to the active run and register it; return its URI and version.
+
+    A run continued after a failed try keeps the version it already registered.
+    """
     if example.shape[0] < 2:
         raise ValueError("the input example needs at least 2 images (pt2 export traces batch>1)")
+    client = mlflow.MlflowClient()
+    run_id = mlflow.active_run().info.run_id
+    earlier = client.search_model_versions(
+        f"name = '{settings.registered_model}' and run_id = '{run_id}'"
+    )
+    if earlier:
+        mv = min(earlier, key=lambda v: int(v.version))
+        return {
+            "model_uri": f"models:/{mv.name}/{mv.version}",
+            "logged_model_uri": mv.source,
+            "name": mv.name,
+            "version": int(mv.version),
+        }
     model.eval()
     example_np = example[:2].float().div(255.0).numpy().astype(np.float32)
     with torch.no_grad():
@@ -56,7 +72,6 @@ def log_and_register(
         },
     )
     version = int(info.registered_model_version)
-    client = mlflow.MlflowClient()
     client.set_model_version_tag(settings.registered_model, str(version), "arch", arch)
     return {
         "model_uri": f"models:/{settings.registered_model}/{version}",

@@ -7,6 +7,8 @@ and registered with what serving needs.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -53,8 +55,46 @@ def _sample_grid(split: CachedSplit, result: EvalResult, classes: list[str], tit
     )
 
 
+CANDIDATE_ARTIFACT = "candidate.json"
+
+
+def training_key(config: TrainConfig, inputs: TrainingInputs) -> str:
+    """Same asset run, config and data → same key: the identity of one training."""
+    payload = {
+        "run": inputs.run_id,
+        "config": config.model_dump(mode="json"),
+        "data": inputs.cache["manifest_hash"],
+        "image_size": inputs.cache["image_size"],
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def previous_run(experiment_id: str, key: str) -> mlflow.entities.Run | None:
+    """The latest MLflow run of this training, if an earlier try started one."""
+    runs = mlflow.MlflowClient().search_runs(
+        [experiment_id],
+        filter_string=f"tags.fruitops_training_key = '{key}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return runs[0] if runs else None
+
+
 def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]:
-    """Train ``config.arch`` on the cache inside an MLflow run; register the model."""
+    """Train ``config.arch`` on the cache inside an MLflow run; register the model.
+
+    Idempotent per asset run: a retry (or the collecting task after an Airflow mapped task)
+    gets the finished run's candidate back instead of a second run and model version; an
+    unfinished run is continued, from its last checkpoint.
+    """
+    experiment_id = configure_mlflow(inputs.settings)
+    key = training_key(config, inputs)
+    earlier = previous_run(experiment_id, key)
+    if earlier is not None and earlier.info.status == "FINISHED":
+        try:
+            return mlflow.artifacts.load_dict(f"runs:/{earlier.info.run_id}/{CANDIDATE_ARTIFACT}")
+        except Exception:  # noqa: BLE001 - finished without its record: train it again
+            earlier = None
     classes = list(inputs.cache["classes"])
     splits = open_splits(inputs)
     checkpointer = LakeCheckpointer(
@@ -63,7 +103,6 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             inputs.run_id, config, f"{inputs.cache['manifest_hash']}-{inputs.cache['image_size']}"
         ),
     )
-    configure_mlflow(inputs.settings)
     tags = {
         "fruitops_kind": "training",
         "fruitops_asset_run_id": inputs.run_id,
@@ -72,8 +111,14 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         "dataset_source": inputs.cache.get("source", ""),
         "code_version": version("fruitops-models"),
         "arch": config.arch,
+        "fruitops_training_key": key,
     }
-    with mlflow.start_run(run_name=f"{config.arch}-{inputs.run_id}", tags=tags) as run:
+    started = (
+        mlflow.start_run(run_id=earlier.info.run_id)
+        if earlier is not None
+        else mlflow.start_run(run_name=f"{config.arch}-{inputs.run_id}", tags=tags)
+    )
+    with started as run:
         mlflow.log_params(
             {
                 **{k: v for k, v in config.model_dump().items() if k != "architectures"},
@@ -148,13 +193,15 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             inputs.settings,
             config.arch,
         )
-    return {
-        "arch": config.arch,
-        "run_id": run.info.run_id,
-        "metrics": {k: round(float(v), 4) for k, v in final.items()},
-        "history": result.history,
-        "seconds": round(result.seconds, 2),
-        "images_per_second": round(result.images_per_second, 1),
-        "precision": result.precision,
-        **registered,
-    }
+        candidate = {
+            "arch": config.arch,
+            "run_id": run.info.run_id,
+            "metrics": {k: round(float(v), 4) for k, v in final.items()},
+            "history": result.history,
+            "seconds": round(result.seconds, 2),
+            "images_per_second": round(result.images_per_second, 1),
+            "precision": result.precision,
+            **registered,
+        }
+        mlflow.log_dict(candidate, CANDIDATE_ARTIFACT)
+    return candidate

@@ -1,0 +1,135 @@
+"""How an asset task runs: a setting, not a code change (``FRUITOPS_TASK_MODE``).
+
+- ``in_process``: the worker's Python runs `materialize()` (the default; `airflow dags test`).
+- ``external_python``: `@task.external_python` in the pipeline venv (``FRUITOPS_TASK_PYTHON``),
+  so Airflow's own environment need not hold torch.
+- ``docker``: `DockerOperator` runs ``fruitops task`` in the task image on the compose network.
+- ``kubernetes``: `KubernetesPodOperator` on GKE; training tasks request a GPU.
+
+Every mode ends in `fruitops_core.orchestration`, so they differ only in where it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import StrEnum
+from typing import Any
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from fruitops_core.orchestration import ParamMap
+
+#: Templates every mode passes: the run's params, id and logical date.
+PARAMS_JSON = "{{ params | tojson }}"
+RUN_ID = "{{ run_id }}"
+DS = "{{ ds }}"
+#: Asset keys whose tasks train: on Kubernetes they get the GPU node pool.
+GPU_ASSETS = frozenset({"models/trained_model"})
+#: Where KubernetesPodOperator's sidecar reads a pod's XCom from.
+XCOM_FILE = "/airflow/xcom/return.json"
+
+
+class TaskMode(StrEnum):
+    in_process = "in_process"
+    external_python = "external_python"
+    docker = "docker"
+    kubernetes = "kubernetes"
+
+
+class TaskSettings(BaseSettings):
+    """Where the DAGs' tasks run. Only the chosen mode's fields matter."""
+
+    model_config = SettingsConfigDict(env_prefix="FRUITOPS_", extra="ignore")
+
+    task_mode: TaskMode = TaskMode.in_process
+    task_python: str = Field(sys.executable, description="external_python: the pipeline venv")
+    task_image: str = Field("fruitops-task:latest", description="docker/kubernetes image")
+    task_profile: str = Field("compose", description="FRUITOPS_PROFILE inside the container")
+    docker_url: str = "unix://var/run/docker.sock"
+    docker_network: str = Field("fruitops", description="the compose project's network")
+    k8s_namespace: str = "fruitops"
+    k8s_service_account: str = Field("fruitops-tasks", description="Workload Identity KSA")
+    k8s_gpu_accelerator: str = Field("nvidia-tesla-t4", description="GKE GPU pool's accelerator")
+    retry_delay_seconds: float = Field(30, gt=0, description="first retry's delay; doubles")
+
+
+def task_command(key: str, param_map: ParamMap, slice_json: str | None = None) -> list[str]:
+    """The ``fruitops task`` command line a container runs for ``key`` (templated)."""
+    command = [
+        "fruitops",
+        "task",
+        key,
+        "--json",
+        "--run-id",
+        RUN_ID,
+        "--ds",
+        DS,
+        "--params",
+        PARAMS_JSON,
+        "--param-map",
+        json.dumps(param_map),
+    ]
+    if slice_json is not None:
+        command += ["--slice", slice_json]
+    return command
+
+
+def container_env(settings: TaskSettings) -> dict[str, str]:
+    return {"FRUITOPS_PROFILE": settings.task_profile, "FRUITOPS_TASK_MODE": "in_process"}
+
+
+def container_operator(
+    mode: TaskMode, key: str, settings: TaskSettings
+) -> tuple[type, dict[str, Any]]:
+    """The operator class and its fixed arguments for ``key`` in the docker/kubernetes modes.
+
+    Returned unbuilt so a caller can either build it or ``.partial(...).expand(...)`` it.
+    The command goes in `command_kwargs`.
+    """
+    if mode is TaskMode.docker:
+        from airflow.providers.docker.operators.docker import DockerOperator
+
+        # the last stdout line, the JSON record, goes to XCom
+        return DockerOperator, {
+            "image": settings.task_image,
+            "docker_url": settings.docker_url,
+            "network_mode": settings.docker_network,
+            "environment": container_env(settings),
+            "auto_remove": "success",
+            "mount_tmp_dir": False,
+            "do_xcom_push": True,
+        }
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    gpu: dict[str, Any] = {}
+    if key in GPU_ASSETS:  # training pods go to the GPU pool, which scales from zero
+        gpu = {
+            "container_resources": k8s.V1ResourceRequirements(
+                requests={"cpu": "4", "memory": "16Gi"},
+                limits={"nvidia.com/gpu": "1", "memory": "16Gi"},
+            ),
+            "node_selector": {"cloud.google.com/gke-accelerator": settings.k8s_gpu_accelerator},
+            "tolerations": [
+                k8s.V1Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")
+            ],
+        }
+    return KubernetesPodOperator, {
+        "namespace": settings.k8s_namespace,
+        "image": settings.task_image,
+        "service_account_name": settings.k8s_service_account,
+        "env_vars": container_env(settings),
+        "do_xcom_push": True,
+        "get_logs": True,
+        "on_finish_action": "delete_succeeded_pod",
+        **gpu,
+    }
+
+
+def command_kwargs(mode: TaskMode, command: list[str]) -> dict[str, Any]:
+    """``command`` as the docker/kubernetes operator takes it."""
+    if mode is TaskMode.docker:
+        return {"command": command}
+    return {"cmds": command[:1], "arguments": [*command[1:], "--xcom-file", XCOM_FILE]}

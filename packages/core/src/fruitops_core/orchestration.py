@@ -1,0 +1,135 @@
+"""What an orchestrator's task does, whatever runs it: one asset materialized for one run.
+
+Airflow runs this in-process, in the pipeline venv (`@task.external_python`), in a container
+(`fruitops task run …` in DockerOperator or KubernetesPodOperator). Keeping it here, free of
+Airflow imports, means every mode runs the same code and the task image needs no Airflow.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from fruitops_core.lake import LakeError, open_lake
+from fruitops_core.materialize import (
+    MaterializationError,
+    MaterializationRecord,
+    compute,
+    materialize,
+)
+from fruitops_core.registry import AssetGraph
+from fruitops_core.settings import FruitOpsSettings
+
+#: DAG param → (asset key, config field) it sets.
+ParamMap = dict[str, tuple[str, str]]
+
+
+class BadInput(ValueError):
+    """Wrong source, config or data: retrying cannot help, so the task fails at once."""
+
+
+def safe_run_id(run_id: str) -> str:
+    """An orchestrator's run id as a lake- and MLflow-safe name (same id → same name)."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+
+
+def config_from_params(
+    params: dict[str, Any], param_map: ParamMap, logical_date: str | None = None
+) -> dict[str, dict[str, Any]]:
+    """Asset configs from DAG params; ``{ds}`` in a string param becomes the run's date."""
+    config: dict[str, dict[str, Any]] = {}
+    for name, (key, field) in param_map.items():
+        value = params.get(name)
+        if isinstance(value, str) and logical_date is not None:
+            value = value.replace("{ds}", logical_date)
+        if value is not None and value != "":
+            config.setdefault(key, {})[field] = value
+    return config
+
+
+def compact(value: Any) -> Any:
+    """A value cut down for XCom: scalars and small containers; long lists become counts."""
+    if isinstance(value, dict):
+        return {str(k): compact(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [compact(v) for v in value] if len(value) <= 8 else f"[{len(value)} items]"
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def small_record(record: MaterializationRecord) -> dict[str, Any]:
+    """What goes to XCom: URIs, versions and scalar metadata, never the artifact."""
+    return {
+        "asset_key": record.asset_key,
+        "version": record.version,
+        "artifact_uri": record.artifact_uri,
+        "run_id": record.run_id,
+        "metadata": {
+            k: v
+            for k, v in record.metadata.items()
+            if isinstance(v, (str, int, float, bool)) or v is None
+        },
+    }
+
+
+def run_asset_task(
+    key: str,
+    *,
+    params: dict[str, Any],
+    param_map: ParamMap,
+    run_id: str,
+    logical_date: str | None = None,
+    settings: FruitOpsSettings | None = None,
+) -> dict[str, Any]:
+    """Materialize ``key`` with the configs the run's params give it; return a small record.
+
+    The asset run id is derived from the orchestrator's run id, so a retry or a re-run of
+    the same logical date finds the checkpoints and MLflow runs of the first try.
+    Raises `BadInput` for what a retry cannot fix; storage trouble propagates (retry it).
+    """
+    config = config_from_params(params, param_map, logical_date)
+    try:
+        (record,) = materialize(
+            [key],
+            settings=settings,
+            config={key: config[key]} if key in config else None,
+            run_id=safe_run_id(run_id),
+        )
+    except MaterializationError as err:
+        if isinstance(err.__cause__, LakeError):
+            raise  # storage trouble: worth a retry
+        raise BadInput(str(err)) from err
+    except ValueError as err:  # wrong source, layout, config or data
+        raise BadInput(f"{key}: {err}") from err
+    return small_record(record)
+
+
+def run_asset_slice(
+    key: str,
+    overrides: dict[str, Any],
+    *,
+    params: dict[str, Any],
+    param_map: ParamMap,
+    run_id: str,
+    logical_date: str | None = None,
+    settings: FruitOpsSettings | None = None,
+) -> Any:
+    """Run ``key``'s function with ``overrides`` on its config, storing nothing; return the
+    value `compact`ed.
+
+    The fan-out half of a mapped task (one architecture of ``models/trained_model``): the
+    asset function must make that slice idempotent per run id, so the asset's own task later
+    finds the slice done rather than doing it again.
+    """
+    settings = settings or FruitOpsSettings()
+    graph = AssetGraph.from_entry_points()
+    config = {**config_from_params(params, param_map, logical_date).get(key, {}), **overrides}
+    try:
+        lake = open_lake(settings)
+        value = compute(graph[key], graph, settings, lake, safe_run_id(run_id), config)
+    except MaterializationError as err:  # upstream missing or blocked by its checks
+        raise BadInput(str(err)) from err
+    except ValueError as err:
+        raise BadInput(f"{key}: {err}") from err
+    return compact(value)
