@@ -52,6 +52,12 @@ def task_id_for(key: str) -> str:
     return key.replace("/", "__")
 
 
+def run_key(context: Any) -> str:
+    """`RUN_ID` for a task running in this process (same value as the template)."""
+    logical = context.get("logical_date")
+    return f"{context['dag'].dag_id}__{logical.isoformat() if logical else context['run_id']}"
+
+
 def _fail_first_try(task_id: str, try_number: int) -> None:
     if try_number == 1 and task_id in os.environ.get(FAIL_FIRST_TRY, "").split(","):
         raise RuntimeError(f"{task_id}: failing its first try on purpose ({FAIL_FIRST_TRY})")
@@ -71,7 +77,7 @@ def run_in_process(key: str, param_map: ParamMap) -> dict[str, Any]:
             key,
             params=dict(context["params"]),
             param_map=param_map,
-            run_id=context["run_id"],
+            run_id=run_key(context),
             logical_date=context.get("ds"),
         )
     except BadInput as err:
@@ -182,7 +188,7 @@ def fan_out(
                 """The per-item ``fruitops task --slice`` commands, templates filled in."""
                 context = get_current_context()
                 filled = {
-                    RUN_ID: context["run_id"],
+                    RUN_ID: run_key(context),
                     DS: context["ds"],
                     PARAMS_JSON: json.dumps(dict(context["params"])),
                 }
@@ -229,7 +235,7 @@ def fan_out(
                         {field: [item]},
                         params=dict(context["params"]),
                         param_map=param_map,
-                        run_id=context["run_id"],
+                        run_id=run_key(context),
                         logical_date=context.get("ds"),
                     )
                 except BadInput as err:

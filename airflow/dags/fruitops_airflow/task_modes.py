@@ -23,7 +23,9 @@ from fruitops_core.orchestration import ParamMap
 
 #: Templates every mode passes: the run's params, id and logical date.
 PARAMS_JSON = "{{ params | tojson }}"
-RUN_ID = "{{ run_id }}"
+#: The asset run id: the DAG and its logical date, so a retry *and* a re-run of the same
+#: date find the first one's work; the run id where a run has no logical date.
+RUN_ID = "{{ dag.dag_id }}__{{ logical_date.isoformat() if logical_date else run_id }}"
 DS = "{{ ds }}"
 #: Asset keys whose tasks train: on Kubernetes they get the GPU node pool.
 GPU_ASSETS = frozenset({"models/trained_model"})

@@ -137,6 +137,62 @@ def materialize(
     run_command(json_mode, action, human)
 
 
+services_app = typer.Typer(
+    help="The services profile: PostgreSQL, SeaweedFS S3 and MLflow server on 127.0.0.1.",
+    no_args_is_help=True,
+)
+app.add_typer(services_app, name="services")
+
+
+def _services_table(result: dict[str, Any]) -> None:
+    table = Table("service", "state", "address")
+    table.add_row("postgres", result["postgres"]["state"], result["postgres"]["dsn"])
+    s3 = result["s3"]
+    table.add_row("s3", s3["state"], f"{s3['s3_endpoint']} (buckets: {', '.join(s3['buckets'])})")
+    table.add_row("mlflow", result["mlflow"]["state"], result["mlflow"]["mlflow_url"])
+    table.add_row("airflow db", "", result["airflow_db"])
+    Console().print(table)
+    Console().print(f"logs: {result['logs']}")
+
+
+@services_app.command("up")
+def services_up(json_mode: bool = JSON_OPTION) -> None:
+    """Start whatever is not running yet (idempotent); logs under <home>/services/."""
+    from fruitops_core.services import Services
+
+    run_command(json_mode, lambda: Services(log=console.print).up(), _services_table)
+
+
+@services_app.command("down")
+def services_down(json_mode: bool = JSON_OPTION) -> None:
+    """Stop the MLflow server, the S3 server and PostgreSQL (data is kept)."""
+    from fruitops_core.services import Services
+
+    run_command(json_mode, lambda: Services(log=console.print).down(), _services_table)
+
+
+@services_app.command("status")
+def services_status(json_mode: bool = JSON_OPTION) -> None:
+    """Each service's state and address (no passwords)."""
+    from fruitops_core.services import Services
+
+    run_command(json_mode, lambda: Services().status(), _services_table)
+
+
+@services_app.command("env")
+def services_env() -> None:
+    """`export` lines pointing FruitOps, MLflow, boto3 and Airflow at the services.
+
+    Use: eval "$(fruitops services env)"
+    """
+    import shlex
+
+    from fruitops_core.services import Services
+
+    for name, value in Services().env().items():
+        typer.echo(f"export {name}={shlex.quote(value)}")
+
+
 @app.command("task")
 def task_command(
     key: str = typer.Argument(..., help="Asset key, e.g. models/trained_model"),
@@ -217,11 +273,14 @@ def demo(
         ):
             out.print(f"{label:<16} {result[key] or '(not built yet)'}", soft_wrap=True)
         tracking = result["mlflow_tracking_uri"]
-        out.print(
-            f"\nLook at runs and models:  .venv/bin/mlflow ui --backend-store-uri {tracking}"
-            " --port 5000   (then open http://127.0.0.1:5000)",
-            soft_wrap=True,
-        )
+        if tracking.startswith("http"):  # a server (services profile): its UI is right there
+            out.print(f"\nLook at runs and models:  open {tracking}", soft_wrap=True)
+        else:
+            out.print(
+                f"\nLook at runs and models:  .venv/bin/mlflow ui --backend-store-uri {tracking}"
+                " --port 5000   (then open http://127.0.0.1:5000)",
+                soft_wrap=True,
+            )
         if result["drift_report_uri"]:
             out.print(f"Open the drift report:   {result['drift_report_uri']}", soft_wrap=True)
 
