@@ -16,8 +16,11 @@ ENV := . scripts/env.sh &&
 FRUITOPS_HOME ?= $(CURDIR)/.fruitops
 AIRFLOW_DB := $(FRUITOPS_HOME)/airflow/airflow.db
 DEMO_LOG := $(FRUITOPS_HOME)/logs/demo-dag.log
+# embedded (SQLite, local lake) or services (PostgreSQL, S3, MLflow server: make services-up)
+PROFILE ?= embedded
 
-.PHONY: help setup demo test test-fast lint format airflow-db airflow clean
+.PHONY: help setup demo test test-fast lint format airflow-db airflow clean \
+	services-up services-down services-status demo-embedded
 
 help: ## List the verbs
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -35,6 +38,7 @@ $(VENV)/.torch-done:
 	touch $@
 
 $(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock packages/*/pyproject.toml
+	scripts/install-postgres
 	$(POETRY) check --lock
 	$(POETRY) install --no-interaction
 	@# Poetry skips path packages whose version did not change; reinstalling them (editable,
@@ -48,7 +52,17 @@ $(AIRFLOW_DB): | $(VENV)/.setup-done
 	scripts/airflow db migrate > /dev/null
 	scripts/airflow dags reserialize > /dev/null 2>&1
 
-demo: setup airflow-db ## Run the pipeline DAG with `airflow dags test` (embedded) and summarise it
+demo: setup ## Run the DAGs with `airflow dags test` and summarise (PROFILE=embedded|services)
+ifeq ($(PROFILE),services)
+	@$(MAKE) services-up
+	@scripts/demo-services
+else ifeq ($(PROFILE),embedded)
+	@$(MAKE) demo-embedded
+else
+	@echo "PROFILE=$(PROFILE): choose embedded (default) or services"; exit 2
+endif
+
+demo-embedded: setup airflow-db
 	@mkdir -p $(dir $(DEMO_LOG))
 	@echo "Running DAG fruitops_pipeline with airflow dags test (log: $(DEMO_LOG)) ..."
 	@scripts/airflow dags test fruitops_pipeline > $(DEMO_LOG) 2>&1 || \
@@ -74,6 +88,15 @@ format: setup ## Apply ruff's fixes and formatting
 
 airflow: setup airflow-db ## Run airflow with the project's settings: make airflow ARGS="dags list"
 	scripts/airflow $(ARGS)
+
+services-up: setup ## Start PostgreSQL, SeaweedFS S3 and the MLflow server on 127.0.0.1
+	$(ENV) fruitops services up
+
+services-down: setup ## Stop the services (their data stays under .fruitops/services/)
+	$(ENV) fruitops services down
+
+services-status: setup ## Each service's state and address
+	$(ENV) fruitops services status
 
 clean: ## Remove the embedded state (.fruitops); keeps the environments
 	rm -rf $(FRUITOPS_HOME)

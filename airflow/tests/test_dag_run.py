@@ -55,7 +55,7 @@ def test_scoring_and_monitoring_dags_branch_on_drift_and_trigger_retraining(
     cli, tmp_path, settings
 ):
     """Scored photos like the reference do not drift; a day of the same photos darkened,
-    scored by fruitops_scoring, does, and the monitoring run then triggers fruitops_pipeline."""
+    scored by fruitops_scoring, does, and the monitoring run then triggers fruitops_training."""
     from PIL import Image, ImageEnhance
 
     migrate(cli)
@@ -88,7 +88,7 @@ def test_scoring_and_monitoring_dags_branch_on_drift_and_trigger_retraining(
     assert drifted.returncode == 0, log[-5000:]
     assert "Following branch {'trigger_retraining'}" in log, log[-5000:]
     assert ran(log, "trigger_retraining") and "state=success, run_type=manual" in log
-    runs = cli("airflow", "dags", "list-runs", "fruitops_pipeline", "-o", "json")
+    runs = cli("airflow", "dags", "list-runs", "fruitops_training", "-o", "json")
     (listing,) = [line for line in runs.stdout.splitlines() if line.startswith("[")]
     triggered = [r for r in json.loads(listing) if r["run_id"].startswith("manual__")]
     assert triggered, listing  # the run that drift asked for, queued for the scheduler
@@ -107,3 +107,24 @@ def test_bad_source_fails_at_once_with_the_reason(cli, tmp_path):
     assert result.returncode != 0
     assert "missing-photos does not exist" in log
     assert "new_state=up_for_retry" not in log  # bad input is not retried
+
+
+def test_external_python_mode_runs_the_task_in_the_pipeline_venv(cli, airflow_env, settings):
+    """FRUITOPS_TASK_MODE=external_python: the task body runs in another interpreter."""
+    import sys
+
+    migrate(cli)
+    airflow_env["FRUITOPS_TASK_MODE"] = "external_python"
+    airflow_env["FRUITOPS_TASK_PYTHON"] = sys.executable
+    params = json.dumps({"source": TINY})
+    result = cli(
+        "airflow", "tasks", "test", "fruitops_training", "data__raw_images", "2026-11-21",
+        "-t", params,
+    )  # fmt: skip
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-5000:]
+    assert f"Executing cmd: {sys.executable} " in log
+    stored = settings.home / "lake/assets/data/raw_images/materialization.json"
+    record = json.loads(stored.read_text())
+    assert record["run_id"] == "fruitops_training__2026-11-21T00_00_00_00_00"
+    assert record["metadata"]["rows"] == 60

@@ -2,6 +2,7 @@
 
 import pytest
 from airflow.dag_processing.dagbag import DagBag
+from airflow.sdk.definitions.mappedoperator import MappedOperator
 
 from fruitops_airflow.factory import task_id_for
 from fruitops_core.registry import AssetGraph
@@ -14,25 +15,67 @@ def dagbag(dags_folder) -> DagBag:
 
 def test_dags_import_without_errors(dagbag):
     assert dagbag.import_errors == {}
-    assert set(dagbag.dag_ids) == {"fruitops_pipeline", "fruitops_monitoring", "fruitops_scoring"}
+    assert set(dagbag.dag_ids) == {
+        "fruitops_pipeline",
+        "fruitops_training",
+        "fruitops_monitoring",
+        "fruitops_scoring",
+    }
 
 
-def test_every_dag_has_owner_tags_and_retries(dagbag):
+def test_every_dag_has_owner_tags_doc_and_retries_with_backoff(dagbag):
     for dag in dagbag.dags.values():
         assert dag.tags and "fruitops" in dag.tags, dag.dag_id
+        assert dag.doc_md and len(dag.doc_md) > 80, dag.dag_id
         for task in dag.tasks:
             assert task.owner == "fruitops", task.task_id
             assert task.retries >= 1, task.task_id
+            assert task.retry_exponential_backoff, task.task_id
 
 
 def test_no_cycles_and_order_follows_asset_graph(dagbag):
-    dag = dagbag.dags["fruitops_pipeline"]
-    dag.check_cycle()  # raises on a cycle
     graph = AssetGraph.from_entry_points()
+    for dag in dagbag.dags.values():
+        dag.check_cycle()  # raises on a cycle
+        order = [t.task_id for t in dag.topological_sort()]
+        for key in graph.assets:
+            if task_id_for(key) not in order:
+                continue
+            for dep in graph[key].deps:
+                if task_id_for(dep) in order:
+                    assert order.index(task_id_for(dep)) < order.index(task_id_for(key))
+
+
+def test_every_asset_task_is_named_after_its_asset_and_declares_it(dagbag):
+    graph = AssetGraph.from_entry_points()
+    by_id = {task_id_for(k): k for k in graph.assets}
+    for dag in dagbag.dags.values():
+        for task in dag.tasks:
+            if task.task_id in by_id:
+                (outlet,) = task.outlets
+                assert outlet.name == by_id[task.task_id], (dag.dag_id, task.task_id)
+
+
+def test_training_maps_one_task_per_architecture_between_cache_and_gathering(dagbag):
+    dag = dagbag.dags["fruitops_training"]
+    assert set(dag.params) == {"source", "architectures", "epochs", "image_size"}
+    assert dag.params["architectures"] == ["cnn", "resnet18"]
+    train = dag.get_task("train_architecture")
+    assert isinstance(train, MappedOperator)
+    assert train.upstream_task_ids == {"list_architectures"}
+    assert dag.get_task("list_architectures").upstream_task_ids == {
+        "data__training_cache",
+        "data__data_validation",
+    }
+    assert "train_architecture" in dag.get_task("models__trained_model").upstream_task_ids
     order = [t.task_id for t in dag.topological_sort()]
-    for key in graph.assets:
-        for dep in graph[key].deps:
-            assert order.index(task_id_for(dep)) < order.index(task_id_for(key))
+    assert order[-4:] == [
+        "models__trained_model",
+        "models__model_evaluation",
+        "models__champion_model",
+        "models__training_report",
+    ]
+    assert not any(t.startswith(("serving__", "monitoring__")) for t in order)
 
 
 def test_one_task_and_one_asset_outlet_per_asset(dagbag, settings):
@@ -70,7 +113,7 @@ def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dag
     decision = monitoring.get_task("drift_decision")
     assert decision.upstream_task_ids == {"monitoring__drift_report"}
     assert decision.downstream_task_ids == {"trigger_retraining", "no_drift"}
-    assert monitoring.get_task("trigger_retraining").trigger_dag_id == "fruitops_pipeline"
+    assert monitoring.get_task("trigger_retraining").trigger_dag_id == "fruitops_training"
     assert set(monitoring.params) == {"drift_share", "critical_columns"}
 
 
@@ -87,3 +130,67 @@ def test_scoring_runs_daily_on_the_days_folder(dagbag):
     assert _config_from_params({"batch": "s3://in/{ds}"}, mapping, "2026-11-27") == {
         "data/incoming_batch": {"source": "s3://in/2026-11-27"}
     }
+
+
+def _dagbag_in_mode(monkeypatch, dags_folder, mode: str, **env: str) -> DagBag:
+    monkeypatch.setenv("FRUITOPS_TASK_MODE", mode)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    bag = DagBag(dag_folder=str(dags_folder))
+    assert bag.import_errors == {}
+    return bag
+
+
+def test_docker_mode_runs_fruitops_task_in_the_task_image(monkeypatch, dags_folder):
+    from airflow.providers.docker.operators.docker import DockerOperator
+
+    bag = _dagbag_in_mode(
+        monkeypatch, dags_folder, "docker", FRUITOPS_TASK_IMAGE="registry/fruitops-task:1"
+    )
+    dag = bag.dags["fruitops_training"]
+    train = dag.get_task("models__trained_model")
+    assert isinstance(train, DockerOperator) and train.image == "registry/fruitops-task:1"
+    assert train.command[:3] == ["fruitops", "task", "models/trained_model"]
+    assert "--params" in train.command and train.environment["FRUITOPS_PROFILE"] == "compose"
+    assert train.network_mode == "fruitops" and train.do_xcom_push
+    assert [o.name for o in train.outlets] == ["models/trained_model"]
+    mapped = dag.get_task("train_architecture")
+    assert isinstance(mapped, MappedOperator) and mapped.operator_class is DockerOperator
+    assert dag.get_task("train_architecture_commands").downstream_task_ids == {"train_architecture"}
+
+
+def test_kubernetes_mode_gives_training_pods_a_gpu_and_others_none(monkeypatch, dags_folder):
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+
+    bag = _dagbag_in_mode(monkeypatch, dags_folder, "kubernetes")
+    dag = bag.dags["fruitops_training"]
+    train = dag.get_task("models__trained_model")
+    assert isinstance(train, KubernetesPodOperator)
+    assert train.container_resources.limits["nvidia.com/gpu"] == "1"
+    assert train.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}
+    assert train.cmds == ["fruitops"] and train.arguments[-2:] == [
+        "--xcom-file",
+        "/airflow/xcom/return.json",
+    ]
+    ingest = dag.get_task("data__raw_images")
+    assert ingest.container_resources is None and ingest.service_account_name == "fruitops-tasks"
+    scoring = bag.dags["fruitops_scoring"].get_task("serving__batch_predictions")
+    assert isinstance(scoring, KubernetesPodOperator)
+
+
+def test_external_python_mode_runs_in_the_configured_venv(monkeypatch, dags_folder, tmp_path):
+    python = tmp_path / "venv" / "bin" / "python"
+    bag = _dagbag_in_mode(
+        monkeypatch, dags_folder, "external_python", FRUITOPS_TASK_PYTHON=str(python)
+    )
+    task = bag.dags["fruitops_scoring"].get_task("serving__batch_predictions")
+    assert type(task).__name__ == "_PythonExternalDecoratedOperator"
+    assert task.python == str(python)
+    assert task.op_args[2] == "{{ params | tojson }}"
+
+
+def test_an_unknown_task_mode_is_an_import_error_naming_the_setting(monkeypatch, dags_folder):
+    monkeypatch.setenv("FRUITOPS_TASK_MODE", "celery")
+    bag = DagBag(dag_folder=str(dags_folder))
+    assert bag.import_errors
+    assert all("task_mode" in error for error in bag.import_errors.values())

@@ -86,7 +86,7 @@ def run_in_process(key: str, param_map: ParamMap) -> dict[str, Any]:
     return record
 
 
-def run_in_venv(key: str, param_map: dict, params_json: str, run_id: str, ds: str) -> dict:
+def run_in_venv(key: str, param_map: dict, params_json: str, asset_run: str, date: str) -> dict:
     """`@task.external_python` body: runs in the pipeline venv, so it imports everything."""
     import json
 
@@ -99,15 +99,15 @@ def run_in_venv(key: str, param_map: dict, params_json: str, run_id: str, ds: st
             key,
             params=json.loads(params_json),
             param_map={k: tuple(v) for k, v in param_map.items()},
-            run_id=run_id,
-            logical_date=ds,
+            run_id=asset_run,
+            logical_date=date,
         )
     except BadInput as err:
         raise AirflowFailException(str(err)) from err
 
 
 def slice_in_venv(
-    item: Any, key: str, field: str, param_map: dict, params_json: str, run_id: str, ds: str
+    item: Any, key: str, field: str, param_map: dict, params_json: str, asset_run: str, date: str
 ) -> Any:
     """`@task.external_python` body of a fan-out slice, run in the pipeline venv."""
     import json
@@ -122,8 +122,8 @@ def slice_in_venv(
             {field: [item]},
             params=json.loads(params_json),
             param_map={k: tuple(v) for k, v in param_map.items()},
-            run_id=run_id,
-            logical_date=ds,
+            run_id=asset_run,
+            logical_date=date,
         )
     except BadInput as err:
         raise AirflowFailException(str(err)) from err
@@ -215,8 +215,8 @@ def fan_out(
                     field=field,
                     param_map=param_map,
                     params_json=PARAMS_JSON,
-                    run_id=RUN_ID,
-                    ds=DS,
+                    asset_run=RUN_ID,
+                    date=DS,
                 )
                 .expand(item=listed)
             )
