@@ -20,7 +20,7 @@ DEMO_LOG := $(FRUITOPS_HOME)/logs/demo-dag.log
 PROFILE ?= embedded
 
 .PHONY: help setup demo test test-fast lint format airflow-db airflow clean \
-	services-up services-down services-status demo-embedded
+	services-up services-down services-status demo-embedded compose-env up down
 
 help: ## List the verbs
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -39,6 +39,7 @@ $(VENV)/.torch-done:
 
 $(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock packages/*/pyproject.toml
 	scripts/install-postgres
+	PYTHON=$(PYTHON) scripts/install-infra-tools
 	$(POETRY) check --lock
 	$(POETRY) install --no-interaction
 	@# Poetry skips path packages whose version did not change; reinstalling them (editable,
@@ -97,6 +98,17 @@ services-down: setup ## Stop the services (their data stays under .fruitops/serv
 
 services-status: setup ## Each service's state and address
 	$(ENV) fruitops services status
+
+COMPOSE := docker compose -f infra/compose/compose.yaml --env-file infra/compose/.env
+
+compose-env: ## Write infra/compose/.env with generated passwords (kept if it exists)
+	scripts/compose-env
+
+up: compose-env ## Build and start the container stack (needs Docker), wait until healthy
+	$(COMPOSE) up -d --build --wait
+
+down: ## Stop the container stack (volumes are kept; `docker compose down -v` drops them)
+	$(COMPOSE) down
 
 clean: ## Remove the embedded state (.fruitops); keeps the environments
 	rm -rf $(FRUITOPS_HOME)

@@ -1,32 +1,44 @@
 {
-  description = "FruitOps dev shell: Python 3.11, Poetry, PostgreSQL and tools";
+  description = "FruitOps dev shell: Python 3.11, Poetry, PostgreSQL, the S3 server, Terraform and the cloud tools";
 
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-24.11";
-  inputs.flake-utils.url = "github:numtide/flake-utils";
+  # Only nixpkgs: the Python environment is built by `make setup` (pip for the pinned torch,
+  # then Poetry), exactly as CI builds it, so no poetry2nix (unmaintained) is involved.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
 
-  outputs = { self, nixpkgs, flake-utils }:
-    flake-utils.lib.eachDefaultSystem (system:
-      let pkgs = import nixpkgs { inherit system; };
-      in {
-        devShells.default = pkgs.mkShell {
+  outputs = { self, nixpkgs }:
+    let
+      systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
+      forAllSystems = f: builtins.listToAttrs (map (system: {
+        name = system;
+        value = f nixpkgs.legacyPackages.${system};
+      }) systems);
+    in {
+      devShells = forAllSystems (pkgs: {
+        default = pkgs.mkShell {
           packages = [
             pkgs.python311
             pkgs.poetry
-            pkgs.postgresql_16
+            pkgs.postgresql_16   # initdb/pg_ctl for `make services-up`
+            pkgs.seaweedfs       # the `weed` S3 server (the venv also ships it)
+            pkgs.opentofu        # Terraform-compatible; `tofu` reads infra/terraform
+            pkgs.checkov
+            pkgs.hadolint
+            pkgs.google-cloud-sdk
+            pkgs.kubectl
+            pkgs.kubernetes-helm
             pkgs.gnumake
             pkgs.git
-            pkgs.ruff
           ];
-          # The Python environment itself is built by `make setup` (pip for torch, then
-          # Poetry) so the dev shell and CI install exactly the same pinned packages.
           shellHook = ''
             export FRUITOPS_HOME="$PWD/.fruitops"
             export AIRFLOW_HOME="$FRUITOPS_HOME/airflow"
             export AIRFLOW__CORE__DAGS_FOLDER="$PWD/airflow/dags"
             export AIRFLOW__CORE__LOAD_EXAMPLES=False
             export MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false
+            export FRUITOPS_SERVICES_PG_BIN="${pkgs.postgresql_16}/bin"
             echo "FruitOps dev shell: run 'make setup', then 'make demo' or 'make test'."
           '';
         };
       });
+    };
 }

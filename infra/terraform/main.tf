@@ -1,0 +1,86 @@
+# FruitOps on Google Cloud: the `gcp` profile. Each module holds one concern; this root only
+# wires them. `terraform init && terraform apply -var-file=envs/dev.tfvars`.
+
+module "network" {
+  source = "./modules/network"
+  name   = var.name
+  region = var.region
+}
+
+module "storage" {
+  source     = "./modules/storage"
+  name       = var.name
+  project_id = var.project_id
+  region     = var.region
+}
+
+module "registry" {
+  source = "./modules/registry"
+  name   = var.name
+  region = var.region
+}
+
+module "iam" {
+  source          = "./modules/iam"
+  name            = var.name
+  project_id      = var.project_id
+  lake_bucket     = module.storage.lake_bucket
+  mlflow_bucket   = module.storage.mlflow_bucket
+  registry_id     = module.registry.repository_id
+  registry_region = var.region
+  k8s_namespace   = var.k8s_namespace
+}
+
+module "database" {
+  source            = "./modules/database"
+  name              = var.name
+  project_id        = var.project_id
+  region            = var.region
+  tier              = var.db_tier
+  network_id        = module.network.network_id
+  private_vpc_ready = module.network.private_service_access
+  secret_accessors  = [module.iam.airflow_sa_email, module.iam.mlflow_sa_email]
+}
+
+module "compute" {
+  source                  = "./modules/compute"
+  name                    = var.name
+  project_id              = var.project_id
+  region                  = var.region
+  network_id              = module.network.network_id
+  subnet_id               = module.network.subnet_id
+  pods_range              = module.network.pods_range
+  services_range          = module.network.services_range
+  master_authorized_cidrs = var.master_authorized_cidrs
+  node_sa_email           = module.iam.node_sa_email
+  gpu_type                = var.gpu_type
+  gpu_max_nodes           = var.gpu_max_nodes
+}
+
+# The lake speaks gs:// through GCS's S3-compatible XML API: the task service account's HMAC
+# key, kept in Secret Manager for the task pods (never in a file).
+resource "google_storage_hmac_key" "tasks" {
+  service_account_email = module.iam.tasks_sa_email
+}
+
+resource "google_secret_manager_secret" "lake_hmac" {
+  secret_id = "${var.name}-lake-hmac"
+  replication {
+    auto {}
+  }
+}
+
+resource "google_secret_manager_secret_version" "lake_hmac" {
+  secret = google_secret_manager_secret.lake_hmac.id
+  secret_data = jsonencode({
+    AWS_ACCESS_KEY_ID     = google_storage_hmac_key.tasks.access_id
+    AWS_SECRET_ACCESS_KEY = google_storage_hmac_key.tasks.secret
+  })
+}
+
+resource "google_secret_manager_secret_iam_member" "lake_hmac" {
+  for_each  = toset([module.iam.tasks_sa_email, module.iam.airflow_sa_email])
+  secret_id = google_secret_manager_secret.lake_hmac.id
+  role      = "roles/secretmanager.secretAccessor"
+  member    = "serviceAccount:${each.value}"
+}

@@ -1,0 +1,19 @@
+output "node_sa_email" {
+  description = "Service account of the GKE nodes"
+  value       = google_service_account.this["nodes"].email
+}
+
+output "tasks_sa_email" {
+  description = "Service account of the task pods (KSA fruitops-tasks)"
+  value       = google_service_account.this["tasks"].email
+}
+
+output "mlflow_sa_email" {
+  description = "Service account of the MLflow server (KSA mlflow)"
+  value       = google_service_account.this["mlflow"].email
+}
+
+output "airflow_sa_email" {
+  description = "Service account of the Airflow components (KSA airflow)"
+  value       = google_service_account.this["airflow"].email
+}
