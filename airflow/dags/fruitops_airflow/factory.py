@@ -87,46 +87,35 @@ def run_in_process(key: str, param_map: ParamMap) -> dict[str, Any]:
 
 
 def run_in_venv(key: str, param_map: dict, params_json: str, asset_run: str, date: str) -> dict:
-    """`@task.external_python` body: runs in the pipeline venv, so it imports everything."""
-    import json
-
+    """`@task.external_python` body: runs in the pipeline venv, from its source alone."""
     from airflow.sdk.exceptions import AirflowFailException
 
-    from fruitops_core.orchestration import BadInput, run_asset_task
+    from fruitops_core.orchestration import run_serialized
 
-    try:
-        return run_asset_task(
-            key,
-            params=json.loads(params_json),
-            param_map={k: tuple(v) for k, v in param_map.items()},
-            run_id=asset_run,
-            logical_date=date,
-        )
-    except BadInput as err:
-        raise AirflowFailException(str(err)) from err
+    return run_serialized(
+        key, params_json, param_map, asset_run, date, bad_input=AirflowFailException
+    )
 
 
 def slice_in_venv(
     item: Any, key: str, field: str, param_map: dict, params_json: str, asset_run: str, date: str
 ) -> Any:
-    """`@task.external_python` body of a fan-out slice, run in the pipeline venv."""
+    """`@task.external_python` body of a fan-out slice (``field = [item]``)."""
     import json
 
     from airflow.sdk.exceptions import AirflowFailException
 
-    from fruitops_core.orchestration import BadInput, run_asset_slice
+    from fruitops_core.orchestration import run_serialized
 
-    try:
-        return run_asset_slice(
-            key,
-            {field: [item]},
-            params=json.loads(params_json),
-            param_map={k: tuple(v) for k, v in param_map.items()},
-            run_id=asset_run,
-            logical_date=date,
-        )
-    except BadInput as err:
-        raise AirflowFailException(str(err)) from err
+    return run_serialized(
+        key,
+        params_json,
+        param_map,
+        asset_run,
+        date,
+        slice_json=json.dumps({field: [item]}),
+        bad_input=AirflowFailException,
+    )
 
 
 def asset_task(

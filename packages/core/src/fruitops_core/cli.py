@@ -209,19 +209,12 @@ def task_command(
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """One orchestrator task: what Airflow's Docker and Kubernetes task modes run."""
-    from fruitops_core.orchestration import run_asset_slice, run_asset_task
+    from fruitops_core.orchestration import run_serialized
 
     def action() -> dict[str, Any]:
-        common = {
-            "params": json.loads(params),
-            "param_map": {k: tuple(v) for k, v in json.loads(param_map).items()},
-            "run_id": run_id,
-            "logical_date": ds,
-        }
-        if slice_config is not None:
-            result = run_asset_slice(key, json.loads(slice_config), **common)
-        else:
-            result = run_asset_task(key, **common)
+        result = run_serialized(
+            key, params, json.loads(param_map), run_id, ds, slice_json=slice_config
+        )
         if xcom_file is not None:
             xcom_file.parent.mkdir(parents=True, exist_ok=True)
             xcom_file.write_text(json.dumps(result, default=str))

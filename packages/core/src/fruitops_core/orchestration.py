@@ -7,6 +7,7 @@ Airflow imports, means every mode runs the same code and the task image needs no
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -133,3 +134,34 @@ def run_asset_slice(
     except ValueError as err:
         raise BadInput(f"{key}: {err}") from err
     return compact(value)
+
+
+def run_serialized(
+    key: str,
+    params_json: str,
+    param_map: dict[str, Any],
+    run_id: str,
+    logical_date: str | None,
+    *,
+    slice_json: str | None = None,
+    bad_input: type[Exception] | None = None,
+) -> Any:
+    """`run_asset_task` (or, with ``slice_json``, `run_asset_slice`) for a process that got
+    the run's params as JSON: ``fruitops task`` in a container, an external_python task.
+
+    ``bad_input`` is raised instead of `BadInput` (Airflow's fail-without-retry exception).
+    """
+    common = {
+        "params": json.loads(params_json),
+        "param_map": {name: tuple(target) for name, target in param_map.items()},
+        "run_id": run_id,
+        "logical_date": logical_date,
+    }
+    try:
+        if slice_json is not None:
+            return run_asset_slice(key, json.loads(slice_json), **common)
+        return run_asset_task(key, **common)
+    except BadInput as err:
+        if bad_input is None:
+            raise
+        raise bad_input(str(err)) from err
