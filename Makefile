@@ -24,7 +24,7 @@ PROFILE ?= embedded
 
 help: ## List the verbs
 	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
-	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-16s\033[0m %s\n", $$1, $$2}'
 
 setup: $(VENV)/.setup-done ## Create .venv: torch with pip (pinned), then the workspace with Poetry
 
@@ -73,7 +73,7 @@ demo-embedded: setup airflow-db
 	@$(ENV) fruitops demo --no-run
 	@$(ENV) fruitops demo --no-run --json
 
-test: setup lint ## Run every test (packages and Airflow, slow ones too) and ruff
+test: setup lint ## Run every test (packages, Airflow, services, infra; slow ones too) and ruff
 	$(ENV) pytest
 
 test-fast: setup ## Run the fast tests only
