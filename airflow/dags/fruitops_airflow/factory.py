@@ -63,27 +63,33 @@ def _fail_first_try(task_id: str, try_number: int) -> None:
         raise RuntimeError(f"{task_id}: failing its first try on purpose ({FAIL_FIRST_TRY})")
 
 
-def run_in_process(key: str, param_map: ParamMap) -> dict[str, Any]:
+def run_in_process(
+    key: str, param_map: ParamMap, overrides: dict[str, Any] | None = None
+) -> dict[str, Any]:
     """Materialize one asset inside the task (in_process mode); return its small record.
+    With ``overrides``, run that slice of it instead (a fan-out task) and return its value.
 
     Bad input (a wrong source, config or data that fails a blocking check) fails the task at
     once: retrying cannot fix it. Anything else (an S3 or MLflow outage) is retried.
     """
-    from fruitops_core.orchestration import BadInput, run_asset_task
+    from fruitops_core.orchestration import BadInput, run_asset_slice, run_asset_task
 
     context = get_current_context()
+    common = {
+        "params": dict(context["params"]),
+        "param_map": param_map,
+        "run_id": run_key(context),
+        "logical_date": context.get("ds"),
+    }
     try:
-        record = run_asset_task(
-            key,
-            params=dict(context["params"]),
-            param_map=param_map,
-            run_id=run_key(context),
-            logical_date=context.get("ds"),
-        )
+        if overrides is not None:
+            value = run_asset_slice(key, overrides, **common)
+        else:
+            value = run_asset_task(key, **common)
     except BadInput as err:
         raise AirflowFailException(str(err)) from err
     _fail_first_try(context["ti"].task_id, context["ti"].try_number)
-    return record
+    return value
 
 
 def run_in_venv(key: str, param_map: dict, params_json: str, asset_run: str, date: str) -> dict:
@@ -214,23 +220,8 @@ def fan_out(
             @task(task_id=task_id, map_index_template="{{ fan_out_item }}")
             def run_slice(item: Any) -> Any:
                 """Run one slice of the asset (its item in the label) and return it compacted."""
-                from fruitops_core.orchestration import BadInput, run_asset_slice
-
-                context = get_current_context()
-                context["fan_out_item"] = str(item)  # type: ignore[typeddict-unknown-key]
-                try:
-                    value = run_asset_slice(
-                        key,
-                        {field: [item]},
-                        params=dict(context["params"]),
-                        param_map=param_map,
-                        run_id=run_key(context),
-                        logical_date=context.get("ds"),
-                    )
-                except BadInput as err:
-                    raise AirflowFailException(str(err)) from err
-                _fail_first_try(context["ti"].task_id, context["ti"].try_number)
-                return value
+                get_current_context()["fan_out_item"] = str(item)  # type: ignore[typeddict-unknown-key]
+                return run_in_process(key, param_map, {field: [item]})
 
             mapped = run_slice.expand(item=listed)
         for upstream in gather.upstream_list:
