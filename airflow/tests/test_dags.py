@@ -89,7 +89,7 @@ def test_one_task_and_one_asset_outlet_per_asset(dagbag, settings):
 
 
 def test_params_reach_the_asset_configs(dagbag):
-    from fruitops_airflow.factory import _config_from_params
+    from fruitops_core.orchestration import config_from_params
 
     dag = dagbag.dags["fruitops_pipeline"]
     assert set(dag.params) == {"source", "architectures", "epochs", "image_size"}
@@ -97,7 +97,7 @@ def test_params_reach_the_asset_configs(dagbag):
         "source": ("data/raw_images", "source"),
         "epochs": ("models/trained_model", "epochs"),
     }
-    assert _config_from_params({"source": "/photos", "epochs": 5, "x": 1}, mapping) == {
+    assert config_from_params({"source": "/photos", "epochs": 5, "x": 1}, mapping) == {
         "data/raw_images": {"source": "/photos"},
         "models/trained_model": {"epochs": 5},
     }
@@ -118,7 +118,7 @@ def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dag
 
 
 def test_scoring_runs_daily_on_the_days_folder(dagbag):
-    from fruitops_airflow.factory import _config_from_params
+    from fruitops_core.orchestration import config_from_params
 
     scoring = dagbag.dags["fruitops_scoring"]
     assert [t.task_id for t in scoring.topological_sort()] == [
@@ -127,7 +127,7 @@ def test_scoring_runs_daily_on_the_days_folder(dagbag):
     ]
     assert scoring.schedule == "@daily" and set(scoring.params) == {"batch", "backend"}
     mapping = {"batch": ("data/incoming_batch", "source")}
-    assert _config_from_params({"batch": "s3://in/{ds}"}, mapping, "2026-11-27") == {
+    assert config_from_params({"batch": "s3://in/{ds}"}, mapping, "2026-11-27") == {
         "data/incoming_batch": {"source": "s3://in/2026-11-27"}
     }
 

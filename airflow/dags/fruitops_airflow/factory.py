@@ -26,16 +26,13 @@ from fruitops_airflow.task_modes import (
     task_command,
 )
 from fruitops_core.lake import Lake, open_lake
-from fruitops_core.orchestration import ParamMap, config_from_params
+from fruitops_core.orchestration import ParamMap
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
 #: Test hook: comma-separated task ids that fail once, after their work is done, on their
 #: first try, so a test can prove that the retry neither repeats nor duplicates it.
 FAIL_FIRST_TRY = "FRUITOPS_TEST_FAIL_FIRST_TRY"
-
-# kept under its old name: tests and DAG files import it from here
-_config_from_params = config_from_params
 
 
 def default_args(task_settings: TaskSettings) -> dict[str, Any]:

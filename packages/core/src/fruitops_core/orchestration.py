@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from fruitops_core.lake import LakeError, open_lake
@@ -74,6 +76,24 @@ def small_record(record: MaterializationRecord) -> dict[str, Any]:
     }
 
 
+@contextmanager
+def bad_input_raised_as_such(key: str) -> Iterator[None]:
+    """Turn what a retry cannot fix into `BadInput`; storage trouble passes through.
+
+    A `MaterializationError` caused by a `LakeError` is an S3 or disk outage: worth a retry.
+    Any other (upstream missing, blocking check failed) and any `ValueError` (wrong source,
+    layout, config or data) is bad input.
+    """
+    try:
+        yield
+    except MaterializationError as err:
+        if isinstance(err.__cause__, LakeError):
+            raise
+        raise BadInput(str(err)) from err
+    except ValueError as err:
+        raise BadInput(f"{key}: {err}") from err
+
+
 def run_asset_task(
     key: str,
     *,
@@ -90,19 +110,13 @@ def run_asset_task(
     Raises `BadInput` for what a retry cannot fix; storage trouble propagates (retry it).
     """
     config = config_from_params(params, param_map, logical_date)
-    try:
+    with bad_input_raised_as_such(key):
         (record,) = materialize(
             [key],
             settings=settings,
             config={key: config[key]} if key in config else None,
             run_id=safe_run_id(run_id),
         )
-    except MaterializationError as err:
-        if isinstance(err.__cause__, LakeError):
-            raise  # storage trouble: worth a retry
-        raise BadInput(str(err)) from err
-    except ValueError as err:  # wrong source, layout, config or data
-        raise BadInput(f"{key}: {err}") from err
     return small_record(record)
 
 
@@ -126,13 +140,9 @@ def run_asset_slice(
     settings = settings or FruitOpsSettings()
     graph = AssetGraph.from_entry_points()
     config = {**config_from_params(params, param_map, logical_date).get(key, {}), **overrides}
-    try:
+    with bad_input_raised_as_such(key):
         lake = open_lake(settings)
         value = compute(graph[key], graph, settings, lake, safe_run_id(run_id), config)
-    except MaterializationError as err:  # upstream missing or blocked by its checks
-        raise BadInput(str(err)) from err
-    except ValueError as err:
-        raise BadInput(f"{key}: {err}") from err
     return compact(value)
 
 

@@ -45,12 +45,7 @@ def log_and_register(
     )
     if earlier:
         mv = min(earlier, key=lambda v: int(v.version))
-        return {
-            "model_uri": f"models:/{mv.name}/{mv.version}",
-            "logged_model_uri": mv.source,
-            "name": mv.name,
-            "version": int(mv.version),
-        }
+        return _registered(mv.name, int(mv.version), mv.source)
     model.eval()
     example_np = example[:2].float().div(255.0).numpy().astype(np.float32)
     with torch.no_grad():
@@ -73,10 +68,15 @@ def log_and_register(
     )
     version = int(info.registered_model_version)
     client.set_model_version_tag(settings.registered_model, str(version), "arch", arch)
+    return _registered(settings.registered_model, version, info.model_uri)
+
+
+def _registered(name: str, version: int, logged_model_uri: str) -> dict[str, Any]:
+    """What `log_and_register` reports of a registered version."""
     return {
-        "model_uri": f"models:/{settings.registered_model}/{version}",
-        "logged_model_uri": info.model_uri,
-        "name": settings.registered_model,
+        "model_uri": f"models:/{name}/{version}",
+        "logged_model_uri": logged_model_uri,
+        "name": name,
         "version": version,
     }
 
