@@ -12,6 +12,12 @@ after the first: the first epoch of each is a warm-up (oneDNN builds its kernels
 shapes it meets, the allocator grows), excluded from both, as a user training for tens of
 epochs never sees it again.
 
+A shared VM's speed drifts by tens of percent over minutes, so naive and FruitOps take turns
+for ``--rounds`` rounds and the reported ratio is the median of the rounds' ratios (each
+round's pair ran back to back); every round is in the JSON. The roofline part says how close
+each step is to what the CPU can do: the training FLOPs of one image (forward + backward, by
+``torch.utils.flop_counter``) against this machine's fp32 and bf16 matmul peaks.
+
 Photos: ../shared/datasets/fruits-real when present, else a synthetic set.
 """
 
@@ -111,6 +117,34 @@ def fruitops_images_per_second(
     return steady_rate(len(files), epoch_ends), cache_seconds, result.precision
 
 
+def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
+    """This machine's matmul throughput in ``dtype``: the ceiling of a conv-bound step."""
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    for _ in range(3):
+        a @ b
+    start = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
+
+
+def training_gflop_per_image(arch: str, classes: int, size: int) -> float:
+    """Forward + backward FLOPs of one image (convolutions and matmuls), batch 8."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = build_backbone(arch, classes)
+    x = torch.rand(8, 3, size, size)
+    with FlopCounterMode(display=False) as counter:
+        model(x).sum().backward()
+    return counter.get_total_flops() / 8 / 1e9
+
+
+def median(values: list[float]) -> float:
+    ordered = sorted(values)
+    mid = len(ordered) // 2
+    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=128)
@@ -118,6 +152,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3, help="the first is a warm-up")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--archs", nargs="+", default=["cnn", "resnet18"])
+    parser.add_argument("--rounds", type=int, default=3, help="naive/FruitOps turns per arch")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/train.json"))
     args = parser.parse_args()
     files, labels, classes = photos(args.images)
@@ -130,19 +165,33 @@ def main() -> None:
         "photos": "fruits-real" if REAL.exists() else "synthetic",
         "archs": {},
     }
+    peaks = {"fp32": matmul_peak_gflops(torch.float32), "bf16": matmul_peak_gflops(torch.bfloat16)}
+    result["matmul_peak_gflops"] = {k: round(v) for k, v in peaks.items()}
     for arch in args.archs:
-        naive = naive_images_per_second(
-            arch, files, labels, classes, args.size, args.epochs, args.batch
-        )
-        ours, cache_s, precision = fruitops_images_per_second(
-            arch, files, labels, classes, args.size, args.epochs, args.batch
-        )
+        rounds = []
+        for _ in range(args.rounds):
+            naive = naive_images_per_second(
+                arch, files, labels, classes, args.size, args.epochs, args.batch
+            )
+            ours, cache_s, precision = fruitops_images_per_second(
+                arch, files, labels, classes, args.size, args.epochs, args.batch
+            )
+            rounds.append({"naive": round(naive, 1), "fruitops": round(ours, 1)})
+        naive = median([r["naive"] for r in rounds])
+        ours = median([r["fruitops"] for r in rounds])
+        gflop = training_gflop_per_image(arch, len(classes), args.size)
+        fruitops_peak = peaks["bf16" if precision == "bfloat16" else "fp32"]
         result["archs"][arch] = {
-            "naive_img_per_s": round(naive, 1),
-            "fruitops_img_per_s": round(ours, 1),
-            "speedup": round(ours / naive, 2),
+            "naive_img_per_s": naive,
+            "fruitops_img_per_s": ours,
+            "speedup": round(median([r["fruitops"] / r["naive"] for r in rounds]), 2),
+            "speedup_per_round": [round(r["fruitops"] / r["naive"], 2) for r in rounds],
+            "rounds": rounds,
             "precision": precision,
             "cache_build_seconds": round(cache_s, 2),
+            "training_gflop_per_image": round(gflop, 2),
+            "naive_share_of_fp32_peak": round(naive * gflop / peaks["fp32"], 2),
+            "fruitops_share_of_peak": round(ours * gflop / fruitops_peak, 2),
         }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))

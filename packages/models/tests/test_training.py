@@ -15,7 +15,7 @@ import torch
 from fruitops_data.cache import CachedSplit
 from fruitops_models.architectures import PretrainedUnavailable, build_model
 from fruitops_models.config import ARCHITECTURES, TrainConfig
-from fruitops_models.train import augment, train
+from fruitops_models.train import _resampling, augment, train
 
 CLASSES = ["apple", "banana"]
 
@@ -108,10 +108,46 @@ def test_early_stopping_keeps_the_best_epoch():
 
 def test_augment_keeps_shape_and_range():
     torch.manual_seed(0)
-    x = torch.rand(5, 3, 32, 32)
-    out = augment(x)
-    assert out.shape == x.shape and 0 <= out.min() and out.max() <= 1
-    assert not torch.allclose(out, x)
+    pixels = torch.randint(0, 256, (5, 3, 32, 32), dtype=torch.uint8)
+    out = augment(pixels)
+    assert out.shape == pixels.shape and out.dtype == torch.float32
+    assert 0 <= out.min() and out.max() <= 1
+    assert out.is_contiguous(memory_format=torch.channels_last)
+    assert not torch.allclose(out, pixels.float() / 255)
+
+
+def test_resampling_crops_resizes_and_flips_one_axis():
+    whole = _resampling(torch.zeros(1), torch.full((1,), 16.0), 16)
+    assert torch.equal(whole[0], torch.eye(16))  # the whole axis at its own size: unchanged
+    ramp = torch.arange(16, dtype=torch.float32)  # bilinear sampling of a ramp returns positions
+    start, length = torch.tensor([3.0]), torch.tensor([8.0])
+    sampled = _resampling(start, length, 16)[0] @ ramp
+    expected = (3 + (torch.arange(16) + 0.5) * 8 / 16 - 0.5).clamp(0, 15)
+    assert torch.allclose(sampled, expected)
+    assert torch.allclose(whole[0].flip(0) @ ramp, ramp.flip(0))
+
+
+def test_augment_colour_matrix_matches_stepwise_jitter():
+    """Brightness, contrast and saturation folded into one matrix equal the three steps.
+
+    A flat-coloured image is its own crop and flip, so only the colour jitter changes it.
+    """
+    b = 6
+    flat = torch.full((b, 3, 16, 16), 100, dtype=torch.uint8)
+    flat[:, 0] = 180
+    torch.manual_seed(3)
+    out = augment(flat)
+    torch.manual_seed(3)  # replay augment's draws: crop (area, ratio, left, top), flip, colour
+    for _ in range(5):
+        torch.empty(b).uniform_()
+    brightness, contrast, saturation = torch.empty(3, b, 1, 1, 1).uniform_(0.75, 1.25)
+    x = flat.float() / 255 * brightness
+    mean = x.mean(dim=(1, 2, 3), keepdim=True)
+    x = (x - mean) * contrast + mean
+    luma = (x * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    x = ((x - luma) * saturation + luma).clamp(0, 1)
+    assert torch.allclose(out, x, atol=1e-5)
+    assert out.std(dim=(2, 3)).max() < 1e-5  # still flat: the crop added no pattern
 
 
 def test_bad_config_is_named():

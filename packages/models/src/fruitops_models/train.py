@@ -97,39 +97,87 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def augment(x: torch.Tensor) -> torch.Tensor:
-    """Random resized crop, horizontal flip and colour jitter on a float batch in [0, 1]."""
-    b = x.shape[0]
+GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights; they sum to 1
+
+
+def _resampling(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tensor:
+    """B×size×size bilinear weights that stretch ``[start, start + length)`` over ``size`` pixels.
+
+    Row ``i`` of image ``b`` holds the two weights of output pixel ``i`` (align_corners=False,
+    edges clamped), so ``matrix @ axis`` crops and resizes that axis in one matmul.
+    """
+    centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    source = (start[:, None] + centres[None] * length[:, None] - 0.5).clamp(0, size - 1)
+    low = source.floor().long().clamp(max=max(size - 2, 0))
+    frac = source - low
+    weights = torch.zeros(len(start), size, size)
+    weights.scatter_add_(2, low[..., None], (1 - frac)[..., None])
+    weights.scatter_add_(2, (low + 1).clamp(max=size - 1)[..., None], frac[..., None])
+    return weights
+
+
+def augment(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Random resized crop, horizontal flip and colour jitter: uint8 B×3×H×W → float [0, 1].
+
+    The output is channels_last, as the model wants it. Crop, resize and flip are one bilinear
+    resampling per axis, i.e. two batched matmuls with per-image interpolation matrices;
+    brightness, contrast and saturation together are one 3×3 colour matrix per image. On CPU
+    this is ~3× faster than ``grid_sample`` followed by elementwise jitter, which counts when a
+    small model's step takes a few hundred ms. ``dtype`` is the matmuls' precision (bf16 where
+    the model trains in bf16: its first layer rounds the pixels to bf16 anyway).
+    """
+    b, channels, h, w = images.shape
     area = torch.empty(b).uniform_(0.55, 1.0)
     ratio = torch.exp(torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3)))
-    w = torch.sqrt(area * ratio).clamp(max=1.0)
-    h = torch.sqrt(area / ratio).clamp(max=1.0)
-    cx = (torch.rand(b) * 2 - 1) * (1 - w)
-    cy = (torch.rand(b) * 2 - 1) * (1 - h)
-    flip = torch.where(torch.rand(b) < 0.5, -1.0, 1.0)
-    theta = torch.zeros(b, 2, 3)
-    theta[:, 0, 0], theta[:, 0, 2] = w * flip, cx
-    theta[:, 1, 1], theta[:, 1, 2] = h, cy
-    grid = F.affine_grid(theta.to(x.dtype), list(x.shape), align_corners=False)
-    x = F.grid_sample(
-        x, grid.to(x.device), mode="bilinear", padding_mode="reflection", align_corners=False
+    crop_w = torch.sqrt(area * ratio).clamp(max=1.0)
+    crop_h = torch.sqrt(area / ratio).clamp(max=1.0)
+    left = torch.rand(b) * (1 - crop_w)
+    top = torch.rand(b) * (1 - crop_h)
+    flip = torch.rand(b) < 0.5
+    brightness, contrast, saturation = torch.empty(3, b).uniform_(0.75, 1.25)
+
+    columns = _resampling(left * w, crop_w * w, w)
+    columns[flip] = columns[flip].flip(1)  # output column j reads what column w-1-j would
+    rows = _resampling(top * h, crop_h * h, h)
+    pixels = images.to(dtype).view(b, channels * h, w)
+    pixels = torch.bmm(pixels, columns.transpose(1, 2).to(images.device, dtype))
+    pixels = torch.matmul(rows.to(images.device, dtype)[:, None], pixels.view(b, channels, h, w))
+
+    # brightness β, then contrast κ around the image mean m, then saturation σ around the
+    # pixel's grey level: all linear, so together x ↦ κβ·M·x + (1-κ)β·m, where
+    # M = σI + (1-σ)·1·greyᵀ (and M·1 = 1 because the grey weights sum to 1)
+    mean = pixels.float().mean(dim=(1, 2, 3)) / 255.0
+    grey = torch.tensor(GREY).expand(3, 3)
+    mix = saturation[:, None, None] * torch.eye(3) + (1 - saturation)[:, None, None] * grey
+    colour = (contrast * brightness / 255.0)[:, None, None] * mix  # B×3×3, row = out channel
+    offset = ((1 - contrast) * brightness).to(images.device) * mean
+    out = torch.empty(b, h * w, channels, device=images.device)  # NHWC memory: channels_last
+    torch.baddbmm(
+        offset[:, None, None].expand(b, 1, channels),
+        pixels.float().view(b, channels, h * w).transpose(1, 2),
+        colour.transpose(1, 2).to(images.device),
+        out=out,
     )
-    brightness, contrast, saturation = torch.empty(3, b, 1, 1, 1).uniform_(0.75, 1.25).to(x.device)
-    x = x * brightness
-    mean = x.mean(dim=(1, 2, 3), keepdim=True)
-    x = (x - mean) * contrast + mean
-    grey = (x * torch.tensor([0.299, 0.587, 0.114], device=x.device).view(1, 3, 1, 1)).sum(
-        1, keepdim=True
-    )
-    return ((x - grey) * saturation + grey).clamp_(0.0, 1.0)
+    return out.view(b, h, w, channels).permute(0, 3, 1, 2).clamp_(0.0, 1.0)
 
 
 def _batch(
-    split: CachedSplit, idx: np.ndarray, device: torch.device, channels_last: bool
+    split: CachedSplit,
+    idx: np.ndarray,
+    device: torch.device,
+    channels_last: bool,
+    augment_dtype: torch.dtype | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    x = torch.from_numpy(split.take(idx)).to(device).float().div_(255.0)
-    if channels_last:
-        x = x.contiguous(memory_format=torch.channels_last)
+    """Images at ``idx`` as float [0, 1] on ``device``, augmented when ``augment_dtype`` is set."""
+    pixels = torch.from_numpy(split.take(idx)).to(device)
+    if augment_dtype is not None:
+        x = augment(pixels, augment_dtype)
+        if not channels_last:
+            x = x.contiguous()
+    else:
+        x = pixels.float().div_(255.0)
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
     return x, torch.from_numpy(split.labels[idx]).to(device)
 
 
@@ -217,8 +265,14 @@ def train(
     if config.channels_last:
         model = model.to(memory_format=torch.channels_last)
     dtype = autocast_dtype(config, device)
+    augment_dtype = None
+    if config.augment:
+        augment_dtype = torch.bfloat16 if dtype is torch.bfloat16 else torch.float32
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    # fused: one kernel for the whole update instead of a dozen passes per parameter list
+    optimizer = torch.optim.AdamW(
+        params, lr=config.lr, weight_decay=config.weight_decay, fused=True
+    )
     per_rank = math.ceil(len(train_data) / world)
     steps_per_epoch = math.ceil(per_rank / config.batch_size)
     scheduler = torch.optim.lr_scheduler.LambdaLR(
@@ -270,11 +324,7 @@ def train(
         )
         for start in bar:
             idx = order[start : start + config.batch_size]
-            x, y = _batch(train_data, idx, device, config.channels_last)
-            if config.augment:
-                x = augment(x)
-                if config.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+            x, y = _batch(train_data, idx, device, config.channels_last, augment_dtype)
             with _autocast(device, dtype):
                 logits = wrapped(x)
                 loss = loss_fn(logits.float(), y)
