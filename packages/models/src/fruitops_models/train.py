@@ -142,11 +142,12 @@ def augment(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     pixels = images.to(dtype).view(b, channels * h, w)
     pixels = torch.bmm(pixels, columns.transpose(1, 2).to(images.device, dtype))
     pixels = torch.matmul(rows.to(images.device, dtype)[:, None], pixels.view(b, channels, h, w))
+    pixels = pixels.float()
 
     # brightness β, then contrast κ around the image mean m, then saturation σ around the
     # pixel's grey level: all linear, so together x ↦ κβ·M·x + (1-κ)β·m, where
     # M = σI + (1-σ)·1·greyᵀ (and M·1 = 1 because the grey weights sum to 1)
-    mean = pixels.float().mean(dim=(1, 2, 3)) / 255.0
+    mean = pixels.mean(dim=(1, 2, 3)) / 255.0
     grey = torch.tensor(GREY).expand(3, 3)
     mix = saturation[:, None, None] * torch.eye(3) + (1 - saturation)[:, None, None] * grey
     colour = (contrast * brightness / 255.0)[:, None, None] * mix  # B×3×3, row = out channel
@@ -154,7 +155,7 @@ def augment(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     out = torch.empty(b, h * w, channels, device=images.device)  # NHWC memory: channels_last
     torch.baddbmm(
         offset[:, None, None].expand(b, 1, channels),
-        pixels.float().view(b, channels, h * w).transpose(1, 2),
+        pixels.view(b, channels, h * w).transpose(1, 2),
         colour.transpose(1, 2).to(images.device),
         out=out,
     )
