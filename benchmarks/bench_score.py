@@ -30,18 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from roofline import matmul_peak_gflops
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fruits-real"
-
-
-def matmul_peak_tflops(n: int = 2048, repeats: int = 10) -> float:
-    a = torch.randn(n, n, dtype=torch.bfloat16)
-    b = torch.randn(n, n, dtype=torch.bfloat16)
-    torch.matmul(a, b)
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.matmul(a, b)
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e12
 
 
 def naive_seconds(model, files: list[Path]) -> float:
@@ -226,7 +217,7 @@ def main() -> None:
         model.module(batch[:1].float() / 255)
     flops_per_image = counter.get_total_flops()
     model_ips = _rate(predictor.probabilities, batch)
-    peak = matmul_peak_tflops()
+    peak = matmul_peak_gflops(torch.bfloat16) / 1000  # TFLOP/s
     result = {
         "images": len(files),
         "image_size": model.image_size,

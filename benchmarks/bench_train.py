@@ -28,10 +28,12 @@ import json
 import os
 import time
 from pathlib import Path
+from statistics import median
 
 import numpy as np
 import torch
 from PIL import Image
+from roofline import matmul_peak_gflops
 from torch import nn
 
 from fruitops_data.cache import CachedSplit
@@ -117,17 +119,6 @@ def fruitops_images_per_second(
     return steady_rate(len(files), epoch_ends), cache_seconds, result.precision
 
 
-def matmul_peak_gflops(dtype: torch.dtype, n: int = 2048, repeats: int = 10) -> float:
-    """This machine's matmul throughput in ``dtype``: the ceiling of a conv-bound step."""
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    for _ in range(3):
-        a @ b
-    start = time.perf_counter()
-    for _ in range(repeats):
-        a @ b
-    return 2 * n**3 * repeats / (time.perf_counter() - start) / 1e9
-
-
 def training_gflop_per_image(arch: str, classes: int, size: int) -> float:
     """Forward + backward FLOPs of one image (convolutions and matmuls), batch 8."""
     from torch.utils.flop_counter import FlopCounterMode
@@ -137,12 +128,6 @@ def training_gflop_per_image(arch: str, classes: int, size: int) -> float:
     with FlopCounterMode(display=False) as counter:
         model(x).sum().backward()
     return counter.get_total_flops() / 8 / 1e9
-
-
-def median(values: list[float]) -> float:
-    ordered = sorted(values)
-    mid = len(ordered) // 2
-    return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
 
 
 def main() -> None:
