@@ -66,7 +66,9 @@ endif
 demo-embedded: setup airflow-db
 	@mkdir -p $(dir $(DEMO_LOG))
 	@echo "Running DAG fruitops_pipeline with airflow dags test (log: $(DEMO_LOG)) ..."
-	@scripts/airflow dags test fruitops_pipeline > $(DEMO_LOG) 2>&1 || \
+	@# the demo's own small values (synthetic set, few epochs): `fruitops demo --dag-conf`
+	@scripts/airflow dags test fruitops_pipeline -c "$$($(BIN)/fruitops demo --dag-conf)" \
+	  > $(DEMO_LOG) 2>&1 || \
 	  { tail -n 60 $(DEMO_LOG); echo "DAG run failed; full log: $(DEMO_LOG)"; exit 1; }
 	@grep -q "state=success" $(DEMO_LOG) || \
 	  { tail -n 60 $(DEMO_LOG); echo "DAG run did not succeed; full log: $(DEMO_LOG)"; exit 1; }

@@ -16,12 +16,14 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Asset, Param, task
+from airflow.sdk import Asset, task
 
 from fruitops_airflow.factory import dag_from_assets, task_id_for
 from fruitops_core.lake import open_lake
+from fruitops_core.options import ConfigOption
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
+from fruitops_monitoring.assets import DriftConfig
 
 settings = FruitOpsSettings()
 graph = AssetGraph.from_entry_points()
@@ -30,6 +32,7 @@ predictions = Asset(
     uri=open_lake(settings).uri(graph["serving/batch_predictions"].artifact_path),
     group="fruitops",
 )
+REFERENCE = task_id_for("monitoring/reference_profile")
 RETRAIN = "trigger_retraining"
 QUIET = "no_drift"
 
@@ -37,25 +40,10 @@ dag = dag_from_assets(
     "fruitops_monitoring",
     select="monitoring/*",
     schedule=[predictions],
-    params={
-        "drift_share": Param(
-            0.5,
-            type="number",
-            exclusiveMinimum=0,
-            maximum=1,
-            description="dataset drift when at least this share of columns drift",
-        ),
-        "critical_columns": Param(
-            [],
-            type="array",
-            items={"type": "string"},
-            description="columns whose drift alone means dataset drift (e.g. predicted_class)",
-        ),
-    },
-    param_map={
-        "drift_share": ("monitoring/drift_report", "drift_share"),
-        "critical_columns": ("monitoring/drift_report", "critical_columns"),
-    },
+    options=[
+        ConfigOption("monitoring/drift_report", DriftConfig, "drift_share"),
+        ConfigOption("monitoring/drift_report", DriftConfig, "critical_columns"),
+    ],
     tags=["monitoring"],
     doc_md=__doc__,
     settings=settings,
@@ -73,7 +61,8 @@ with dag:
     retrain = TriggerDagRunOperator(
         task_id=RETRAIN,
         trigger_dag_id="fruitops_training",
-        conf={"source": settings.source},
+        # retrain on the data set the reference (and so the champion) was made of
+        conf={"source": f"{{{{ ti.xcom_pull(task_ids='{REFERENCE}')['metadata'].source or '' }}}}"},
         doc_md="Start fruitops_training: ingest, validate, train, evaluate, promote.",
     )
     decision >> [retrain, EmptyOperator(task_id=QUIET)]

@@ -9,28 +9,20 @@ daily run reads that day's folder; left empty, the ingested data set's test spli
 
 from __future__ import annotations
 
-from airflow.sdk import Param
-
 from fruitops_airflow.factory import dag_from_assets
+from fruitops_core.options import ConfigOption
 from fruitops_core.settings import FruitOpsSettings
+from fruitops_data.assets import IncomingBatchConfig
+from fruitops_serving.assets import ScoringConfig
 
 dag = dag_from_assets(
     "fruitops_scoring",
     select="data/incoming_batch serving/batch_predictions",
     schedule="@daily",
-    params={
-        "batch": Param(
-            "",
-            type="string",
-            description="folder or s3:// prefix of the images to score, e.g. "
-            "s3://incoming/{ds}; empty: the ingested test split",
-        ),
-        "backend": Param("openvino", enum=["openvino", "torch"]),
-    },
-    param_map={
-        "batch": ("data/incoming_batch", "source"),
-        "backend": ("serving/batch_predictions", "backend"),
-    },
+    options=[
+        ConfigOption("data/incoming_batch", IncomingBatchConfig, "source", name="batch"),
+        ConfigOption("serving/batch_predictions", ScoringConfig, "backend"),
+    ],
     tags=["scoring"],
     doc_md=__doc__,
     settings=FruitOpsSettings(),

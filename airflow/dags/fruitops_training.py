@@ -14,46 +14,23 @@ versions of the earlier try, and continues an unfinished one from its checkpoint
 
 from __future__ import annotations
 
-from airflow.sdk import Param
-
 from fruitops_airflow.factory import dag_from_assets, fan_out
 from fruitops_airflow.task_modes import TaskSettings
+from fruitops_core.options import param_map
 from fruitops_core.settings import FruitOpsSettings
+from fruitops_models.options import TRAINING_PARAMS
 
-settings = FruitOpsSettings()
 task_settings = TaskSettings()
-PARAM_MAP = {
-    "source": ("data/raw_images", "source"),
-    "architectures": ("models/trained_model", "architectures"),
-    "epochs": ("models/trained_model", "epochs"),
-    "image_size": ("data/training_cache", "image_size"),
-}
 
 dag = dag_from_assets(
     "fruitops_training",
     select="data/raw_images data/image_manifest data/data_validation data/class_mapping "
     "data/training_cache models/*",
     schedule=None,
-    params={
-        "source": Param(
-            settings.source,
-            type="string",
-            description="a folder in the Kaggle layout, an s3:// prefix, or synthetic:...",
-        ),
-        "architectures": Param(
-            ["cnn", "resnet18"],
-            type="array",
-            minItems=1,
-            items={"enum": ["cnn", "resnet18", "resnet50", "efficientnet_b0"]},
-            description="one mapped training task per architecture; the best may be promoted",
-        ),
-        "epochs": Param(3, type="integer", minimum=1),
-        "image_size": Param(64, type="integer", minimum=16),
-    },
-    param_map=PARAM_MAP,
+    options=TRAINING_PARAMS,
     tags=["training"],
     doc_md=__doc__,
-    settings=settings,
+    settings=FruitOpsSettings(),
     task_settings=task_settings,
 )
 fan_out(
@@ -62,6 +39,6 @@ fan_out(
     param="architectures",
     field="architectures",
     task_id="train_architecture",
-    param_map=PARAM_MAP,
+    param_map=param_map(TRAINING_PARAMS),
     task_settings=task_settings,
 )

@@ -58,8 +58,6 @@ def test_every_asset_task_is_named_after_its_asset_and_declares_it(dagbag):
 
 def test_training_maps_one_task_per_architecture_between_cache_and_gathering(dagbag):
     dag = dagbag.dags["fruitops_training"]
-    assert set(dag.params) == {"source", "architectures", "epochs", "image_size"}
-    assert dag.params["architectures"] == ["cnn", "resnet18"]
     train = dag.get_task("train_architecture")
     assert isinstance(train, MappedOperator)
     assert train.upstream_task_ids == {"list_architectures"}
@@ -92,7 +90,7 @@ def test_params_reach_the_asset_configs(dagbag):
     from fruitops_core.orchestration import config_from_params
 
     dag = dagbag.dags["fruitops_pipeline"]
-    assert set(dag.params) == {"source", "architectures", "epochs", "image_size"}
+    assert set(dag.params) >= {"source", "architectures", "epochs", "image_size", "asset_config"}
     mapping = {
         "source": ("data/raw_images", "source"),
         "epochs": ("models/trained_model", "epochs"),
@@ -101,6 +99,33 @@ def test_params_reach_the_asset_configs(dagbag):
         "data/raw_images": {"source": "/photos"},
         "models/trained_model": {"epochs": 5},
     }
+    # an empty source is "not given" (the ingested data set); asset_config wins
+    params = {"source": "", "epochs": 40, "asset_config": {"models/trained_model": {"epochs": 3}}}
+    assert config_from_params(params, mapping) == {"models/trained_model": {"epochs": 3}}
+
+
+def test_dag_params_are_made_from_the_config_fields(dagbag):
+    """One default, bound, choice list and help per option: the CLI's and the DAGs' agree."""
+    from fruitops_data.assets import TrainingCacheConfig
+    from fruitops_models.config import ARCHITECTURES, CandidatesConfig
+    from fruitops_monitoring.assets import DriftConfig
+
+    for dag_id in ("fruitops_training", "fruitops_pipeline"):
+        params = dagbag.dags[dag_id].params
+        assert params["epochs"] == CandidatesConfig.model_fields["epochs"].default
+        assert params["image_size"] == TrainingCacheConfig.model_fields["image_size"].default
+        assert params["architectures"] == CandidatesConfig().architectures
+        assert params["source"] == ""  # empty: the ingested data set
+        schema = params.get_param("architectures").schema
+        assert schema["items"]["enum"] == list(ARCHITECTURES) and schema["minItems"] == 1
+        assert params.get_param("epochs").schema["minimum"] == 1
+        description = params.get_param("epochs").schema["description"]
+        assert description == CandidatesConfig.model_fields["epochs"].description
+    monitoring = dagbag.dags["fruitops_monitoring"].params
+    assert monitoring["drift_share"] == DriftConfig().drift_share
+    assert monitoring.get_param("drift_share").schema["exclusiveMinimum"] == 0
+    scoring = dagbag.dags["fruitops_scoring"].params
+    assert scoring.get_param("backend").schema["enum"] == ["openvino", "torch"]
 
 
 def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dagbag):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -26,7 +27,9 @@ from fruitops_airflow.task_modes import (
     task_command,
 )
 from fruitops_core.lake import Lake, open_lake
-from fruitops_core.orchestration import ParamMap
+from fruitops_core.options import ConfigOption, ParamMap, param_schema
+from fruitops_core.options import param_map as options_param_map
+from fruitops_core.orchestration import ASSET_CONFIG_PARAM
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
@@ -227,13 +230,28 @@ def fan_out(
     return mapped
 
 
+def dag_params(options: Sequence[ConfigOption]) -> dict[str, Param]:
+    """One Param per option, from its config field (default, bounds, choices, help), and
+    ``asset_config`` for any other asset config."""
+    params = {}
+    for option in options:
+        schema = param_schema(option)
+        params[option.param] = Param(schema.pop("default"), **schema)
+    params[ASSET_CONFIG_PARAM] = Param(
+        {},
+        type="object",
+        description='config of any asset, e.g. {"models/trained_model": {"lr": 0.001}}; '
+        "it wins over the params above",
+    )
+    return params
+
+
 def dag_from_assets(
     dag_id: str,
     *,
     select: str,
     schedule: Any = None,
-    params: dict[str, Param] | None = None,
-    param_map: ParamMap | None = None,
+    options: Sequence[ConfigOption] = (),
     tags: list[str] | None = None,
     doc_md: str | None = None,
     settings: FruitOpsSettings | None = None,
@@ -246,7 +264,8 @@ def dag_from_assets(
     graph = graph or AssetGraph.from_entry_points()
     lake = open_lake(settings)
     keys = graph.select(select)
-    param_map = param_map or {}
+    params = dag_params(options)
+    param_map = options_param_map(options)
     with DAG(
         dag_id=dag_id,
         schedule=schedule,
@@ -254,7 +273,7 @@ def dag_from_assets(
         catchup=False,
         max_active_runs=1,
         default_args=default_args(task_settings),
-        params=params or {},
+        params=params,
         tags=["fruitops", *(tags or [])],
         doc_md=doc_md,
     ) as dag:

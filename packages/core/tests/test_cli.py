@@ -68,3 +68,54 @@ def test_parse_config():
     }
     with pytest.raises(typer.BadParameter, match="ASSET_KEY.FIELD=VALUE"):
         parse_config(["epochs=3"])
+
+
+def test_error_text_is_printed_as_it_is(settings, tmp_path):
+    missing = tmp_path / "[photos] here"  # brackets are rich markup unless escaped
+    result = run("materialize", "data/raw_images", "-c", f"data/raw_images.source={missing}")
+    assert result.returncode == 1
+    assert "[photos] here does not exist" in result.stderr.replace("\n", "")
+
+
+def test_nothing_ingested_says_what_to_run(settings, monkeypatch):
+    monkeypatch.delenv("FRUITOPS_SOURCE")
+    result = run("materialize", "data/image_manifest", "--with-upstream", "--json")
+    assert result.returncode == 1
+    error = json.loads(result.stdout)["error"]
+    assert "nothing has been ingested" in error and "fruitops data ingest SOURCE" in error
+
+
+def test_command_line_errors_are_json_too(settings):
+    result = run("materialize", "--json")  # the asset key argument is missing
+    assert result.returncode == 2
+    payload = json.loads(result.stdout)
+    assert payload["error_type"] == "UsageError" and "Missing argument 'keys'" in payload["error"]
+
+
+def test_an_unexpected_error_leaves_its_traceback_and_debug_raises_it(settings, monkeypatch):
+    from fruitops_core.output import error_log, run_command
+
+    def broken() -> dict:
+        return {}["missing"]  # a bug, not a foreseeable state
+
+    with pytest.raises(typer.Exit):
+        run_command(False, broken, print)
+    logged = error_log().read_text()
+    assert error_log().is_relative_to(settings.home)
+    assert "KeyError: 'missing'" in logged and "in broken" in logged
+    monkeypatch.setenv("FRUITOPS_DEBUG", "1")
+    with pytest.raises(KeyError):
+        run_command(True, broken, print)
+
+
+def test_unexpected_json_error_names_the_log(settings, capfd):
+    from fruitops_core.output import run_command
+
+    def broken() -> dict:
+        raise TypeError("'NoneType' object is not subscriptable")
+
+    with pytest.raises(typer.Exit):
+        run_command(True, broken, print)
+    payload = json.loads(capfd.readouterr().out)
+    assert payload["error_type"] == "TypeError"
+    assert payload["traceback"].endswith("logs/errors.log") and "--debug" in payload["hint"]

@@ -171,3 +171,87 @@ def test_installed_packages_register_the_pipeline():
         assert key in order
     assert order.index("data/image_manifest") < order.index("models/trained_model")
     assert order.index("models/champion_model") < order.index("serving/batch_predictions")
+
+
+def _ran(records) -> list[str]:
+    return [r.asset_key for r in records]
+
+
+def test_with_upstream_runs_only_what_is_missing_or_stale(lake):
+    graph = toy_graph()
+    first = materialize(["toy/report"], graph=graph, lake=lake, with_upstream=True)
+    assert _ran(first) == ["toy/numbers", "toy/total", "toy/report"]
+    assert read_record(lake, graph["toy/numbers"]).config == {"n": 3}
+    # fresh upstream is kept; the named asset itself always runs
+    assert _ran(materialize(["toy/report"], graph=graph, lake=lake, with_upstream=True)) == [
+        "toy/report"
+    ]
+    # the same value given explicitly is still fresh; another value makes it stale, and
+    # the new upstream version makes everything downstream of it stale in turn
+    same = {"toy/numbers": {"n": 3}}
+    assert _ran(
+        materialize(["toy/report"], graph=graph, lake=lake, with_upstream=True, config=same)
+    ) == ["toy/report"]
+    other = {"toy/numbers": {"n": 4}}
+    assert _ran(
+        materialize(["toy/report"], graph=graph, lake=lake, with_upstream=True, config=other)
+    ) == ["toy/numbers", "toy/total", "toy/report"]
+    assert load_total(lake, graph) == 6
+    # not giving n again does not undo it; --force runs everything
+    assert _ran(materialize(["toy/report"], graph=graph, lake=lake, with_upstream=True)) == [
+        "toy/report"
+    ]
+    assert load_total(lake, graph) == 6
+    forced = materialize(["toy/report"], graph=graph, lake=lake, with_upstream=True, force=True)
+    assert _ran(forced) == ["toy/numbers", "toy/total", "toy/report"]
+
+
+def load_total(lake, graph) -> int:
+    from fruitops_core.materialize import load_value
+
+    return load_value(lake, graph["toy/total"])["total"]
+
+
+def test_an_upstream_made_again_with_a_new_value_makes_downstream_stale(lake):
+    graph = toy_graph()
+    materialize(["toy/total"], graph=graph, lake=lake, with_upstream=True)
+    materialize(["toy/numbers"], graph=graph, lake=lake, config={"toy/numbers": {"n": 5}})
+    assert _ran(materialize(["toy/report"], graph=graph, lake=lake, with_upstream=True)) == [
+        "toy/total",
+        "toy/report",
+    ]
+    assert load_total(lake, graph) == 10
+
+
+def test_every_config_is_checked_before_anything_runs(lake):
+    graph = toy_graph()
+    with pytest.raises(ValueError, match="wrong config for asset toy/numbers: n"):
+        materialize(
+            ["toy/report"],
+            graph=graph,
+            lake=lake,
+            with_upstream=True,
+            config={"toy/numbers": {"n": "many"}},
+        )
+    assert read_record(lake, graph["toy/numbers"]) is None  # nothing ran
+
+
+def test_a_setting_that_stands_for_config_counts_as_given(lake, tmp_path):
+    from fruitops_core.settings import FruitOpsSettings
+
+    class SourceConfig(BaseModel):
+        source: str | None = None
+
+    @asset("s/raw", config=SourceConfig, config_from_settings={"source": "source"})
+    def raw(ctx):
+        return {"source": ctx.config.source}
+
+    module = types.ModuleType("s_assets")
+    module.__dict__.update(raw=raw)
+    graph = AssetGraph.from_modules([module])
+    settings = FruitOpsSettings(home=tmp_path, source="/photos/a")
+    (record,) = materialize(["s/raw"], graph=graph, lake=lake, settings=settings)
+    assert record.config == {"source": "/photos/a"}
+    explicit = {"s/raw": {"source": "/photos/b"}}  # given config wins over the setting
+    (record,) = materialize(["s/raw"], graph=graph, lake=lake, settings=settings, config=explicit)
+    assert record.config == {"source": "/photos/b"}

@@ -97,9 +97,8 @@ def ingest(
     graph = AssetGraph.from_entry_points()
     lake = LocalLake(settings.home / "lake")
     config = {"data/raw_images": {"source": str(source)}, **(config or {})}
-    records = materialize(
-        ["data/image_manifest"],
-        with_upstream=True,
+    records = materialize(  # both named, as `fruitops data ingest` does: the walk always runs
+        ["data/raw_images", "data/image_manifest"],
         settings=settings,
         graph=graph,
         lake=lake,

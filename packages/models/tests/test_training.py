@@ -151,7 +151,7 @@ def test_augment_colour_matrix_matches_stepwise_jitter():
 
 
 def test_bad_config_is_named():
-    with pytest.raises(ValueError, match="unknown architecture 'vgg'"):
+    with pytest.raises(ValueError, match="arch\n  Input should be 'cnn', 'resnet18'"):
         TrainConfig(arch="vgg")
     with pytest.raises(ValueError, match="at least 2 classes"):
         train(TrainConfig(), tiny_split(4), tiny_split(2), ["only"])

@@ -6,7 +6,8 @@ import pandas as pd
 import pytest
 from PIL import Image, ImageEnhance, ImageFilter
 
-from fruitops_monitoring.drift import DriftPolicy, drift_decision, drift_report
+from fruitops_monitoring.config import DriftPolicy
+from fruitops_monitoring.drift import drift_decision, drift_report
 from fruitops_monitoring.features import (
     IMAGE_COLUMNS,
     feature_frames,

@@ -7,6 +7,7 @@ the modules that packages expose through the ``fruitops.assets`` entry-point gro
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import inspect
 import io
@@ -127,6 +128,8 @@ class AssetContext(Generic[ConfigT]):
     metadata: dict[str, Any] = field(default_factory=dict)
     workdir: Path = field(default_factory=lambda: Path(tempfile.gettempdir()))
     """Scratch space for this materialization (files the artifact is built in); removed after."""
+    previous: dict[str, Any] | None = None
+    """The metadata of this asset's last materialization; None the first time."""
 
     @property
     def asset_dir(self) -> str:
@@ -190,6 +193,8 @@ class AssetSpec:
     config_model: type[BaseModel] = NoConfig
     description: str = ""
     checks: tuple[AssetCheckSpec, ...] = ()
+    settings_config: tuple[tuple[str, str], ...] = ()
+    """(config field, settings attribute) pairs: a setting that is set counts as given config."""
 
     @property
     def group(self) -> str:
@@ -204,15 +209,16 @@ class AssetSpec:
         return f"{asset_dir(self.key)}/materialization.json"
 
     def with_checks(self, checks: tuple[AssetCheckSpec, ...]) -> AssetSpec:
-        return AssetSpec(
-            self.key,
-            self.fn,
-            self.deps,
-            self.io,
-            self.config_model,
-            self.description,
-            self.checks + checks,
-        )
+        return dataclasses.replace(self, checks=self.checks + checks)
+
+    def given_config(self, values: dict[str, Any] | None, settings: FruitOpsSettings) -> dict:
+        """The config a caller gave, with the settings that stand for config fields."""
+        from_settings = {
+            name: getattr(settings, attribute)
+            for name, attribute in self.settings_config
+            if getattr(settings, attribute) is not None
+        }
+        return {**from_settings, **(values or {})}
 
     def parse_config(self, values: dict[str, Any] | None) -> BaseModel:
         """Validate user config; a wrong key or value names the asset and the field."""
@@ -233,11 +239,13 @@ def asset(
     deps: tuple[str, ...] | list[str] = (),
     io: IOPolicy = json_io,
     config: type[BaseModel] = NoConfig,
+    config_from_settings: dict[str, str] | None = None,
 ) -> Callable[[Callable[..., Any]], AssetSpec]:
     """Declare ``fn(ctx, **upstream)`` as the function that makes asset ``key``.
 
     Upstream values are passed by the last segment of their key
-    (``data/image_manifest`` → ``image_manifest``).
+    (``data/image_manifest`` → ``image_manifest``). ``config_from_settings`` maps config
+    fields to the settings (environment variables) that give them when a caller does not.
     """
 
     def wrap(fn: Callable[..., Any]) -> AssetSpec:
@@ -252,6 +260,7 @@ def asset(
             io=io,
             config_model=config,
             description=(inspect.getdoc(fn) or "").split("\n\n")[0],
+            settings_config=tuple((config_from_settings or {}).items()),
         )
 
     return wrap

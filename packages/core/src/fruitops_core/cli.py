@@ -7,6 +7,8 @@ bars and logs go to stderr.
 from __future__ import annotations
 
 import json
+import os
+import sys
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -15,10 +17,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fruitops_core.demo import demo_summary
+from fruitops_core.demo import DEMO_CONFIG, demo_summary
 from fruitops_core.lake import Lake, open_lake
 from fruitops_core.materialize import materialize as run_materialize
-from fruitops_core.output import JSON_OPTION, run_command
+from fruitops_core.output import DEBUG_VARIABLE, JSON_OPTION, plain_console, run_command
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
@@ -31,6 +33,21 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(
+        False,
+        "--debug",
+        envvar=DEBUG_VARIABLE,
+        help="Raise errors with their full traceback instead of a one-line message.",
+    ),
+) -> None:
+    if debug:
+        os.environ[DEBUG_VARIABLE] = "1"
+
+
 assets_app = typer.Typer(help="Inspect the asset graph.", no_args_is_help=True)
 app.add_typer(assets_app, name="assets")
 console = Console(stderr=True)
@@ -94,7 +111,7 @@ def assets_list(json_mode: bool = JSON_OPTION) -> None:
                 "yes" if a["materialized"] else "-",
                 a["description"],
             )
-        Console().print(table)
+        plain_console().print(table)
 
     run_command(json_mode, action, human)
 
@@ -102,14 +119,20 @@ def assets_list(json_mode: bool = JSON_OPTION) -> None:
 @app.command()
 def materialize(
     keys: list[str] = typer.Argument(..., help="Asset keys, e.g. data/image_manifest"),
-    with_upstream: bool = typer.Option(False, "--with-upstream", help="Also run upstream assets."),
+    with_upstream: bool = typer.Option(
+        False, "--with-upstream", help="Also run upstream assets that are missing or stale."
+    ),
+    force: bool = typer.Option(
+        False, "--force", help="With --with-upstream: run every upstream asset, fresh or not."
+    ),
     config: list[str] = typer.Option(
         [], "--config", "-c", help="ASSET_KEY.FIELD=VALUE, repeatable."
     ),
     run_id: str | None = typer.Option(None, help="Run id to record (default: a new one)."),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Materialize assets (and optionally everything upstream of them)."""
+    """Materialize assets; with --with-upstream also what they need that is missing or stale
+    (never made, made from other upstream versions, by other code or with other config)."""
     parsed = parse_config(config)
 
     def action() -> dict[str, Any]:
@@ -122,6 +145,7 @@ def materialize(
             with_upstream=with_upstream,
             config=parsed,
             run_id=run_id,
+            force=force,
         )
         return {
             "run_id": records[0].run_id if records else run_id,
@@ -132,7 +156,7 @@ def materialize(
         table = Table("asset", "version", "seconds", "artifact")
         for r in result["materialized"]:
             table.add_row(r["asset_key"], r["version"], f"{r['seconds']:.1f}", r["artifact_uri"])
-        Console().print(table)
+        plain_console().print(table)
 
     run_command(json_mode, action, human)
 
@@ -151,8 +175,8 @@ def _services_table(result: dict[str, Any]) -> None:
     table.add_row("s3", s3["state"], f"{s3['s3_endpoint']} (buckets: {', '.join(s3['buckets'])})")
     table.add_row("mlflow", result["mlflow"]["state"], result["mlflow"]["mlflow_url"])
     table.add_row("airflow db", "", result["airflow_db"])
-    Console().print(table)
-    Console().print(f"logs: {result['logs']}")
+    plain_console().print(table)
+    plain_console().print(f"logs: {result['logs']}")
 
 
 @services_app.command("up")
@@ -220,7 +244,7 @@ def task_command(
             xcom_file.write_text(json.dumps(result, default=str))
         return result
 
-    run_command(json_mode, action, lambda result: Console().print_json(data=result))
+    run_command(json_mode, action, lambda result: plain_console().print_json(data=result))
 
 
 @app.command()
@@ -231,19 +255,31 @@ def demo(
         help="Run the whole pipeline in-process first (--no-run: "
         "only summarise what an earlier run, e.g. the Airflow DAG, stored).",
     ),
+    dag_conf: bool = typer.Option(
+        False, "--dag-conf", help="Only print the demo's DAG run conf (JSON) and exit."
+    ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Run the pipeline end to end on the embedded default and summarise where results are."""
+    """Run the pipeline end to end on the demo's synthetic set; summarise where results are."""
+    if dag_conf:
+        typer.echo(json.dumps({"asset_config": DEMO_CONFIG}))
+        return
 
     def action() -> dict[str, Any]:
         settings, graph, lake = open_workspace()
         if run:
-            run_materialize(graph.topological_order(), settings=settings, graph=graph, lake=lake)
+            run_materialize(
+                graph.topological_order(),
+                settings=settings,
+                graph=graph,
+                lake=lake,
+                config=DEMO_CONFIG,
+            )
         return demo_summary(settings, graph, lake)
 
     def human(result: dict[str, Any]) -> None:
-        out = Console(soft_wrap=True)
-        out.rule("[bold]FruitOps demo")
+        out = plain_console()
+        out.rule("FruitOps demo", style="bold")
         champ = result["champion"]
         if champ:
             out.print(
@@ -291,5 +327,17 @@ def _add_plugin_commands(root: typer.Typer) -> None:
 
 
 def main() -> None:
+    """The ``fruitops`` entry point; with ``--json`` even a command-line error is JSON."""
+    from typer._click.exceptions import UsageError  # Typer's own copy of Click
+
     _add_plugin_commands(app)
-    app()
+    if "--json" not in sys.argv[1:]:
+        app()
+        return
+    try:
+        code = app(standalone_mode=False)
+    except UsageError as err:
+        hint = f" (see: {err.ctx.command_path} --help)" if err.ctx else ""
+        typer.echo(json.dumps({"error": err.format_message() + hint, "error_type": "UsageError"}))
+        sys.exit(err.exit_code)
+    sys.exit(code if isinstance(code, int) else 0)

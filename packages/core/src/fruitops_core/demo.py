@@ -14,6 +14,16 @@ from fruitops_core.registry import AssetGraph, AssetGraphError
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import champion, configure_mlflow
 
+#: The small synthetic set the demo trains on: it needs no download.
+DEMO_SOURCE = "synthetic:classes=6,per_class=40,size=64,seed=7"
+#: The demo's own small values, passed explicitly (the assets' defaults are the real-photo
+#: recipe): `fruitops demo` materializes with them, `make demo` gives them to the DAG.
+DEMO_CONFIG: dict[str, dict[str, Any]] = {
+    "data/raw_images": {"source": DEMO_SOURCE},
+    "data/training_cache": {"image_size": 64},
+    "models/trained_model": {"architectures": ["cnn"], "epochs": 3, "batch_size": 32},
+}
+
 PREDICTIONS_ASSET = "serving/batch_predictions"
 DRIFT_ASSET = "monitoring/drift_report"
 VALIDATION_ASSET = "data/data_validation"

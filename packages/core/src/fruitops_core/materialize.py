@@ -2,7 +2,11 @@
 
 The CLI, the Airflow tasks and the tests all call this one function. Each materialization
 writes the artifact and, next to it, a record (run id, upstream versions, code version,
-timings, metadata, check results); a copy of the record is kept under ``history/``.
+config, timings, metadata, check results); a copy of the record is kept under ``history/``.
+
+The record is what makes an asset *fresh*: upstream assets are only re-run when they are
+missing or stale (see `staleness`), so asking for an asset never silently redoes, or
+replaces, work that is done.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ class MaterializationRecord(BaseModel):
     started_at: datetime
     finished_at: datetime
     seconds: float
+    config: dict[str, Any] = Field(default_factory=dict)
     metadata: dict[str, Any] = Field(default_factory=dict)
     checks: list[CheckOutcome] = Field(default_factory=list)
 
@@ -96,6 +101,36 @@ def load_value(lake: Lake, spec: AssetSpec) -> Any:
     return spec.io.load(lake, spec.artifact_path)
 
 
+def failed_checks(record: MaterializationRecord) -> str:
+    """The blocking checks a record failed, with what each said."""
+    return "; ".join(f"{c.name}: {c.description}" for c in record.blocked_by)
+
+
+def staleness(spec: AssetSpec, graph: AssetGraph, lake: Lake, given: dict[str, Any]) -> str | None:
+    """Why ``spec`` must be (re)made, or None when its stored artifact is fresh.
+
+    Stale means: never made; made by other code; made from other versions of its upstream
+    assets; or made with other values of the config fields the caller ``given`` now.
+    """
+    record = read_record(lake, spec)
+    if record is None:
+        return "not materialized yet"
+    if record.code_version != code_version(spec):
+        return f"its code changed ({record.code_version} → {code_version(spec)})"
+    for dep in spec.deps:
+        current = read_record(lake, graph[dep])
+        if current is None or record.upstream.get(dep) != current.version:
+            return f"upstream {dep} changed since"
+    parsed = spec.parse_config(given)
+    wanted = parsed.model_dump(mode="json", include=set(given))
+    changed = {k: v for k, v in wanted.items() if record.config.get(k) != v}
+    if changed:
+        return "config changed: " + ", ".join(
+            f"{k} {record.config.get(k)!r} → {v!r}" for k, v in changed.items()
+        )
+    return None
+
+
 def _run_checks(ctx: AssetContext, spec: AssetSpec, value: Any) -> list[CheckOutcome]:
     outcomes = []
     for check in spec.checks:
@@ -130,10 +165,9 @@ def _upstream(
                 f"run `fruitops materialize {spec.key} --with-upstream`"
             )
         if record.blocked_by:
-            names = ", ".join(c.name for c in record.blocked_by)
             raise AssetCheckFailed(
-                f"{spec.key} cannot run: upstream {dep} failed blocking checks ({names}); "
-                f"see {lake.uri(dep_spec.record_path)}"
+                f"{spec.key} cannot run: upstream {dep} failed its blocking checks "
+                f"({failed_checks(record)}); its record: {lake.uri(dep_spec.record_path)}"
             )
         values[dep.rsplit("/", 1)[-1]] = load_value(lake, dep_spec)
         versions[dep] = record.version
@@ -155,6 +189,7 @@ def compute(
     The value must not need the scratch folder, which is gone on return.
     """
     upstream, _ = _upstream(spec, graph, lake)
+    config = spec.given_config(config, settings)
     with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
         return spec.fn(_context(spec, settings, lake, run_id, config, Path(workdir)), **upstream)
 
@@ -167,6 +202,7 @@ def _context(
     config: dict[str, Any] | None,
     workdir: Path,
 ) -> AssetContext:
+    previous = read_record(lake, spec)
     return AssetContext(
         key=spec.key,
         run_id=run_id,
@@ -175,6 +211,7 @@ def _context(
         config=spec.parse_config(config),
         log=logging.getLogger(f"fruitops.{spec.key.replace('/', '.')}"),
         workdir=workdir,
+        previous=previous.metadata if previous else None,
     )
 
 
@@ -192,7 +229,6 @@ def materialize_one(
         ctx = _context(spec, settings, lake, run_id, config, Path(workdir))
         started = datetime.now(UTC)
         t0 = time.perf_counter()
-        log.info("materializing %s (run %s)", spec.key, run_id)
         value = spec.fn(ctx, **upstream_values)
         artifact_uri, version = spec.io.store(lake, spec.artifact_path, value)
         checks = _run_checks(ctx, spec, value)
@@ -206,6 +242,7 @@ def materialize_one(
             started_at=started,
             finished_at=datetime.now(UTC),
             seconds=round(time.perf_counter() - t0, 3),
+            config=ctx.config.model_dump(mode="json"),
             metadata={**spec.io.describe(value), **ctx.metadata},
             checks=checks,
         )
@@ -213,8 +250,7 @@ def materialize_one(
     lake.write_json(f"{spec.record_path.rsplit('/', 1)[0]}/history/{run_id}.json", payload)
     lake.write_json(spec.record_path, payload)
     if record.blocked_by:
-        failed = "; ".join(f"{c.name}: {c.description}" for c in record.blocked_by)
-        raise AssetCheckFailed(f"{spec.key} failed blocking checks: {failed}")
+        raise AssetCheckFailed(f"{spec.key} failed blocking checks: {failed_checks(record)}")
     return record
 
 
@@ -227,10 +263,14 @@ def materialize(
     config: dict[str, dict[str, Any]] | None = None,
     run_id: str | None = None,
     lake: Lake | None = None,
+    force: bool = False,
 ) -> list[MaterializationRecord]:
-    """Materialize ``keys`` (and, with ``with_upstream``, everything they depend on) in order.
+    """Materialize ``keys`` and, with ``with_upstream``, what they depend on, in order.
 
-    ``config`` maps asset keys to that asset's config values.
+    The named ``keys`` always run. Their upstream assets run only when missing or stale
+    (`staleness`), or always with ``force``. ``config`` maps asset keys to config values;
+    every given config is validated before anything runs. Returns the records of the
+    assets that ran.
     """
     settings = settings or FruitOpsSettings()
     graph = graph or AssetGraph.from_entry_points()
@@ -243,12 +283,20 @@ def materialize(
     for key in keys:
         graph[key]  # noqa: B018 - raises a clear error for an unknown key
     selected = graph.upstream_closure(keys) if with_upstream else set(keys)
+    order = graph.topological_order(selected)
+    given = {key: graph[key].given_config(config.get(key), settings) for key in order}
+    for key in order:
+        graph[key].parse_config(given[key])  # a wrong value fails now, not after hours of work
     records = []
-    for key in graph.topological_order(selected):
+    for key in order:
         try:
-            records.append(
-                materialize_one(graph[key], graph, settings, lake, run_id, config.get(key))
-            )
+            reason = "requested" if force or key in keys else None
+            reason = reason or staleness(graph[key], graph, lake, given[key])
+            if reason is None:
+                log.info("%s is up to date: kept", key)
+                continue
+            log.info("materializing %s: %s", key, reason)
+            records.append(materialize_one(graph[key], graph, settings, lake, run_id, given[key]))
         except LakeError as err:
             raise MaterializationError(f"{key}: {err}") from err
     return records

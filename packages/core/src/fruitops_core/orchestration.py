@@ -20,11 +20,9 @@ from fruitops_core.materialize import (
     compute,
     materialize,
 )
+from fruitops_core.options import ParamMap
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-
-#: DAG param → (asset key, config field) it sets.
-ParamMap = dict[str, tuple[str, str]]
 
 
 class BadInput(ValueError):
@@ -36,10 +34,17 @@ def safe_run_id(run_id: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
 
 
+#: The DAG param that sets any asset's config, ``{"asset/key": {"field": value}}``.
+ASSET_CONFIG_PARAM = "asset_config"
+
+
 def config_from_params(
     params: dict[str, Any], param_map: ParamMap, logical_date: str | None = None
 ) -> dict[str, dict[str, Any]]:
-    """Asset configs from DAG params; ``{ds}`` in a string param becomes the run's date."""
+    """Asset configs from DAG params; ``{ds}`` in a string param becomes the run's date.
+
+    An empty param means "not given". ``asset_config`` is applied last: it is the precise
+    form (every named param always has a value in a run, its default at least)."""
     config: dict[str, dict[str, Any]] = {}
     for name, (key, field) in param_map.items():
         value = params.get(name)
@@ -47,6 +52,8 @@ def config_from_params(
             value = value.replace("{ds}", logical_date)
         if value is not None and value != "":
             config.setdefault(key, {})[field] = value
+    for key, values in (params.get(ASSET_CONFIG_PARAM) or {}).items():
+        config.setdefault(key, {}).update(values)
     return config
 
 

@@ -11,17 +11,72 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 
 err_console = Console(stderr=True)
 #: The ``--json`` option every fruitops command takes.
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+#: Set (to 1) by ``fruitops --debug``: errors are raised with their traceback, not summed up.
+DEBUG_VARIABLE = "FRUITOPS_DEBUG"
+#: Errors FruitOps raises on purpose, whose message says what to do; others are bugs.
+EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
+
+
+def _expected(err: BaseException) -> bool:
+    from fruitops_core.materialize import MaterializationError
+
+    if isinstance(err, KeyError | IndexError):
+        return False
+    return isinstance(err, (*EXPECTED_ERRORS, MaterializationError, CommandFailed))
+
+
+def error_log() -> Path:
+    """Where tracebacks go: ``<FRUITOPS_HOME>/logs/errors.log``."""
+    home = Path(os.environ.get("FRUITOPS_HOME", ".fruitops")).expanduser()
+    return home.resolve() / "logs" / "errors.log"
+
+
+def log_traceback(err: BaseException) -> Path | None:
+    """Append ``err``'s traceback to the error log; its path, or None if it cannot be written."""
+    path = error_log()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("a") as out:
+            out.write(f"--- {datetime.now(UTC).isoformat()} fruitops {' '.join(sys.argv[1:])}\n")
+            out.write("".join(traceback.format_exception(err)))
+    except OSError:
+        return None
+    return path
+
+
+def describe_error(err: BaseException) -> dict[str, Any]:
+    """``error`` (the message) and ``error_type``; for a bug also where its traceback is."""
+    info: dict[str, Any] = {
+        "error": str(err) or type(err).__name__,
+        "error_type": type(err).__name__,
+    }
+    path = log_traceback(err)
+    if not _expected(err):
+        info["traceback"] = str(path) if path else None
+        info["hint"] = (
+            f"an unexpected {type(err).__name__}: the traceback is in {path}; "
+            "run again with `fruitops --debug ...` (or FRUITOPS_DEBUG=1) to see it here"
+        )
+    return info
+
+
+def debugging() -> bool:
+    return os.environ.get(DEBUG_VARIABLE, "") not in ("", "0", "false")
 
 
 class CommandFailed(Exception):
@@ -33,14 +88,17 @@ class CommandFailed(Exception):
 
 
 def setup_logging(verbose: bool = False) -> None:
-    level = logging.DEBUG if verbose else logging.INFO
-    logging.basicConfig(
-        level=logging.WARNING,
-        format="%(message)s",
-        handlers=[RichHandler(console=err_console, show_path=False, rich_tracebacks=False)],
-        force=True,
-    )
-    logging.getLogger("fruitops").setLevel(level)
+    """Log to stderr: through rich (above the progress bars) on a terminal, as plain whole
+    lines elsewhere (a pipe, a log file), so a line is never wrapped or padded."""
+    handler: logging.Handler
+    if err_console.is_terminal:
+        handler = RichHandler(console=err_console, show_path=False, rich_tracebacks=False)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+    else:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    logging.getLogger("fruitops").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @contextmanager
@@ -57,6 +115,13 @@ def stdout_to_stderr() -> Iterator[int]:
         os.close(saved)
 
 
+def print_error(info: dict[str, Any]) -> None:
+    """An error on stderr, its text printed as it is (no rich markup inside it)."""
+    err_console.print(f"[bold red]error:[/] {escape(info['error'])}", soft_wrap=True)
+    if "hint" in info:
+        err_console.print(f"[dim]{escape(info['hint'])}[/]", soft_wrap=True)
+
+
 def run_command(
     json_mode: bool,
     action: Callable[[], dict[str, Any]],
@@ -69,10 +134,12 @@ def run_command(
             result = action()
         except CommandFailed as failed:
             human(failed.payload)
-            err_console.print(f"[bold red]error:[/] {failed}", soft_wrap=True, markup=True)
+            print_error(describe_error(failed))
             raise typer.Exit(1) from failed
         except Exception as err:
-            err_console.print(f"[bold red]error:[/] {err}", soft_wrap=True, markup=True)
+            if debugging():
+                raise
+            print_error(describe_error(err))
             raise typer.Exit(1) from err
         human(result)
         return
@@ -84,10 +151,17 @@ def run_command(
             result = {**failed.payload, "error": str(failed)}
             code = 1
         except Exception as err:
-            result = {"error": str(err), "error_type": type(err).__name__}
+            if debugging():
+                raise
+            result = describe_error(err)
             code = 1
         text = json.dumps(result, default=str, sort_keys=True)
         with os.fdopen(os.dup(real_stdout), "w") as out:
             out.write(text + "\n")
     if code:
         raise typer.Exit(code)
+
+
+def plain_console() -> Console:
+    """The human output on stdout: text is printed as it is, brackets and all (no markup)."""
+    return Console(soft_wrap=True, markup=False)

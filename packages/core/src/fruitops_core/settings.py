@@ -1,4 +1,4 @@
-"""One settings object selects where everything lives (DESIGN.md §3).
+"""One settings object selects where everything lives (docs/design.md §3).
 
 Values come from `FRUITOPS_*` environment variables plus the standard `MLFLOW_TRACKING_URI`
 and `AWS_ENDPOINT_URL`. Profiles only change defaults: anything set explicitly wins.
@@ -19,9 +19,6 @@ class Profile(StrEnum):
     compose = "compose"
     gcp = "gcp"
 
-
-#: The small synthetic set the embedded demo trains on when no source is given.
-DEFAULT_SOURCE = "synthetic:classes=6,per_class=40,size=64,seed=7"
 
 _PROFILE_DEFAULTS: dict[Profile, dict[str, str | None]] = {
     Profile.embedded: {"lake": None, "mlflow": None, "s3": None},
@@ -62,7 +59,11 @@ class FruitOpsSettings(BaseSettings):
     )
     mlflow_experiment: str = "fruitops"
     registered_model: str = "fruit-classifier"
-    source: str = DEFAULT_SOURCE
+    source: str | None = Field(
+        default=None,
+        description="SOURCE to ingest when a step is given none (FRUITOPS_SOURCE); unset: the "
+        "data set already in the lake",
+    )
 
     @field_validator("home")
     @classmethod

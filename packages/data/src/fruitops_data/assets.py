@@ -14,10 +14,10 @@ from typing import Any
 
 import pandas as pd
 from pydantic import BaseModel, Field
-from tqdm import tqdm
 
 from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, parquet_file
 from fruitops_core.lake import lake_from_uri
+from fruitops_core.progress import progress_bar
 from fruitops_core.tables import ParquetTable, TableWriter
 from fruitops_data.layout import FoundFile, Walk, is_junk
 from fruitops_data.manifest import (
@@ -34,8 +34,34 @@ RAW_COLUMNS = {"key": "string", "split": "string", "label": "string", "sha256": 
 
 
 class RawImagesConfig(BaseModel):
-    source: str | None = Field(None, description="SOURCE string; default FRUITOPS_SOURCE")
-    workers: int = Field(8, ge=1, le=64)
+    source: str | None = Field(
+        None,
+        description="folder in the Kaggle layout, .zip, s3://bucket/prefix, kaggle:owner/dataset "
+        "or synthetic:classes=N,per_class=M,size=S,seed=K; default: FRUITOPS_SOURCE, else the "
+        "data set already ingested",
+    )
+    workers: int = Field(8, ge=1, le=64, description="files read and uploaded at once")
+
+
+NO_DATA_SET = (
+    "no data set: nothing has been ingested into the lake yet and no source was given. "
+    "Ingest one with `fruitops data ingest SOURCE` (a folder in the Kaggle layout, a .zip, "
+    "s3://bucket/prefix or synthetic:...), or name one with --source, the DAG's source "
+    "param or FRUITOPS_SOURCE"
+)
+
+
+def chosen_source(ctx: AssetContext[RawImagesConfig]) -> str:
+    """The source given (config or FRUITOPS_SOURCE), else the one the lake already holds."""
+    ingested = (ctx.previous or {}).get("source")
+    if ctx.config.source:
+        if ingested and ingested != ctx.config.source:
+            ctx.log.warning("ingesting %s; the lake held %s until now", ctx.config.source, ingested)
+        return ctx.config.source
+    if not ingested:
+        raise ValueError(NO_DATA_SET)
+    ctx.log.info("no source given: ingesting the lake's data set %s again", ingested)
+    return ingested
 
 
 class SortedLookup:
@@ -64,7 +90,12 @@ class SortedLookup:
         return None
 
 
-@asset("data/raw_images", io=parquet_file, config=RawImagesConfig)
+@asset(
+    "data/raw_images",
+    io=parquet_file,
+    config=RawImagesConfig,
+    config_from_settings={"source": "source"},
+)
 def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
     """The source's files copied into the lake under raw/<dataset>/, skipping unchanged ones.
 
@@ -72,7 +103,7 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
     dataset id, lake prefix and ignored junk ride in its footer (``table.meta``).
     """
     resolved = resolve(
-        ctx.config.source or ctx.settings.source,
+        chosen_source(ctx),
         ctx.settings.home,
         endpoint_url=ctx.settings.s3_endpoint,
     )
@@ -98,7 +129,7 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
     with (
         TableWriter(ctx.workdir / "raw_images.parquet", RAW_COLUMNS) as writer,
         ThreadPoolExecutor(ctx.config.workers) as pool,
-        tqdm(total=total, desc="upload", unit="file", leave=False) as bar,
+        progress_bar(total, "upload", "files") as bar,
     ):
         for window in windows(walker, 256):
             keys = [f"{prefix}/{f.relpath}" for f in window]
@@ -215,7 +246,7 @@ def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: ParquetTable) 
             writer.write(frame)
             summary.add(frame)
             quarantined += quarantine(ctx, frame, dataset_id)
-        table = writer.close(dataset_id=dataset_id)
+        table = writer.close(dataset_id=dataset_id, source=raw_images.meta["source"])
     if quarantined:
         ctx.lake.write_json(f"quarantine/{dataset_id}/reasons.json", quarantined)
         ctx.log.warning(
@@ -225,6 +256,7 @@ def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: ParquetTable) 
             dataset_id,
         )
     ctx.add_metadata(
+        source=raw_images.meta["source"],
         files=summary.files,
         readable=summary.readable,
         quarantined=len(quarantined),
@@ -247,8 +279,9 @@ def unusable_share_within_threshold(
     limit = ctx.config.max_unusable_share
     return CheckResult(
         share <= limit,
-        f"{share:.1%} of {summary.files} files unusable (limit {limit:.0%}); "
-        "see quarantine/ in the lake",
+        f"{share:.1%} of {summary.files} files unusable (limit {limit:.0%}); see "
+        f"quarantine/{manifest.meta.get('dataset_id', '')}/reasons.json in the lake, then fix "
+        "or remove those files and ingest again, or allow more (--max-unusable-share)",
         {"unusable_share": share},
     )
 
@@ -271,45 +304,42 @@ def data_validation(
     ctx: AssetContext[ValidationConfig], image_manifest: ParquetTable
 ) -> dict[str, Any]:
     """Great Expectations results for the manifest: JSON, Data Docs HTML, logged to MLflow."""
-    import shutil
-
     import mlflow
 
     from fruitops_core.tracking import configure_mlflow
     from fruitops_data.validation import validate
 
-    outcome = validate(image_manifest, ctx.config)
-    summary = outcome.summary
     digest = table_manifest_hash(image_manifest)
-    report_uri = ctx.lake.write_json(f"{ctx.asset_dir}/result.json", summary)
     docs_prefix = f"{ctx.asset_dir}/data_docs"
-    ctx.lake.delete_prefix(docs_prefix)
-    for path in sorted(outcome.docs_dir.rglob("*")):
-        if path.is_file():
-            ctx.lake.put_file(
-                path, f"{docs_prefix}/{path.relative_to(outcome.docs_dir).as_posix()}"
-            )
-    docs_uri = ctx.lake.uri(f"{docs_prefix}/index.html")
     configure_mlflow(ctx.settings)
-    with mlflow.start_run(
-        run_name=f"validation-{ctx.run_id}",
-        tags={
-            "fruitops_kind": "validation",
-            "fruitops_asset_run_id": ctx.run_id,
-            "manifest_hash": digest,
-            "validation_success": str(summary["success"]),
-        },
-    ):
-        mlflow.log_metrics(
-            {
-                "validation_success": float(summary["success"]),
-                "failed_expectations": len(summary["failed_expectations"]),
-                "warnings": len(summary["warnings"]),
-            }
-        )
-        mlflow.log_dict(summary, "validation/result.json")
-        mlflow.log_artifacts(str(outcome.docs_dir), "validation/data_docs")
-    shutil.rmtree(outcome.docs_dir.parents[2], ignore_errors=True)
+    with validate(image_manifest, ctx.config) as outcome:
+        summary = outcome.summary
+        report_uri = ctx.lake.write_json(f"{ctx.asset_dir}/result.json", summary)
+        ctx.lake.delete_prefix(docs_prefix)
+        for path in sorted(outcome.docs_dir.rglob("*")):
+            if path.is_file():
+                ctx.lake.put_file(
+                    path, f"{docs_prefix}/{path.relative_to(outcome.docs_dir).as_posix()}"
+                )
+        with mlflow.start_run(
+            run_name=f"validation-{ctx.run_id}",
+            tags={
+                "fruitops_kind": "validation",
+                "fruitops_asset_run_id": ctx.run_id,
+                "manifest_hash": digest,
+                "validation_success": str(summary["success"]),
+            },
+        ):
+            mlflow.log_metrics(
+                {
+                    "validation_success": float(summary["success"]),
+                    "failed_expectations": len(summary["failed_expectations"]),
+                    "warnings": len(summary["warnings"]),
+                }
+            )
+            mlflow.log_dict(summary, "validation/result.json")
+            mlflow.log_artifacts(str(outcome.docs_dir), "validation/data_docs")
+    docs_uri = ctx.lake.uri(f"{docs_prefix}/index.html")
     ctx.add_metadata(
         success=summary["success"],
         report_uri=report_uri,
@@ -351,7 +381,9 @@ def class_mapping(
 
 
 class TrainingCacheConfig(BaseModel):
-    image_size: int = Field(64, ge=16, le=1024, description="side of the square training images")
+    image_size: int = Field(
+        128, ge=16, le=1024, description="side of the square images the model trains on"
+    )
     shard_size: int = Field(2048, ge=1, description="images per shard file")
 
 
@@ -397,13 +429,15 @@ def training_cache(
         **cache,
         "manifest_hash": digest,
         "validation_success": data_validation["success"],
-        "source": ctx.settings.source,
+        "source": image_manifest.meta.get("source"),  # what the cache was made of
     }
 
 
 class IncomingBatchConfig(BaseModel):
     source: str | None = Field(
-        None, description="folder or lake URI of images to score; default: the test split"
+        None,
+        description="folder or s3:// prefix of the images to score, e.g. s3://incoming/{ds} "
+        "({ds}: the DAG run's date); empty: the ingested data set's test split",
     )
 
 

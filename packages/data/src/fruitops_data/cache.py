@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from tqdm import tqdm
 
 from fruitops_core.lake import Lake
+from fruitops_core.progress import progress_bar
 from fruitops_data.images import decode_array
 
 SPLITS = ("train", "val", "test")
@@ -53,8 +53,10 @@ def build_cache(
         rows = usable_rows(manifest, classes, split)
         keys, labels = rows["key"].tolist(), [index[c] for c in rows["label"]]
         shards = []
-        bar = tqdm(total=len(keys), desc=f"cache {split}", unit="img", leave=False)
-        with ThreadPoolExecutor(workers) as pool:
+        with (
+            ThreadPoolExecutor(workers) as pool,
+            progress_bar(len(keys), f"cache {split}", "images") as bar,
+        ):
             for start in range(0, len(keys), shard_size):
                 chunk = keys[start : start + shard_size]
                 images = np.empty((len(chunk), 3, size, size), dtype=np.uint8)
@@ -71,7 +73,6 @@ def build_cache(
                     _npy(np.asarray(labels[start : start + shard_size], np.int64)),
                 )
                 shards.append({"path": name, "count": len(chunk)})
-        bar.close()
         splits[split] = {"count": len(keys), "shards": shards, "keys": keys}
     return {"prefix": prefix, "image_size": size, "classes": classes, "splits": splits}
 

@@ -6,18 +6,19 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fruitops_core.assets import AssetSpec
 from fruitops_core.cli import open_workspace
 from fruitops_core.lake import Lake
 from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
-from fruitops_core.output import JSON_OPTION, CommandFailed, run_command
+from fruitops_core.options import ConfigOption, with_options
+from fruitops_core.output import JSON_OPTION, CommandFailed, plain_console, run_command
 from fruitops_core.registry import AssetGraph
-from fruitops_data.assets import SUMMARY_COLUMNS, ManifestSummary
+from fruitops_data.assets import SUMMARY_COLUMNS, ManifestConfig, ManifestSummary, RawImagesConfig
 from fruitops_data.layout import find_dataset_root, walk
 from fruitops_data.synthetic import SyntheticSpec, generate
+from fruitops_data.validation import ValidationConfig
 
 app = typer.Typer(help="Data: ingest, validate, draw a synthetic set.", no_args_is_help=True)
 
@@ -38,6 +39,7 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
             {"key": k, "reason": r} for k, r in zip(bad["key"], bad["error"], strict=True)
         ]
     return {
+        "source": raw.meta.get("source"),
         "files": summary.files,
         "readable": summary.readable,
         "ignored": raw.meta.get("ignored", []),
@@ -49,40 +51,34 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
 
 
 @app.command()
+@with_options([ConfigOption("data/image_manifest", ManifestConfig, "max_unusable_share")])
 def ingest(
-    source: str = typer.Argument(
-        ...,
-        help="folder, .zip, s3://bucket/prefix, kaggle:owner/"
-        "dataset or synthetic:classes=N,per_class=M,size=S,seed=K",
-    ),
-    max_unusable_share: float = typer.Option(0.05, help="fail past this share of bad files"),
+    config: dict[str, dict[str, Any]],
+    source: str = typer.Argument(..., help=RawImagesConfig.model_fields["source"].description),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Copy a source into the lake and build its manifest; bad files are quarantined."""
+    """Copy a source into the lake and build its manifest; bad files are quarantined.
+
+    What is ingested is the data set every later step (validate, train, the DAGs) uses."""
 
     def action() -> dict[str, Any]:
         settings, graph, lake = open_workspace()
-        config = {
-            "data/raw_images": {"source": source},
-            "data/image_manifest": {"max_unusable_share": max_unusable_share},
-        }
         try:
-            materialize(
-                ["data/image_manifest"],
-                with_upstream=True,
+            materialize(  # both named: a source is walked again even if its name is the same
+                ["data/raw_images", "data/image_manifest"],
                 settings=settings,
                 graph=graph,
                 lake=lake,
-                config=config,
+                config={**config, "data/raw_images": {"source": source}},
             )
         except AssetCheckFailed as err:
             raise CommandFailed(ingest_summary(lake, graph), str(err)) from err
         return ingest_summary(lake, graph)
 
     def human(result: dict[str, Any]) -> None:
-        out = Console(soft_wrap=True)
+        out = plain_console()
         out.print(
-            f"{result['files']} files, {result['readable']} readable, "
+            f"{result['source']}: {result['files']} files, {result['readable']} readable, "
             f"{len(result['quarantined'])} quarantined, {len(result['ignored'])} ignored; "
             f"{len(result['classes'])} classes; splits {result['splits']}"
         )
@@ -93,40 +89,41 @@ def ingest(
     run_command(json_mode, action, human)
 
 
+VALIDATION_FIELDS = ("success", "failed_expectations", "warnings", "report_uri", "docs_uri")
+
+
 @app.command()
-def validate(
-    min_train_per_class: int = typer.Option(10, help="train images each class needs"),
-    max_imbalance_ratio: float = typer.Option(10.0, help="largest / smallest class (warning)"),
-    json_mode: bool = JSON_OPTION,
-) -> None:
+@with_options(
+    [
+        ConfigOption("data/data_validation", ValidationConfig, field)
+        for field in ValidationConfig.model_fields
+    ]
+)
+def validate(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> None:
     """Validate the ingested manifest with Great Expectations; exit 1 on a critical failure."""
 
     def action() -> dict[str, Any]:
         settings, graph, lake = open_workspace()
-        config = {
-            "data/data_validation": {
-                "min_train_per_class": min_train_per_class,
-                "max_imbalance_ratio": max_imbalance_ratio,
-            }
-        }
-        fields = ("success", "failed_expectations", "warnings", "report_uri", "docs_uri")
+        spec = graph["data/data_validation"]
+        if read_record(lake, graph["data/image_manifest"]) is None:
+            raise ValueError("nothing has been ingested yet: run `fruitops data ingest SOURCE`")
         try:
-            materialize(
-                ["data/data_validation"], settings=settings, graph=graph, lake=lake, config=config
-            )
+            materialize([spec.key], settings=settings, graph=graph, lake=lake, config=config)
         except AssetCheckFailed as err:
-            stored = _stored(lake, graph["data/data_validation"])
-            raise CommandFailed({k: stored[k] for k in fields}, str(err)) from err
-        stored = _stored(lake, graph["data/data_validation"])
-        return {k: stored[k] for k in fields}
+            record = read_record(lake, spec)
+            if record is None or not record.blocked_by:  # an upstream gate, not validation's
+                raise
+            stored = load_value(lake, spec)
+            raise CommandFailed({k: stored[k] for k in VALIDATION_FIELDS}, str(err)) from err
+        stored = load_value(lake, spec)
+        return {k: stored[k] for k in VALIDATION_FIELDS}
 
     def human(result: dict[str, Any]) -> None:
-        out = Console(soft_wrap=True)
-        out.print(
-            "[green]validation passed[/]"
-            if result["success"]
-            else f"[red]critical expectations failed:[/] {result['failed_expectations']}"
-        )
+        out = plain_console()
+        if result["success"]:
+            out.print("validation passed", style="green")
+        else:
+            out.print(f"critical expectations failed: {result['failed_expectations']}", style="red")
         if result["warnings"]:
             out.print(f"warnings: {result['warnings']}")
         out.print(f"report: {result['report_uri']}\nData Docs: {result['docs_uri']}")
@@ -135,22 +132,20 @@ def validate(
 
 
 @app.command()
+@with_options([ConfigOption("synthetic", SyntheticSpec, f) for f in SyntheticSpec.model_fields])
 def synth(
+    config: dict[str, dict[str, Any]],
     out: Path = typer.Argument(..., help="Folder to write Fruit_dataset/ into"),
-    classes: int = typer.Option(6, min=2, max=100),
-    per_class: int = typer.Option(40, min=3),
-    size: int = typer.Option(64, min=16, max=1024),
-    seed: int = 0,
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Draw a synthetic fruit set in the Kaggle layout (deterministic by seed)."""
 
     def action() -> dict[str, Any]:
-        spec = SyntheticSpec(classes=classes, per_class=per_class, size=size, seed=seed)
+        spec = SyntheticSpec(**config["synthetic"])
         dataset = generate(spec, out)
-        return {"path": str(dataset), "classes": classes, "splits": spec.split_counts()}
+        return {"path": str(dataset), "classes": spec.classes, "splits": spec.split_counts()}
 
-    run_command(json_mode, action, lambda r: Console().print(f"wrote {r['path']}"))
+    run_command(json_mode, action, lambda r: plain_console().print(f"wrote {r['path']}"))
 
 
 @app.command()
@@ -173,7 +168,7 @@ def inspect(
         table = Table("split", "files", "classes")
         for split, per_class in result["counts"].items():
             table.add_row(split, str(sum(per_class.values())), str(len(per_class)))
-        Console().print(table)
-        Console(soft_wrap=True).print(f"{result['root']}: {len(result['ignored'])} ignored")
+        plain_console().print(table)
+        plain_console().print(f"{result['root']}: {len(result['ignored'])} ignored")
 
     run_command(json_mode, action, human)

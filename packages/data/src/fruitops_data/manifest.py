@@ -17,8 +17,8 @@ from typing import Any
 
 import pandas as pd
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
+from fruitops_core.progress import progress_bar
 from fruitops_core.tables import ParquetTable
 from fruitops_data.images import DECODE_ERRORS, decode_failure_reason
 
@@ -96,7 +96,7 @@ def manifest_frames(
 
     with (
         ThreadPoolExecutor(max_workers=workers) as pool,
-        tqdm(total=total, desc="manifest", unit="img", leave=False) as bar,
+        progress_bar(total, "manifest", "images") as bar,
     ):
         for chunk in windows(entries, window):
             rows = list(pool.map(one, chunk))

@@ -22,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
-from tqdm import tqdm
-
+from fruitops_core.progress import track
 from fruitops_data import synthetic
 from fruitops_data.layout import find_dataset_root
 
@@ -81,12 +80,13 @@ def resolve(
             "synthetic:classes=N,per_class=M,size=S,seed=K"
         )
     path = Path(unquote(parsed.path) if parsed.scheme else source).expanduser().resolve()
+    # the absolute path is the source: later steps find the same data from any folder
     if path.suffix.lower() == ".zip":
         target = workdir / "sources" / f"zip-{path.stem}-{_zip_fingerprint(path)}"
         extract_zip(path, target, max_zip_bytes, max_zip_files)
-        return ResolvedSource(source, target.name, find_dataset_root(target))
+        return ResolvedSource(str(path), target.name, find_dataset_root(target))
     root = find_dataset_root(path)
-    return ResolvedSource(source, f"{path.name or 'root'}-{_short_hash(str(root))}", root)
+    return ResolvedSource(str(path), f"{path.name or 'root'}-{_short_hash(str(root))}", root)
 
 
 # --- zip -------------------------------------------------------------------------------------
@@ -186,9 +186,8 @@ def _mirror_s3(uri: str, target: Path, endpoint_url: str | None, workers: int = 
         lake.get_file(key, local)
 
     with ThreadPoolExecutor(workers) as pool:
-        list(
-            tqdm(pool.map(fetch, keys), total=len(keys), desc="download", unit="file", leave=False)
-        )
+        for _ in track(pool.map(fetch, keys), len(keys), "download", "files"):
+            pass
 
 
 # --- Kaggle ----------------------------------------------------------------------------------

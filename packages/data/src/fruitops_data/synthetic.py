@@ -129,10 +129,10 @@ TEXTURES = ("plain", "stripes", "dots", "speckles")
 class SyntheticSpec(BaseModel):
     """``synthetic:classes=N,per_class=M,size=S,seed=K`` as a typed object."""
 
-    classes: int = Field(6, ge=2, le=len(FRUIT_NAMES))
+    classes: int = Field(6, ge=2, le=len(FRUIT_NAMES), description="fruit classes drawn")
     per_class: int = Field(40, ge=3, description="images per class over all splits")
-    size: int = Field(64, ge=16, le=1024)
-    seed: int = 0
+    size: int = Field(64, ge=16, le=1024, description="side of the square images")
+    seed: int = Field(0, description="the same seed draws the same images")
 
     @classmethod
     def parse(cls, text: str) -> SyntheticSpec:

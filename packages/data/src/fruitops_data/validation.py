@@ -14,7 +14,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -196,17 +197,30 @@ def _unexpected(result: Any) -> list[Any]:
     return [v if isinstance(v, (str, int, float, bool)) else str(v) for v in values[:10]]
 
 
-def validate(manifest: pd.DataFrame | ParquetTable, config: ValidationConfig) -> ValidationOutcome:
-    """Run the suites; Data Docs are built into a temporary folder for the caller to store."""
-    import great_expectations as gx
-
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)
+@contextmanager
+def validate(
+    manifest: pd.DataFrame | ParquetTable, config: ValidationConfig
+) -> Iterator[ValidationOutcome]:
+    """Run the suites; Data Docs are built in a temporary folder, there while the block runs
+    for the caller to store, and removed with GX's project and the SQLite copy after it."""
     if len(manifest) == 0:
         raise ValueError("the manifest is empty: there is nothing to validate")
-    root = Path(tempfile.mkdtemp(prefix="fruitops-gx-"))
+    with tempfile.TemporaryDirectory(prefix="fruitops-gx-") as tmp:
+        yield _validate(manifest, config, Path(tmp))
+
+
+def _validate(
+    manifest: pd.DataFrame | ParquetTable, config: ValidationConfig, root: Path
+) -> ValidationOutcome:
+    import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    logging.getLogger("great_expectations").setLevel(logging.WARNING)
     frames = manifest.batches() if isinstance(manifest, ParquetTable) else [manifest]
     database = load_sqlite(frames, root / "manifest.sqlite")
     context = gx.get_context(mode="file", project_root_dir=str(root))
+    # GX draws a "Calculating Metrics" bar per expectation otherwise: hundreds per run
+    context.variables.progress_bars = ProgressBarsConfig(globally=False)
     source = context.data_sources.add_sqlite("fruitops", connection_string=f"sqlite:///{database}")
     results: list[dict[str, Any]] = []
     statistics: dict[str, Any] = {}

@@ -6,92 +6,76 @@ import time
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fruitops_core.cli import open_workspace
 from fruitops_core.materialize import load_value, materialize, read_record
-from fruitops_core.output import JSON_OPTION, run_command
+from fruitops_core.options import ConfigOption, with_options
+from fruitops_core.output import JSON_OPTION, plain_console, run_command
 from fruitops_core.settings import FruitOpsSettings
+from fruitops_models.config import EvaluationConfig, PromotionConfig
+from fruitops_models.options import TRAIN_COMMAND, TRAINED
+
+CANDIDATE_METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
 
 models_app = typer.Typer(
     help="The model registry: list versions, promote the best.", no_args_is_help=True
 )
 
 
-def train(
-    arch: str = typer.Option("cnn", help="cnn, resnet18, resnet50 or efficientnet_b0"),
-    epochs: int = typer.Option(3, min=1),
-    image_size: int = typer.Option(64, help="side of the training images (the cache's size)"),
-    batch_size: int = typer.Option(32, min=2),
-    lr: float = typer.Option(3e-3),
-    pretrained: bool = typer.Option(False, help="start from torchvision's ImageNet weights"),
-    weights: str | None = typer.Option(None, help="local ImageNet weights file (offline)"),
-    finetune: str = typer.Option("full", help="full or head"),
-    source: str | None = typer.Option(
-        None, help="SOURCE to ingest first (default: the stored manifest, else FRUITOPS_SOURCE)"
-    ),
-    json_mode: bool = JSON_OPTION,
-) -> None:
-    """Train ARCH, log everything to MLflow and register it (promotion is separate)."""
-    config = {
-        "arch": arch,
-        "architectures": [arch],
-        "epochs": epochs,
-        "batch_size": batch_size,
-        "lr": lr,
-        "pretrained": pretrained,
-        "weights": weights,
-        "finetune": finetune,
-    }
+@with_options(TRAIN_COMMAND)
+def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> None:
+    """Train one candidate per --arch on the ingested data set, log everything to MLflow and
+    register it. Missing or stale upstream steps (validation, cache) run first; the first
+    model registered becomes champion, later ones wait for `fruitops models promote`."""
 
     def action() -> dict[str, Any]:
+        from fruitops_core.tracking import champion
         from fruitops_models.train import dist_info
 
         settings, graph, lake = open_workspace()
         rank, world = dist_info()
         if rank > 0:
-            return _train_follower(settings, graph, lake, config)
+            return _train_follower(settings, graph, lake, config[TRAINED])
         start = time.perf_counter()
-        asset_config: dict[str, dict[str, Any]] = {
-            "data/training_cache": {"image_size": image_size},
-            "models/trained_model": config,
-        }
-        if source:
-            asset_config["data/raw_images"] = {"source": source}
-        needs_data = source is not None or read_record(lake, graph["data/image_manifest"]) is None
-        keys = ["data/training_cache", "models/trained_model"]
         records = materialize(
-            keys,
-            settings=settings,
-            graph=graph,
-            lake=lake,
-            with_upstream=needs_data,
-            config=asset_config,
+            [TRAINED], settings=settings, graph=graph, lake=lake, with_upstream=True, config=config
         )
-        (candidate,) = load_value(lake, graph["models/trained_model"])["candidates"]
+        trained = load_value(lake, graph[TRAINED])
+        crowned = champion(settings)
         return {
-            "run_id": candidate["run_id"],
-            "model_name": candidate["name"],
-            "model_version": candidate["version"],
-            "arch": candidate["arch"],
-            "metrics": {
-                k: candidate["metrics"].get(k)
-                for k in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
-            },
+            "candidates": [
+                {
+                    "arch": c["arch"],
+                    "run_id": c["run_id"],
+                    "model_name": c["name"],
+                    "model_version": c["version"],
+                    "metrics": {k: c["metrics"].get(k) for k in CANDIDATE_METRICS},
+                    "images_per_second": c["images_per_second"],
+                }
+                for c in trained["candidates"]
+            ],
+            "classes": len(trained["classes"]),
+            "source": load_value(lake, graph["data/training_cache"])["source"],
+            "champion_version": crowned["version"] if crowned else None,
             "seconds": round(time.perf_counter() - start, 2),
-            "images_per_second": candidate["images_per_second"],
             "asset_run_id": records[-1].run_id,
             "world_size": world,
         }
 
     def human(result: dict[str, Any]) -> None:
-        out = Console(soft_wrap=True)
+        out = plain_console()
+        out.print(f"trained on {result['source']} ({result['classes']} classes)")
+        for c in result["candidates"]:
+            scores = ", ".join(f"{k}={v:.3f}" for k, v in c["metrics"].items() if v is not None)
+            out.print(
+                f"{c['arch']} → {c['model_name']} v{c['model_version']} "
+                f"(MLflow run {c['run_id']}), {c['images_per_second']} img/s: {scores}"
+            )
         out.print(
-            f"{result['arch']} → {result['model_name']} v{result['model_version']} "
-            f"(MLflow run {result['run_id']}), {result['images_per_second']} img/s"
+            f"champion: v{result['champion_version']}"
+            " (`fruitops models promote` weighs newer candidates against it)"
         )
-        out.print(", ".join(f"{k}={v:.3f}" for k, v in result["metrics"].items() if v is not None))
 
     run_command(json_mode, action, human)
 
@@ -103,37 +87,41 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
     from fruitops_models.training_run import TrainingInputs, open_splits
 
     if read_record(lake, graph["data/training_cache"]) is None:
-        raise RuntimeError(
+        raise ValueError(
             "under torchrun the training cache must exist first: run "
             "`fruitops materialize data/training_cache --with-upstream`"
         )
     cache = load_value(lake, graph["data/training_cache"])
     inputs = TrainingInputs(cache, {"success": True}, lake, settings, "follower")
     splits = open_splits(inputs)
-    train_config = TrainConfig(**{k: v for k, v in config.items() if k != "architectures"})
+    (arch,) = config.get("architectures", ["cnn"])
+    recipe = {k: v for k, v in config.items() if k != "architectures"}
+    train_config = TrainConfig(**recipe, arch=arch)
     result = train_model(train_config, splits["train"], splits["val"], cache["classes"])
     return {"rank_follower": True, "images_per_second": result.images_per_second}
 
 
 @models_app.command("promote")
-def promote(
-    margin: float = typer.Option(0.0, help="macro-F1 the candidate must gain"),
-    split: str = typer.Option("val", help="split both models are scored on"),
-    json_mode: bool = JSON_OPTION,
-) -> None:
-    """Score the last trained candidates and the champion; promote the best by margin."""
+@with_options(
+    [
+        ConfigOption("models/champion_model", PromotionConfig, "margin"),
+        ConfigOption("models/model_evaluation", EvaluationConfig, "split"),
+    ]
+)
+def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> None:
+    """Score every candidate registered since the champion was chosen (whichever `train`
+    made it) and the champion on one split; move the alias to the best by the margin."""
 
     def action() -> dict[str, Any]:
         settings, graph, lake = open_workspace()
+        if read_record(lake, graph[TRAINED]) is None:
+            raise ValueError("nothing has been trained yet: run `fruitops train` first")
         materialize(
             ["models/model_evaluation", "models/champion_model", "models/training_report"],
             settings=settings,
             graph=graph,
             lake=lake,
-            config={
-                "models/model_evaluation": {"split": split},
-                "models/champion_model": {"margin": margin},
-            },
+            config=config,
         )
         champion = load_value(lake, graph["models/champion_model"])
         report = load_value(lake, graph["models/training_report"])
@@ -145,7 +133,7 @@ def promote(
         }
 
     def human(result: dict[str, Any]) -> None:
-        Console(soft_wrap=True).print(
+        plain_console().print(
             f"{'promoted' if result['promoted'] else 'kept out'}: {result['reason']}\n"
             f"champion: v{result['champion_version']}; report: {result['report_uri']}"
         )
@@ -198,6 +186,6 @@ def list_models(json_mode: bool = JSON_OPTION) -> None:
                 f"{r['test_macro_f1']:.3f}" if r["test_macro_f1"] is not None else "",
                 (r["run_id"] or "")[:8],
             )
-        Console().print(table)
+        plain_console().print(table)
 
     run_command(json_mode, action, human)

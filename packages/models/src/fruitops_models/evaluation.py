@@ -1,5 +1,9 @@
 """Scoring registered model versions on one split of the training cache.
 
+The candidates are this run's models plus every version registered after the champion that
+no promotion has weighed yet (`registry.pending_candidates`), so candidates trained by
+separate commands are compared together.
+
 Candidates and the current champion are loaded the way serving loads them (the logged pt2
 model and its metadata) and compared by class *name*, so a champion trained on another class
 list or image size is still scored fairly on the same images.
@@ -20,7 +24,7 @@ from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import CHAMPION_ALIAS
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models.metrics import confusion_matrix, macro_f1
-from fruitops_models.registry import load_model
+from fruitops_models.registry import load_model, pending_candidates
 
 
 def predict_names(uri: str, data: CachedSplit, batch_size: int = 128) -> list[str]:
@@ -74,16 +78,22 @@ def score_versions(
         champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
     except MlflowException:
         champion = None
+    champion_version = int(champion.version) if champion is not None else None
     entries = [(int(c["version"]), "candidate", c["arch"]) for c in candidates]
-    if champion is not None and int(champion.version) not in {v for v, _, _ in entries}:
-        entries.append((int(champion.version), "champion", champion.tags.get("arch", "?")))
+    for pending in pending_candidates(client, name, champion_version):
+        if pending["version"] not in {v for v, _, _ in entries}:
+            entries.append((pending["version"], "candidate", pending["arch"]))
+    entries = [e for e in entries if e[0] != champion_version]
+    if champion is not None:
+        entries.append((champion_version, "champion", champion.tags.get("arch", "?")))
     scores = []
     for version, role, arch in entries:
         predicted = predict_names(f"models:/{name}/{version}", data)
         scores.append(
             {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
         )
-    candidate_scores = [s for s in scores if s["role"] == "candidate"]
+    # the champion itself may be this run's only candidate (crowned at registration)
+    candidate_scores = [s for s in scores if s["role"] == "candidate"] or scores
     best = max(candidate_scores, key=lambda s: (s["macro_f1"], -s["version"]))
     champion_score = None
     if champion is not None:

@@ -68,7 +68,44 @@ def log_and_register(
     )
     version = int(info.registered_model_version)
     client.set_model_version_tag(settings.registered_model, str(version), "arch", arch)
+    crown_if_first(client, settings.registered_model, version, classes)
     return _registered(settings.registered_model, version, info.model_uri)
+
+
+def crown_if_first(client: Any, name: str, version: int, classes: list[str]) -> bool:
+    """Make ``version`` champion at once when there is none, or when the champion knows other
+    classes (it was trained on another data set and cannot name these fruit): a first model
+    is usable right away. Later ones wait for promotion. Returns whether it was crowned."""
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except MlflowException:
+        reason = "the first model registered becomes champion"
+    else:
+        known = mlflow.models.get_model_info(f"models:/{name}/{current.version}").metadata or {}
+        if list(known.get("classes", [])) == list(classes):
+            return False
+        reason = f"champion v{current.version} was trained on other classes: replaced at once"
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    client.set_model_version_tag(name, str(version), "promotion.promoted", "True")
+    client.set_model_version_tag(name, str(version), "promotion.reason", reason)
+    client.set_model_version_tag(name, str(version), WEIGHED_TAG, "registration")
+    return True
+
+
+#: tag of every version a promotion has weighed (value: the champion it was weighed against)
+WEIGHED_TAG = "promotion.weighed_against"
+
+
+def pending_candidates(client: Any, name: str, champion_version: int | None) -> list[dict]:
+    """Versions registered after the champion that no promotion has weighed yet: what
+    separate `fruitops train` commands left for `fruitops models promote`."""
+    versions = client.search_model_versions(f"name = '{name}'")
+    return [
+        {"version": int(mv.version), "arch": mv.tags.get("arch", "?")}
+        for mv in sorted(versions, key=lambda v: int(v.version))
+        if WEIGHED_TAG not in mv.tags
+        and (champion_version is None or int(mv.version) > champion_version)
+    ]
 
 
 def _registered(name: str, version: int, logged_model_uri: str) -> dict[str, Any]:
@@ -121,6 +158,10 @@ def promote_if_better(
         client.set_model_version_tag(
             name, str(best["version"]), f"promotion.{key}", str(decision[key])
         )
+    against = str(champion["version"]) if champion else "none"
+    for score in evaluation["scores"]:
+        if score["role"] == "candidate":
+            client.set_model_version_tag(name, str(score["version"]), WEIGHED_TAG, against)
     return decision
 
 

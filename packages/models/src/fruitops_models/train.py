@@ -24,8 +24,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm import tqdm
 
+from fruitops_core.progress import progress_bar
 from fruitops_data.cache import CachedSplit
 from fruitops_models.architectures import FruitClassifier, build_model
 from fruitops_models.config import TrainConfig
@@ -316,28 +316,28 @@ def train(
         wrapped.train()
         order = torch.randperm(len(train_data), generator=generator).numpy()[rank::world]
         loss_sum, correct = 0.0, 0
-        bar = tqdm(
-            range(0, len(order), config.batch_size),
-            unit="batch",
-            leave=False,
-            desc=f"{config.arch} epoch {epoch}/{config.epochs}",
+        with progress_bar(
+            math.ceil(len(order) / config.batch_size),
+            f"{config.arch} epoch {epoch}/{config.epochs}",
+            "batches",
             disable=rank != 0,
-        )
-        for start in bar:
-            idx = order[start : start + config.batch_size]
-            x, y = _batch(train_data, idx, device, config.channels_last, augment_dtype)
-            with _autocast(device, dtype):
-                logits = wrapped(x)
-                loss = loss_fn(logits.float(), y)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            loss_sum += loss.item() * len(y)
-            correct += (logits.argmax(1) == y).sum().item()
-            seen += len(y)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+        ) as bar:
+            for start in range(0, len(order), config.batch_size):
+                idx = order[start : start + config.batch_size]
+                x, y = _batch(train_data, idx, device, config.channels_last, augment_dtype)
+                with _autocast(device, dtype):
+                    logits = wrapped(x)
+                    loss = loss_fn(logits.float(), y)
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                loss_sum += loss.item() * len(y)
+                correct += (logits.argmax(1) == y).sum().item()
+                seen += len(y)
+                bar.update()
+                bar.note(f"loss {loss.item():.3f}")
         if world > 1:  # BatchNorm statistics are per process: take rank 0's everywhere, so
             # every replica scores the same model and makes the same early-stopping call
             for buffer in _unwrap(model).buffers():

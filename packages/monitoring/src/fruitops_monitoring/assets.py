@@ -20,7 +20,7 @@ from fruitops_core.lake import Lake, lake_from_uri, object_at
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tables import ParquetTable
 from fruitops_core.tracking import configure_mlflow
-from fruitops_monitoring.drift import DriftPolicy
+from fruitops_monitoring.config import DriftPolicy
 
 REFERENCES = "assets/monitoring/reference_profile/by_model"
 
@@ -131,7 +131,12 @@ def reference_profile(
         ctx.config,
         ctx.workdir,
     )
-    ctx.add_metadata(reused=result["reused"], rows=result["rows"], model_uri=result["model_uri"])
+    ctx.add_metadata(
+        reused=result["reused"],
+        rows=result["rows"],
+        model_uri=result["model_uri"],
+        source=image_manifest.meta.get("source"),  # the data set the champion is watched on
+    )
     return result
 
 

@@ -7,26 +7,30 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 
-from fruitops_core.output import JSON_OPTION, run_command
+from fruitops_core.lake import Lake
+from fruitops_core.options import ConfigOption, with_options
+from fruitops_core.output import JSON_OPTION, plain_console, run_command
+from fruitops_core.registry import AssetGraph
+from fruitops_core.settings import FruitOpsSettings
+from fruitops_monitoring.assets import DriftConfig, ReferenceConfig, build_reference, run_drift
 
 app = typer.Typer(help="Monitoring: image features and drift reports.", no_args_is_help=True)
 
 
 @app.command()
+@with_options([ConfigOption("policy", DriftConfig, f) for f in ("drift_share", "critical_columns")])
 def drift(
-    batch: str = typer.Option(
-        ..., help="a predictions table (path or s3:// URI) written by fruitops score"
+    config: dict[str, dict[str, Any]],
+    batch: str | None = typer.Option(
+        None,
+        help="a predictions table (path or s3:// URI) written by fruitops score; "
+        "default: the last one it wrote",
     ),
     reference: str | None = typer.Option(
         None,
-        help="a reference record (.json, as monitoring/reference_profile stores it); "
-        "default: the reference profile in the lake",
-    ),
-    drift_share: float = typer.Option(0.5, help="dataset drift at this share of columns"),
-    critical: list[str] = typer.Option(
-        [], help="a column whose drift alone is dataset drift (repeatable)"
+        help="a reference record (.json, as monitoring/reference_profile stores it); default: "
+        "the held-out split as the batch's model version sees it (built on first use)",
     ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
@@ -37,26 +41,26 @@ def drift(
 
         from fruitops_core.cli import open_workspace
         from fruitops_core.lake import object_at
-        from fruitops_core.materialize import load_value, read_record
-        from fruitops_monitoring.assets import DriftConfig, run_drift
 
         settings, graph, lake = open_workspace()
-        if reference:
-            ref_lake, name = object_at(reference, settings.s3_endpoint)
-            record = ref_lake.read_json(name)
-        else:
-            spec = graph["monitoring/reference_profile"]
-            if read_record(lake, spec) is None:
-                raise ValueError(
-                    "no reference profile in the lake: run `fruitops materialize "
-                    "monitoring/reference_profile --with-upstream` or pass --reference"
-                )
-            record = load_value(lake, spec)
-        policy = DriftConfig(drift_share=drift_share, critical_columns=critical)
+        policy = DriftConfig(**config.get("policy", {}))
+        scored = batch or last_scored(lake)
         stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
         with tempfile.TemporaryDirectory(prefix="fruitops-drift-") as tmp:
+            if reference:
+                ref_lake, name = object_at(reference, settings.s3_endpoint)
+                record = ref_lake.read_json(name)
+            else:
+                record = reference_for_batch(lake, settings, graph, scored, Path(tmp))
             result = run_drift(
-                lake, settings, batch, record, policy, f"drift/{stamp}", Path(tmp), f"drift-{stamp}"
+                lake,
+                settings,
+                scored,
+                record,
+                policy,
+                f"drift/{stamp}",
+                Path(tmp),
+                f"drift-{stamp}",
             )
         keys = (
             "dataset_drift",
@@ -66,20 +70,60 @@ def drift(
             "report_json_uri",
         )
         return {k: result[k] for k in keys} | {
+            "batch": scored,
             "current_rows": result["current_rows"],
             "reference_rows": result["reference_rows"],
+            "reference_model_uri": result["reference_model_uri"],
             "quarantined": result["quarantined"],
         }
 
     def human(result: dict[str, Any]) -> None:
-        out = Console(soft_wrap=True)
-        verdict = "[red]drift[/]" if result["dataset_drift"] else "[green]no dataset drift[/]"
+        out = plain_console()
+        if result["dataset_drift"]:
+            out.print("drift", style="red", end="")
+        else:
+            out.print("no dataset drift", style="green", end="")
         out.print(
-            f"{verdict}: {result['drift_share']:.0%} of columns drifted "
-            f"{result['drifted_columns']}\nreport: {result['report_html_uri']}"
+            f": {result['drift_share']:.0%} of columns drifted {result['drifted_columns']}\n"
+            f"batch: {result['batch']}\nreport: {result['report_html_uri']}"
         )
 
     run_command(json_mode, action, human)
+
+
+def last_scored(lake: Lake) -> str:
+    """The predictions table `fruitops score` wrote last."""
+    from fruitops_serving.assets import LATEST_PREDICTIONS
+
+    if not lake.exists(LATEST_PREDICTIONS):
+        raise ValueError(
+            "no scored batch: run `fruitops score FOLDER` first, or pass --batch TABLE"
+        )
+    return lake.read_json(LATEST_PREDICTIONS)["predictions_uri"]
+
+
+def reference_for_batch(
+    lake: Lake, settings: FruitOpsSettings, graph: AssetGraph, batch: str, workdir: Path
+) -> dict[str, Any]:
+    """The reference of the model version that scored ``batch``: stored, or built now from
+    the ingested data set's held-out split."""
+    from fruitops_core.lake import object_at
+    from fruitops_core.materialize import load_value, read_record
+
+    manifest_spec = graph["data/image_manifest"]
+    if read_record(lake, manifest_spec) is None:
+        raise ValueError(
+            "no data set to build a reference from: run `fruitops data ingest SOURCE` first, "
+            "or pass --reference"
+        )
+    table_lake, name = object_at(batch, settings.s3_endpoint)
+    scored = table_lake.read_parquet(name)
+    if scored.empty:
+        raise ValueError(f"{batch} holds no predictions: score a batch with images first")
+    model_uri = f"models:/{scored['model_name'].iloc[0]}/{int(scored['model_version'].iloc[0])}"
+    return build_reference(
+        lake, settings, load_value(lake, manifest_spec), model_uri, ReferenceConfig(), workdir
+    )
 
 
 @app.command()
@@ -136,7 +180,7 @@ def features(
         }
 
     def human(result: dict[str, Any]) -> None:
-        Console(soft_wrap=True).print(
+        plain_console().print(
             f"{result['rows']} of {result['images']} images → {result['output_uri']}; "
             f"{len(result['quarantined'])} undecodable"
         )

@@ -16,25 +16,12 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.presets import ClassificationPreset, DataDriftPreset
-from pydantic import BaseModel, Field
 
+from fruitops_monitoring.config import DriftPolicy
 from fruitops_monitoring.features import IMAGE_COLUMNS, MODEL_COLUMNS
 
 LABEL = "label"
 PREDICTION = "predicted_class"
-
-
-class DriftPolicy(BaseModel):
-    """When a batch counts as drifted. Any one rule is enough."""
-
-    drift_share: float = Field(
-        0.5, gt=0, le=1, description="dataset drift when at least this share of columns drift"
-    )
-    critical_columns: list[str] = Field(
-        default_factory=list,
-        description="columns whose drift alone is dataset drift (e.g. predicted_class)",
-    )
-    min_images: int = Field(2, ge=2, description="fewer images on either side is an error")
 
 
 def drift_columns(frame: pd.DataFrame) -> tuple[list[str], list[str]]:

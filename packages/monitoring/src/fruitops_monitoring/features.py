@@ -21,8 +21,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from PIL import Image, ImageFilter
-from tqdm import tqdm
 
+from fruitops_core.progress import progress_bar
 from fruitops_data.images import DECODE_ERRORS, decode_failure_reason, decode_rgb
 from fruitops_data.manifest import windows
 from fruitops_monitoring.embedder import Embedder
@@ -158,7 +158,7 @@ def feature_frames(
     size = model.image_size if model is not None else None
     with (
         ThreadPoolExecutor(workers) as pool,
-        tqdm(total=total, desc=desc, unit="img", leave=False) as bar,
+        progress_bar(total, desc, "images") as bar,
     ):
         for window in windows(keys, chunk):
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,13 +15,28 @@ class ScoringConfig(BaseModel):
     model_uri: str | None = Field(
         None, description="default: the champion version chosen by models/champion_model"
     )
-    batch_size: int = Field(128, ge=1)
-    precision: str = Field(
-        "auto",
-        pattern="^(auto|fp32)$",
-        description="auto: bf16 where it passed the gate, else fp32",
+    batch_size: int = Field(128, ge=1, description="images scored at once")
+    precision: Literal["auto", "fp32"] = Field(
+        "auto", description="auto: bf16 where it passed the gate against fp32, else fp32"
     )
-    backend: str = Field("openvino", pattern="^(openvino|torch)$", description="inference engine")
+    backend: Literal["openvino", "torch"] = Field(
+        "openvino", description="inference engine (openvino: the faster, see benchmarks/)"
+    )
+
+
+#: Where `fruitops score` notes the table it wrote last (`fruitops monitor drift` reads it).
+LATEST_PREDICTIONS = "predictions/latest.json"
+
+
+class OutputConfig(BaseModel):
+    """Where `fruitops score` writes its table."""
+
+    output: str | None = Field(
+        None,
+        description="path or s3:// URI of the table; default predictions/<input>.<format> "
+        "in the lake",
+    )
+    format: Literal["parquet", "csv"] = Field("parquet", description="table format")
 
 
 @asset(

@@ -22,19 +22,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
-from tqdm import tqdm
 
 from fruitops_core.lake import Lake
+from fruitops_core.progress import progress_bar
 from fruitops_data.images import DECODE_ERRORS, decode_array, decode_failure_reason
 from fruitops_data.manifest import windows
 from fruitops_models.registry import LoadedModel, ModelNotFound, load_model
+from fruitops_serving.assets import ScoringConfig
 from fruitops_serving.inputs import ScoringInput
 
 __all__ = ["LoadedModel", "ModelNotFound", "Predictor", "load_model", "precision_gate", "score"]
@@ -69,7 +70,7 @@ GATE_AGREEMENT = 0.995
 GATE_ACCURACY_DROP = 0.002
 
 
-BACKENDS = ("openvino", "torch")
+BACKENDS: tuple[str, ...] = get_args(ScoringConfig.model_fields["backend"].annotation)
 WARM_BATCH = 128  # score()'s default chunk
 
 
@@ -237,7 +238,7 @@ def score(
     with (
         tempfile.TemporaryDirectory(prefix="fruitops-score-") as tmp,
         ThreadPoolExecutor(workers) as pool,
-        tqdm(total=len(source.keys), desc="score", unit="img", leave=False) as bar,
+        progress_bar(len(source.keys), "score", "images") as bar,
     ):
         writer = PredictionWriter(fmt, Path(tmp))
 

@@ -1,0 +1,18 @@
+"""Typed configs of monitoring (free of Evidently, which takes seconds to import)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+
+class DriftPolicy(BaseModel):
+    """When a batch counts as drifted. Any one rule is enough."""
+
+    drift_share: float = Field(
+        0.5, gt=0, le=1, description="dataset drift when at least this share of columns drift"
+    )
+    critical_columns: list[str] = Field(
+        default_factory=list,
+        description="columns whose drift alone is dataset drift (e.g. predicted_class)",
+    )
+    min_images: int = Field(2, ge=2, description="fewer images on either side is an error")
