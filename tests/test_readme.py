@@ -36,6 +36,19 @@ def test_usage_block_is_found_and_names_the_sample():
     assert "fruitops train" in block and "fruitops monitor drift" in block
 
 
+def test_the_defaults_the_readme_states_are_the_configs():
+    from fruitops_data.assets import TrainingCacheConfig
+    from fruitops_models.config import CandidatesConfig
+
+    recipe, cache = CandidatesConfig(), TrainingCacheConfig()
+    stated = (
+        f"trains the `{recipe.architectures[0]}`\n  at {cache.image_size} px, batch "
+        f"{recipe.batch_size}, for up to {recipe.epochs} epochs with early stopping "
+        f"(patience {recipe.patience})"
+    )
+    assert stated in (ROOT / "README.md").read_text()
+
+
 def _fruitops_json(env: dict[str, str], *args: str) -> dict:
     done = subprocess.run(
         [str(ROOT / ".venv" / "bin" / "fruitops"), *args, "--json"],

@@ -119,7 +119,7 @@ def test_dag_params_are_made_from_the_config_fields(dagbag):
         schema = params.get_param("architectures").schema
         assert schema["items"]["enum"] == list(ARCHITECTURES) and schema["minItems"] == 1
         assert params.get_param("epochs").schema["minimum"] == 1
-        description = params.get_param("epochs").schema["description"]
+        description = params.get_param("epochs").description
         assert description == CandidatesConfig.model_fields["epochs"].description
     monitoring = dagbag.dags["fruitops_monitoring"].params
     assert monitoring["drift_share"] == DriftConfig().drift_share
@@ -139,7 +139,7 @@ def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dag
     assert decision.upstream_task_ids == {"monitoring__drift_report"}
     assert decision.downstream_task_ids == {"trigger_retraining", "no_drift"}
     assert monitoring.get_task("trigger_retraining").trigger_dag_id == "fruitops_training"
-    assert set(monitoring.params) == {"drift_share", "critical_columns"}
+    assert set(monitoring.params) == {"drift_share", "critical_columns", "asset_config"}
 
 
 def test_scoring_runs_daily_on_the_days_folder(dagbag):
@@ -150,7 +150,11 @@ def test_scoring_runs_daily_on_the_days_folder(dagbag):
         "data__incoming_batch",
         "serving__batch_predictions",
     ]
-    assert scoring.schedule == "@daily" and set(scoring.params) == {"batch", "backend"}
+    assert scoring.schedule == "@daily" and set(scoring.params) == {
+        "batch",
+        "backend",
+        "asset_config",
+    }
     mapping = {"batch": ("data/incoming_batch", "source")}
     assert config_from_params({"batch": "s3://in/{ds}"}, mapping, "2026-11-27") == {
         "data/incoming_batch": {"source": "s3://in/2026-11-27"}

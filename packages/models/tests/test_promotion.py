@@ -67,3 +67,43 @@ def test_worse_or_barely_better_candidates_stay_out(registry):
     assert tags["promotion.previous_champion_score"] == "0.7"
     better = promote_if_better(settings, evaluation((v4, 0.80), (v1, 0.70)), 0.02)
     assert better["promoted"] and champion_version(client, settings.registered_model) == v4
+
+
+def test_pending_candidates_are_the_unweighed_versions_after_the_champion(registry):
+    from fruitops_models.registry import WEIGHED_TAG, pending_candidates
+
+    settings, client, new = registry
+    name = settings.registered_model
+    v1, v2, v3 = new(), new(), new()
+    assert [p["version"] for p in pending_candidates(client, name, None)] == [v1, v2, v3]
+    assert [p["version"] for p in pending_candidates(client, name, v1)] == [v2, v3]
+    promote_if_better(settings, evaluation((v2, 0.4), (v1, 0.5)), 0.0)  # v2 weighed, lost
+    assert client.get_model_version(name, str(v2)).tags[WEIGHED_TAG] == str(v1)
+    assert [p["version"] for p in pending_candidates(client, name, v1)] == [v3]
+
+
+@pytest.mark.slow
+def test_the_first_model_and_one_of_other_classes_are_crowned_at_registration(settings):
+    import torch
+
+    from fruitops_models.architectures import build_model
+    from fruitops_models.registry import log_and_register
+
+    configure_mlflow(settings)
+    client = mlflow.MlflowClient()
+    example = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+
+    def register(classes: list[str]) -> int:
+        with mlflow.start_run():
+            model = build_model("cnn", len(classes))
+            return log_and_register(model, classes, 32, example, settings, "cnn")["version"]
+
+    first = register(["apple", "kiwi"])
+    assert champion_version(client, settings.registered_model) == first
+    second = register(["apple", "kiwi"])  # same classes: waits for promotion
+    assert champion_version(client, settings.registered_model) == first
+    other = register(["banana", "lemon", "lime"])  # the champion cannot name these
+    assert champion_version(client, settings.registered_model) == other
+    tags = client.get_model_version(settings.registered_model, str(other)).tags
+    assert "trained on other classes" in tags["promotion.reason"]
+    assert second == first + 1

@@ -65,8 +65,9 @@ def test_logged_model_carries_what_serving_needs(pipeline):
 
 def test_evaluation_and_first_promotion(pipeline):
     evaluation = pipeline.lake.read_json("assets/models/model_evaluation/data.json")
-    assert evaluation["split"] == "val" and evaluation["champion"] is None
-    assert evaluation["best_candidate"]["version"] == candidate(pipeline)["version"]
+    # the first model registered was champion at once; evaluation scores it as such
+    assert evaluation["split"] == "val" and evaluation["champion"]["version"] == 1
+    assert evaluation["best_candidate"]["version"] == candidate(pipeline)["version"] == 1
     champion = pipeline.lake.read_json("assets/models/champion_model/data.json")
     client = mlflow.MlflowClient(
         pipeline.settings.tracking_uri, registry_uri=pipeline.settings.tracking_uri
@@ -74,6 +75,7 @@ def test_evaluation_and_first_promotion(pipeline):
     mv = client.get_model_version_by_alias("fruit-classifier", "champion")
     assert int(mv.version) == champion["version"] == 1
     assert champion["decision"]["promoted"] and mv.tags["promotion.promoted"] == "True"
+    assert "already champion" in champion["decision"]["reason"]
 
 
 def test_training_report_names_the_winner(pipeline):

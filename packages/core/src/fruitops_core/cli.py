@@ -334,8 +334,10 @@ def main() -> None:
     if "--json" not in sys.argv[1:]:
         app()
         return
+    # every command takes --json: accept it anywhere (`fruitops --json train …` too)
+    args = [a for a in sys.argv[1:] if a != "--json"] + ["--json"]
     try:
-        code = app(standalone_mode=False)
+        code = app(args, standalone_mode=False)
     except UsageError as err:
         hint = f" (see: {err.ctx.command_path} --help)" if err.ctx else ""
         typer.echo(json.dumps({"error": err.format_message() + hint, "error_type": "UsageError"}))

@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args, get_origin
 
 import typer
-from annotated_types import Ge, Le
+from annotated_types import Ge, Gt, Le, Lt
 from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
@@ -68,11 +68,16 @@ def param_map(options: Sequence[ConfigOption]) -> ParamMap:
 def _typer_parameter(option: ConfigOption) -> inspect.Parameter:
     info = option.info
     bounds: dict[str, Any] = {}
+    help_text = info.description or ""
     for item in info.metadata:
         if isinstance(item, Ge):
             bounds["min"] = item.ge
         elif isinstance(item, Le):
             bounds["max"] = item.le
+        elif isinstance(item, Gt):  # checked by pydantic before anything runs
+            help_text += f" [x>{item.gt}]"
+        elif isinstance(item, Lt):
+            help_text += f" [x<{item.lt}]"
     annotation = info.annotation
     if get_origin(annotation) is list:  # a repeatable option
         (item,) = get_args(annotation)
@@ -82,7 +87,7 @@ def _typer_parameter(option: ConfigOption) -> inspect.Parameter:
     default = option.default()
     flag = f"--{option.param.replace('_', '-')}"
     decls = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag]
-    typer_option = typer.Option(*decls, help=info.description or "", show_default=True, **bounds)
+    typer_option = typer.Option(*decls, help=help_text, show_default=True, **bounds)
     return inspect.Parameter(
         option.param,
         inspect.Parameter.KEYWORD_ONLY,

@@ -28,16 +28,14 @@ err_console = Console(stderr=True)
 JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
 #: Set (to 1) by ``fruitops --debug``: errors are raised with their traceback, not summed up.
 DEBUG_VARIABLE = "FRUITOPS_DEBUG"
-#: Errors FruitOps raises on purpose, whose message says what to do; others are bugs.
-EXPECTED_ERRORS: tuple[type[BaseException], ...] = (ValueError, OSError, LookupError)
 
 
 def _expected(err: BaseException) -> bool:
+    """Errors raised on purpose, whose message says what to do (a wrong value, a missing
+    file or step, a failed check); any other is a bug, worth its traceback."""
     from fruitops_core.materialize import MaterializationError
 
-    if isinstance(err, KeyError | IndexError):
-        return False
-    return isinstance(err, (*EXPECTED_ERRORS, MaterializationError, CommandFailed))
+    return isinstance(err, ValueError | OSError | MaterializationError | CommandFailed)
 
 
 def error_log() -> Path:

@@ -45,7 +45,12 @@ def champion(settings: FruitOpsSettings) -> dict[str, Any] | None:
         mv = client.get_model_version_by_alias(settings.registered_model, CHAMPION_ALIAS)
     except MlflowException:
         return None
-    return {"name": mv.name, "version": int(mv.version), "run_id": mv.run_id}
+    return {
+        "name": mv.name,
+        "version": int(mv.version),
+        "run_id": mv.run_id,
+        "reason": mv.tags.get("promotion.reason"),
+    }
 
 
 def champion_uri(settings: FruitOpsSettings) -> str:

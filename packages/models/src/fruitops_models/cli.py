@@ -58,6 +58,7 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
             "classes": len(trained["classes"]),
             "source": load_value(lake, graph["data/training_cache"])["source"],
             "champion_version": crowned["version"] if crowned else None,
+            "champion_reason": crowned["reason"] if crowned else None,
             "seconds": round(time.perf_counter() - start, 2),
             "asset_run_id": records[-1].run_id,
             "world_size": world,
@@ -72,10 +73,9 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
                 f"{c['arch']} → {c['model_name']} v{c['model_version']} "
                 f"(MLflow run {c['run_id']}), {c['images_per_second']} img/s: {scores}"
             )
-        out.print(
-            f"champion: v{result['champion_version']}"
-            " (`fruitops models promote` weighs newer candidates against it)"
-        )
+        out.print(f"champion: v{result['champion_version']} ({result['champion_reason']})")
+        if result["champion_version"] not in {c["model_version"] for c in result["candidates"]}:
+            out.print("`fruitops models promote` weighs the new candidates against it")
 
     run_command(json_mode, action, human)
 
@@ -161,13 +161,16 @@ def list_models(json_mode: bool = JSON_OPTION) -> None:
                 aliases.setdefault(str(number), []).append(alias)
         rows = []
         for mv in sorted(versions, key=lambda v: int(v.version)):
-            metrics = client.get_run(mv.run_id).data.metrics if mv.run_id else {}
+            run = client.get_run(mv.run_id).data if mv.run_id else None
+            metrics, params = (run.metrics, run.params) if run else ({}, {})
             rows.append(
                 {
                     "version": int(mv.version),
                     "aliases": aliases.get(str(mv.version), []),
                     "arch": mv.tags.get("arch"),
                     "run_id": mv.run_id,
+                    "classes": int(params["classes"]) if "classes" in params else None,
+                    "data_source": params.get("data_source"),
                     "val_macro_f1": metrics.get("val_macro_f1"),
                     "test_macro_f1": metrics.get("test_macro_f1"),
                     "promotion": mv.tags.get("promotion.reason"),
@@ -176,16 +179,21 @@ def list_models(json_mode: bool = JSON_OPTION) -> None:
         return {"name": settings.registered_model, "versions": rows}
 
     def human(result: dict[str, Any]) -> None:
-        table = Table("version", "aliases", "arch", "val macro-F1", "test macro-F1", "run")
+        table = Table("version", "aliases", "arch", "classes", "val F1", "test F1", "data")
         for r in result["versions"]:
             table.add_row(
                 str(r["version"]),
                 ",".join(r["aliases"]),
                 r["arch"] or "",
+                str(r["classes"] or ""),
                 f"{r['val_macro_f1']:.3f}" if r["val_macro_f1"] is not None else "",
                 f"{r['test_macro_f1']:.3f}" if r["test_macro_f1"] is not None else "",
-                (r["run_id"] or "")[:8],
+                r["data_source"] or "",
             )
-        plain_console().print(table)
+        out = plain_console()
+        out.print(table)
+        for r in result["versions"]:
+            if "champion" in r["aliases"]:
+                out.print(f"champion v{r['version']}: {r['promotion']}")
 
     run_command(json_mode, action, human)

@@ -79,17 +79,26 @@ def crown_if_first(client: Any, name: str, version: int, classes: list[str]) -> 
     try:
         current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
     except MlflowException:
-        reason = "the first model registered becomes champion"
+        current, reason = None, "the first model registered becomes champion"
     else:
         known = mlflow.models.get_model_info(f"models:/{name}/{current.version}").metadata or {}
         if list(known.get("classes", [])) == list(classes):
             return False
         reason = f"champion v{current.version} was trained on other classes: replaced at once"
-    client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    crown(client, name, version, int(current.version) if current else None, reason)
     client.set_model_version_tag(name, str(version), "promotion.promoted", "True")
     client.set_model_version_tag(name, str(version), "promotion.reason", reason)
     client.set_model_version_tag(name, str(version), WEIGHED_TAG, "registration")
     return True
+
+
+def crown(client: Any, name: str, version: int, previous: int | None, reason: str) -> None:
+    """Move the champion alias to ``version``; the version it leaves says so and why."""
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, str(version))
+    if previous is not None and previous != version:
+        client.set_model_version_tag(
+            name, str(previous), "promotion.reason", f"champion until v{version}: {reason}"
+        )
 
 
 #: tag of every version a promotion has weighed (value: the champion it was weighed against)
@@ -144,7 +153,7 @@ def promote_if_better(
             f"by more than {margin}"
         )
     if promoted:
-        client.set_registered_model_alias(name, CHAMPION_ALIAS, str(best["version"]))
+        crown(client, name, best["version"], champion["version"] if champion else None, reason)
     decision = {
         "promoted": promoted,
         "reason": reason,

@@ -42,6 +42,11 @@ def _rows(trained: dict[str, Any], evaluation: dict[str, Any]) -> list[dict[str,
             (s["macro_f1"] for s in evaluation["scores"] if s["version"] == c["version"]), None
         )
         rows.append(row)
+    # the other models weighed: the champion, candidates of earlier `train` commands
+    for score in evaluation["scores"]:
+        if score["version"] not in {r["version"] for r in rows}:
+            arch = f"{score['arch']} (champion)" if score["role"] == "champion" else score["arch"]
+            rows.append({"arch": arch, "version": score["version"], "eval": score["macro_f1"]})
     return rows
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import logging
 import math
 import os
 import random
@@ -30,6 +31,8 @@ from fruitops_data.cache import CachedSplit
 from fruitops_models.architectures import FruitClassifier, build_model
 from fruitops_models.config import TrainConfig
 from fruitops_models.metrics import classification_metrics
+
+log = logging.getLogger("fruitops.train")
 
 
 class Checkpointer(Protocol):
@@ -359,6 +362,17 @@ def train(
             }
         else:
             stale += 1
+        if rank == 0:  # one line an epoch: the progress of a run without a terminal
+            log.info(
+                "%s epoch %d/%d: train loss %.3f, val macro-F1 %.3f (best %.3f, epoch %d)",
+                config.arch,
+                epoch,
+                config.epochs,
+                row["train_loss"],
+                val["macro_f1"],
+                best_f1,
+                result.best_epoch,
+            )
         if on_epoch and rank == 0:
             on_epoch(epoch, row)
         if checkpointer and rank == 0:
