@@ -54,3 +54,22 @@ def test_the_ingested_source_is_the_data_set_until_another_is_named(
     assert made["materialized"][0]["asset_key"] == "data/raw_images"
     assert made["materialized"][-1]["metadata"]["classes"] == 4
     assert "the lake held" in done.stderr and str(photos) in done.stderr.replace("\n", "")
+
+
+def test_validate_draws_no_gx_bars_and_leaves_no_temporary_folder(settings, tmp_path: Path):
+    import os
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch)}  # where GX's project and SQLite copy go
+
+    def fruitops(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [FRUITOPS, *args], capture_output=True, text=True, timeout=300, env=env
+        )
+
+    assert fruitops("data", "ingest", settings.source).returncode == 0
+    done = fruitops("data", "validate")
+    assert done.returncode == 0, done.stderr
+    assert "Calculating Metrics" not in done.stderr and "validation passed" in done.stdout
+    assert not list(scratch.glob("fruitops-gx-*"))
