@@ -199,3 +199,18 @@ def test_s3_input_and_output_against_a_real_s3_server(pipeline, s3_server, tmp_p
     assert result["predictions_uri"] == f"s3://{s3_server.bucket}/predictions/day1.parquet"
     table = out.read_parquet("day1.parquet")
     assert len(table) == 4 and table["source_uri"].iloc[0].startswith("s3://")
+
+
+@pytest.mark.parametrize(
+    ("option", "value"), [("--backend", "tensorrt"), ("--format", "xlsx"), ("--precision", "int8")]
+)
+def test_unknown_choices_are_refused_by_the_parser(settings, tmp_path, option, value):
+    done = subprocess.run(
+        [FRUITOPS, "score", str(tmp_path), option, value, "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    payload = json.loads(done.stdout)
+    assert done.returncode == 2 and payload["error_type"] == "UsageError"
+    assert f"'{value}' is not one of" in payload["error"] and option in payload["error"]
