@@ -297,6 +297,7 @@ def demo(
             ("predictions", "predictions_uri"),
             ("drift report", "drift_report_uri"),
             ("validation", "validation_report_uri"),
+            ("Data Docs", "validation_docs_uri"),
             ("lake", "lake_uri"),
             ("MLflow store", "mlflow_tracking_uri"),
         ):

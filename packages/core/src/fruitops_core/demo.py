@@ -70,6 +70,7 @@ def demo_summary(settings: FruitOpsSettings, graph: AssetGraph, lake: Lake) -> d
         "predictions_uri": _record_field(graph, lake, PREDICTIONS_ASSET, "predictions_uri"),
         "drift_report_uri": _record_field(graph, lake, DRIFT_ASSET, "report_html_uri"),
         "validation_report_uri": _record_field(graph, lake, VALIDATION_ASSET, "report_uri"),
+        "validation_docs_uri": _record_field(graph, lake, VALIDATION_ASSET, "docs_uri"),
         "lake_uri": lake.root_uri,
         "mlflow_tracking_uri": settings.tracking_uri,
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import typer
@@ -42,6 +43,7 @@ def score_command(
         from fruitops_serving.inputs import resolve_input
         from fruitops_serving.scoring import load_model, score
 
+        started = time.perf_counter()
         settings = FruitOpsSettings()
         configure_mlflow(settings)
         lake = open_lake(settings)
@@ -58,6 +60,8 @@ def score_command(
             source, predictor, target, key, fmt=output.format, batch_size=scoring.batch_size
         )
         result["precision_gate"] = gate
+        # `seconds` is the scoring itself; this adds loading and compiling the model
+        result["total_seconds"] = round(time.perf_counter() - started, 2)
         lake.write_json(LATEST_PREDICTIONS, {"predictions_uri": result["predictions_uri"]})
         if not source.keys:
             result["warning"] = f"no files found in {input}: wrote an empty table"
@@ -71,7 +75,8 @@ def score_command(
             f"{result['scored']} of {result['images']} images scored with "
             f"{result['model_uri']} v{result['model_version']} "
             f"({result['backend']} {result['precision']}), "
-            f"{result['images_per_second']} img/s; {len(result['quarantined'])} "
+            f"{result['images_per_second']} img/s ({result['total_seconds']} s in all, "
+            f"loading the model included); {len(result['quarantined'])} "
             f"quarantined\npredictions: {result['predictions_uri']}"
         )
         for item in result["quarantined"][:20]:
