@@ -40,6 +40,7 @@ def test_dags_test_runs_the_pipeline_end_to_end(cli):
         "name": "fruit-classifier",
         "version": int(champion.version),
         "run_id": champion.run_id,
+        "reason": "the first model registered becomes champion",
     }
     (run,) = demo["runs"]
     assert run["arch"] == "cnn" and run["run_id"] == champion.run_id

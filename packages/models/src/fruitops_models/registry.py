@@ -163,10 +163,12 @@ def promote_if_better(
         "previous_champion_version": champion["version"] if champion else None,
         "previous_champion_score": champion["macro_f1"] if champion else None,
     }
-    for key in ("promoted", "reason", "split", "candidate_score", "previous_champion_score"):
-        client.set_model_version_tag(
-            name, str(best["version"]), f"promotion.{key}", str(decision[key])
-        )
+    if champion is None or champion["version"] != best["version"]:
+        # (the champion weighed against itself decides nothing: its tags keep why it won)
+        for key in ("promoted", "reason", "split", "candidate_score", "previous_champion_score"):
+            client.set_model_version_tag(
+                name, str(best["version"]), f"promotion.{key}", str(decision[key])
+            )
     against = str(champion["version"]) if champion else "none"
     for score in evaluation["scores"]:
         if score["role"] == "candidate":
