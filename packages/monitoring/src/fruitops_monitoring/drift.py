@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 from evidently import DataDefinition, Dataset, MulticlassClassification, Report
 from evidently.presets import ClassificationPreset, DataDriftPreset
+from sklearn.exceptions import UndefinedMetricWarning
 
 from fruitops_monitoring.config import DriftPolicy
 from fruitops_monitoring.features import IMAGE_COLUMNS, MODEL_COLUMNS
@@ -72,9 +73,11 @@ def drift_report(reference: pd.DataFrame, current: pd.DataFrame, policy: DriftPo
     definition = DataDefinition(**definition_args)
     report = Report(metrics, include_tests=True)
     # a constant column (all images 64 px wide, say) makes Evidently's correlation step
-    # divide by zero; the drift test itself handles it, so the warning is only noise
+    # divide by zero, and a class no image of a small batch was predicted as has no
+    # precision (the report shows 0); the report handles both, so the warnings are noise
     with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", UndefinedMetricWarning)
         return report.run(
             current_data=Dataset.from_pandas(current[columns], data_definition=definition),
             reference_data=Dataset.from_pandas(reference[columns], data_definition=definition),
