@@ -2,8 +2,9 @@
 
 Each option's default, bounds, choices and help are written once, on the config field, in
 the spirit of Hugging Face's ``HfArgumentParser``: a `ConfigOption` names the field, and
-`with_options` (Typer) and `dag_params` (Airflow) build the rest from it, so a command and
-a DAG cannot drift apart from the asset they configure.
+`with_options` (Typer) and `param_schema` (Airflow Params, made in `fruitops_airflow.factory`)
+build the rest from it, so a command and a DAG cannot drift apart from the asset they
+configure.
 """
 
 from __future__ import annotations
@@ -75,9 +76,9 @@ def _typer_parameter(option: ConfigOption) -> inspect.Parameter:
         elif isinstance(item, Le):
             bounds["max"] = item.le
         elif isinstance(item, Gt):  # checked by pydantic before anything runs
-            help_text += f" [x>{item.gt}]"
+            help_text += f" (> {item.gt})"
         elif isinstance(item, Lt):
-            help_text += f" [x<{item.lt}]"
+            help_text += f" (< {item.lt})"
     annotation = info.annotation
     if get_origin(annotation) is list:  # a repeatable option
         (item,) = get_args(annotation)
