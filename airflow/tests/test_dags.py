@@ -223,3 +223,55 @@ def test_an_unknown_task_mode_is_an_import_error_naming_the_setting(monkeypatch,
     bag = DagBag(dag_folder=str(dags_folder))
     assert bag.import_errors
     assert all("task_mode" in error for error in bag.import_errors.values())
+
+
+def _rendered_without_logical_date(task, dag, run_id: str):
+    """``task``'s templated fields rendered as a run with no logical date renders them: an
+    Asset-triggered run, or one made over REST with ``"logical_date": null``."""
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    context = {
+        "dag": dag,
+        "task": task,
+        "run_id": run_id,
+        "params": {name: dag.params[name] for name in dag.params},
+        "dag_run": SimpleNamespace(run_id=run_id, run_after=datetime(2026, 12, 1, 9, tzinfo=UTC)),
+    }
+    task.render_template_fields(context, jinja_env=dag.get_template_env())
+    return task
+
+
+@pytest.mark.parametrize("mode", ["docker", "kubernetes", "external_python"])
+def test_runs_without_a_logical_date_render_in_every_task_mode(monkeypatch, dags_folder, mode):
+    bag = _dagbag_in_mode(monkeypatch, dags_folder, mode)
+    dag = bag.dags["fruitops_monitoring"]
+    run_id = "asset_triggered__2026-12-01T09:00:00+00:00"
+    task = _rendered_without_logical_date(dag.get_task("monitoring__drift_report"), dag, run_id)
+    if mode == "docker":
+        words = task.command
+    elif mode == "kubernetes":
+        words = task.arguments
+    else:
+        words = [str(v) for v in task.op_args]
+    text = " ".join(map(str, words))
+    assert f"fruitops_monitoring__{run_id}" in text  # the run key comes from the run id
+    assert "2026-12-01" in text and "{{" not in text  # {ds}: the day the run was made
+
+
+def test_in_process_run_key_and_date_without_a_logical_date():
+    from datetime import UTC, datetime
+    from types import SimpleNamespace
+
+    from fruitops_airflow.factory import run_date, run_key
+
+    context = {
+        "dag": SimpleNamespace(dag_id="fruitops_scoring"),
+        "run_id": "manual__2026-12-01T09:00:00+00:00",
+        "dag_run": SimpleNamespace(run_after=datetime(2026, 12, 1, 9, tzinfo=UTC)),
+    }
+    assert run_key(context) == "fruitops_scoring__manual__2026-12-01T09:00:00+00:00"
+    assert run_date(context) == "2026-12-01"
+    dated = {**context, "logical_date": datetime(2026, 11, 27, tzinfo=UTC), "ds": "2026-11-27"}
+    assert run_key(dated) == "fruitops_scoring__2026-11-27T00:00:00+00:00"
+    assert run_date(dated) == "2026-11-27"

@@ -58,6 +58,12 @@ def run_key(context: Any) -> str:
     return f"{context['dag'].dag_id}__{logical.isoformat() if logical else context['run_id']}"
 
 
+def run_date(context: Any) -> str:
+    """`DS` for a task running in this process: the logical date's day, else the day the run
+    was made (a run from an Asset event or REST with a null logical date has no ``ds``)."""
+    return context.get("ds") or context["dag_run"].run_after.strftime("%Y-%m-%d")
+
+
 def _fail_first_try(task_id: str, try_number: int) -> None:
     if try_number == 1 and task_id in os.environ.get(FAIL_FIRST_TRY, "").split(","):
         raise RuntimeError(f"{task_id}: failing its first try on purpose ({FAIL_FIRST_TRY})")
@@ -79,7 +85,7 @@ def run_in_process(
         "params": dict(context["params"]),
         "param_map": param_map,
         "run_id": run_key(context),
-        "logical_date": context.get("ds"),
+        "logical_date": run_date(context),
     }
     try:
         if overrides is not None:
@@ -184,7 +190,7 @@ def fan_out(
                 context = get_current_context()
                 filled = {
                     RUN_ID: run_key(context),
-                    DS: context["ds"],
+                    DS: run_date(context),
                     PARAMS_JSON: json.dumps(dict(context["params"])),
                 }
                 return [

@@ -21,12 +21,18 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fruitops_core.orchestration import ParamMap
 
-#: Templates every mode passes: the run's params, id and logical date.
+#: Templates every mode passes: the run's params, id and date. A run started by an Asset
+#: event or by REST with ``"logical_date": null`` has no ``logical_date`` nor ``ds`` in its
+#: (StrictUndefined) context, so each is tested with ``is defined`` first.
 PARAMS_JSON = "{{ params | tojson }}"
 #: The asset run id: the DAG and its logical date, so a retry *and* a re-run of the same
 #: date find the first one's work; the run id where a run has no logical date.
-RUN_ID = "{{ dag.dag_id }}__{{ logical_date.isoformat() if logical_date else run_id }}"
-DS = "{{ ds }}"
+RUN_ID = (
+    "{{ dag.dag_id }}__{{ logical_date.isoformat() "
+    "if logical_date is defined and logical_date else run_id }}"
+)
+#: The run's date for ``{ds}`` in params: the logical date's, else the day the run was made.
+DS = "{{ ds if ds is defined and ds else dag_run.run_after | ds }}"
 #: Asset keys whose tasks train: on Kubernetes they get the GPU node pool.
 GPU_ASSETS = frozenset({"models/trained_model"})
 #: Where KubernetesPodOperator's sidecar reads a pod's XCom from.
