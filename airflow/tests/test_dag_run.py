@@ -135,3 +135,17 @@ def test_external_python_mode_runs_the_task_in_the_pipeline_venv(cli, airflow_en
     record = json.loads(stored.read_text())
     assert record["run_id"] == "fruitops_training__2026-11-21T00_00_00_00_00"
     assert record["metadata"]["rows"] == 60
+
+
+def test_training_with_an_empty_source_trains_on_the_ingested_data_set(cli, airflow_env, settings):
+    airflow_env.pop("FRUITOPS_SOURCE")  # nothing names a source but the ingest
+    migrate(cli)
+    ingested = "synthetic:classes=3,per_class=20,size=40,seed=5"
+    assert cli("fruitops", "data", "ingest", ingested).returncode == 0
+    conf = json.dumps({"epochs": 1, "image_size": 32, "architectures": ["cnn"]})
+    trained = cli("airflow", "dags", "test", "fruitops_training", "-c", conf)
+    log = trained.stdout + trained.stderr
+    assert trained.returncode == 0 and "state=success" in log, log[-5000:]
+    assert f"no source given: ingesting the lake's data set {ingested} again" in log
+    cache = json.loads((settings.home / "lake/assets/data/training_cache/data.json").read_text())
+    assert cache["source"] == ingested and len(cache["classes"]) == 3
