@@ -30,7 +30,8 @@ def test_every_dag_has_owner_tags_doc_and_retries_with_backoff(dagbag):
         for task in dag.tasks:
             assert task.owner == "fruitops", task.task_id
             assert task.retries >= 1, task.task_id
-            assert task.retry_exponential_backoff, task.task_id
+            assert task.retry_exponential_backoff == 2.0, task.task_id  # a multiplier
+        assert dag.start_date.tzinfo is not None, dag.dag_id
 
 
 def test_no_cycles_and_order_follows_asset_graph(dagbag):

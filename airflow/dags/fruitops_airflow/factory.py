@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
@@ -43,13 +43,18 @@ def default_args(task_settings: TaskSettings) -> dict[str, Any]:
         "owner": "fruitops",
         "retries": 2,
         "retry_delay": timedelta(seconds=task_settings.retry_delay_seconds),
-        "retry_exponential_backoff": True,
+        "retry_exponential_backoff": 2.0,  # Airflow 3's multiplier: the delay doubles
         "max_retry_delay": timedelta(minutes=10),
     }
 
 
 def task_id_for(key: str) -> str:
     return key.replace("/", "__")
+
+
+def airflow_asset(key: str, graph: AssetGraph, lake: Lake) -> Asset:
+    """The Airflow `Asset` of a FruitOps asset: its task's outlet, and a DAG's schedule."""
+    return Asset(name=key, uri=lake.uri(graph[key].artifact_path), group="fruitops")
 
 
 def run_key(context: Any) -> str:
@@ -138,11 +143,10 @@ def asset_task(
     task_settings: TaskSettings,
 ):
     """The task that materializes ``key`` in the configured mode, with its Asset outlet."""
-    spec = graph[key]
     common = {
         "task_id": task_id_for(key),
-        "outlets": [Asset(name=key, uri=lake.uri(spec.artifact_path), group="fruitops")],
-        "doc_md": spec.description,
+        "outlets": [airflow_asset(key, graph, lake)],
+        "doc_md": graph[key].description,
     }
     mode = task_settings.task_mode
     if mode is TaskMode.in_process:
@@ -275,7 +279,7 @@ def dag_from_assets(
     with DAG(
         dag_id=dag_id,
         schedule=schedule,
-        start_date=datetime(2026, 1, 1),
+        start_date=datetime(2026, 1, 1, tzinfo=UTC),
         catchup=False,
         max_active_runs=1,
         default_args=default_args(task_settings),

@@ -1,4 +1,4 @@
-"""The walking skeleton's DAG: every FruitOps asset, from raw images to the drift report.
+"""Every FruitOps asset in one run, from raw images to the drift report (what `make demo` runs).
 
 ingest → manifest (blocking check) → train → promote champion → score batch → drift report
 """
@@ -14,7 +14,7 @@ dag = dag_from_assets(
     select="data/* models/* serving/* monitoring/*",
     schedule=None,
     options=TRAINING_PARAMS,
-    tags=["skeleton"],
+    tags=["pipeline"],
     doc_md=__doc__,
     settings=FruitOpsSettings(),
 )

@@ -1,7 +1,4 @@
-"""DAG fruitops_monitoring (this file is not named after it: that would shadow the
-fruitops_monitoring package on the DAG folder's import path).
-
-Drift monitoring: runs whenever a batch has been scored, and asks for retraining on drift.
+"""Drift monitoring: runs whenever a batch has been scored, and asks for retraining on drift.
 
 Scheduled on the `serving/batch_predictions` Asset (every scoring run updates it):
 reference_profile (the held-out split as the champion sees it, reused while it holds) →
@@ -16,9 +13,9 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import Asset, task
+from airflow.sdk import task
 
-from fruitops_airflow.factory import dag_from_assets, task_id_for
+from fruitops_airflow.factory import airflow_asset, dag_from_assets, task_id_for
 from fruitops_core.lake import open_lake
 from fruitops_core.options import ConfigOption
 from fruitops_core.registry import AssetGraph
@@ -27,11 +24,7 @@ from fruitops_monitoring.assets import DriftConfig
 
 settings = FruitOpsSettings()
 graph = AssetGraph.from_entry_points()
-predictions = Asset(
-    name="serving/batch_predictions",
-    uri=open_lake(settings).uri(graph["serving/batch_predictions"].artifact_path),
-    group="fruitops",
-)
+predictions = airflow_asset("serving/batch_predictions", graph, open_lake(settings))
 REFERENCE = task_id_for("monitoring/reference_profile")
 RETRAIN = "trigger_retraining"
 QUIET = "no_drift"
