@@ -115,8 +115,9 @@ def staleness(spec: AssetSpec, graph: AssetGraph, lake: Lake, given: dict[str, A
     record = read_record(lake, spec)
     if record is None:
         return "not materialized yet"
-    if record.code_version != code_version(spec):
-        return f"its code changed ({record.code_version} → {code_version(spec)})"
+    code = code_version(spec)
+    if record.code_version != code:
+        return f"its code changed ({record.code_version} → {code})"
     for dep in spec.deps:
         current = read_record(lake, graph[dep])
         if current is None or record.upstream.get(dep) != current.version:

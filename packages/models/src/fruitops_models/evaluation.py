@@ -79,15 +79,13 @@ def score_versions(
     except MlflowException:
         champion = None
     champion_version = int(champion.version) if champion is not None else None
-    entries = [(int(c["version"]), "candidate", c["arch"]) for c in candidates]
+    roles = {int(c["version"]): ("candidate", c["arch"]) for c in candidates}
     for pending in pending_candidates(client, name, champion_version):
-        if pending["version"] not in {v for v, _, _ in entries}:
-            entries.append((pending["version"], "candidate", pending["arch"]))
-    entries = [e for e in entries if e[0] != champion_version]
-    if champion is not None:
-        entries.append((champion_version, "champion", champion.tags.get("arch", "?")))
+        roles.setdefault(pending["version"], ("candidate", pending["arch"]))
+    if champion is not None:  # scored once, as champion, even when also a candidate
+        roles[champion_version] = ("champion", champion.tags.get("arch", "?"))
     scores = []
-    for version, role, arch in entries:
+    for version, (role, arch) in roles.items():
         predicted = predict_names(f"models:/{name}/{version}", data)
         scores.append(
             {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
