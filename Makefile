@@ -66,7 +66,7 @@ endif
 demo-embedded: setup airflow-db
 	@mkdir -p $(dir $(DEMO_LOG))
 	@echo "Running DAG fruitops_pipeline with airflow dags test (log: $(DEMO_LOG)) ..."
-	@# the demo's own small values (synthetic set, few epochs): `fruitops demo --dag-conf`
+	@# the demo's own values (the shipped photos, few epochs): `fruitops demo --dag-conf`
 	@scripts/airflow dags test fruitops_pipeline -c "$$($(BIN)/fruitops demo --dag-conf)" \
 	  > $(DEMO_LOG) 2>&1 || \
 	  { tail -n 60 $(DEMO_LOG); echo "DAG run failed; full log: $(DEMO_LOG)"; exit 1; }

@@ -150,7 +150,8 @@ def _pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
 
 @pytest.fixture
 def pipeline(_pipeline_run: PipelineRun) -> PipelineRun:
-    """Every asset materialized once per session, in-process, on a tiny synthetic set (trains
-    a CNN); MLflow points at that run's store for the test."""
+    """Every asset materialized once per session, in-process, on a tiny synthetic set (fine-
+    tunes the default, the pretrained EfficientNet-Lite0); MLflow points at that run's store
+    for the test."""
     configure_mlflow(_pipeline_run.settings)
     return _pipeline_run

@@ -17,6 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from fruitops_data.assets import TrainingCacheConfig
+
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "fruits-real-mini"
 pytestmark = pytest.mark.slow
@@ -37,16 +39,22 @@ def test_usage_block_is_found_and_names_the_sample():
 
 
 def test_the_defaults_the_readme_states_are_the_configs():
-    from fruitops_data.assets import TrainingCacheConfig
-    from fruitops_models.config import CandidatesConfig
+    from fruitops_models.config import SCRATCH, CandidatesConfig, TrainConfig
 
-    recipe, cache = CandidatesConfig(), TrainingCacheConfig()
+    (arch,) = CandidatesConfig().architectures
+    recipe = TrainConfig(arch=arch).sized(TrainingCacheConfig().image_size)
     stated = (
-        f"trains the `{recipe.architectures[0]}`\n  at {cache.image_size} px, batch "
+        f"fine-tunes the\n  `{arch}`\n  at {recipe.input_size} px (validated and served at "
+        f"{recipe.serve_size}), batch "
         f"{recipe.batch_size}, for up to {recipe.epochs} epochs with early stopping "
         f"(patience {recipe.patience})"
     )
-    assert stated in (ROOT / "README.md").read_text()
+    readme = (ROOT / "README.md").read_text()
+    assert stated in readme
+    scratch = (
+        f"({SCRATCH.input_size} px, batch {SCRATCH.batch_size}, up to {SCRATCH.epochs} epochs)"
+    )
+    assert scratch in readme
 
 
 def _fruitops_json(env: dict[str, str], *args: str) -> dict:
@@ -85,11 +93,11 @@ def test_readme_usage_runs_in_order_on_real_photos(tmp_path: Path):
     # the model was trained on the photos given, with the recipe's defaults
     cache = json.loads((lake / "assets/data/training_cache/data.json").read_text())
     assert cache["classes"] == classes and cache["source"] == str(photos)
-    assert cache["image_size"] == 128
+    assert cache["image_size"] == TrainingCacheConfig().image_size
     # two candidates from two commands; promote weighed both and the champion is the best
     listing = _fruitops_json(env, "models", "list")
     versions = {v["version"]: v for v in listing["versions"]}
-    assert sorted(v["arch"] for v in versions.values()) == ["cnn", "resnet18"]
+    assert sorted(v["arch"] for v in versions.values()) == ["cnn", "efficientnet_lite0"]
     evaluation = json.loads((lake / "assets/models/model_evaluation/data.json").read_text())
     scores = {s["version"]: s["macro_f1"] for s in evaluation["scores"]}
     assert set(scores) == set(versions)
@@ -98,7 +106,7 @@ def test_readme_usage_runs_in_order_on_real_photos(tmp_path: Path):
     # the champion labelled the scored photos; the drift report of that batch was written
     latest = json.loads((lake / "predictions/latest.json").read_text())
     predictions = pd.read_parquet(latest["predictions_uri"].removeprefix("file://"))
-    assert len(predictions) == 4 * len(classes)
+    assert len(predictions) == 5 * len(classes)
     assert set(predictions["model_version"]) == {champion["version"]}
     assert set(predictions["label"]) <= set(classes)
     reports = list((lake / "drift").glob("*/drift_report.html"))

@@ -91,7 +91,7 @@ def test_the_first_model_and_one_of_other_classes_are_crowned_at_registration(se
 
     configure_mlflow(settings)
     client = mlflow.MlflowClient()
-    example = torch.randint(0, 255, (2, 3, 32, 32), dtype=torch.uint8)
+    example = torch.rand(2, 3, 32, 32)
 
     def register(classes: list[str]) -> int:
         with mlflow.start_run():

@@ -57,6 +57,7 @@ def weights_digest(model) -> str:
 def test_each_architecture_overfits_a_tiny_batch(arch):
     config = TrainConfig(
         arch=arch,
+        pretrained=False,  # the network and the loop, not the weights (tested on their own)
         epochs=25,
         batch_size=8,
         lr=3e-3,
@@ -75,7 +76,10 @@ def test_each_architecture_overfits_a_tiny_batch(arch):
 
 def test_bf16_and_channels_last_on_this_cpu():
     result = train(
-        TrainConfig(epochs=1, batch_size=4), tiny_split(8), tiny_split(4, seed=1), CLASSES
+        TrainConfig(arch="cnn", epochs=1, batch_size=4),
+        tiny_split(8),
+        tiny_split(4, seed=1),
+        CLASSES,
     )
     expected = "bfloat16" if torch.cpu._is_avx512_bf16_supported() else "fp32"
     assert result.precision == expected
@@ -83,7 +87,7 @@ def test_bf16_and_channels_last_on_this_cpu():
 
 
 def test_resume_after_a_kill_gives_the_same_model():
-    config = TrainConfig(epochs=4, batch_size=8)
+    config = TrainConfig(arch="cnn", epochs=4, batch_size=8)
     data, val = tiny_split(24), tiny_split(8, seed=1)
     whole = train(config, data, val, CLASSES, checkpointer=MemoryCheckpointer())
     crashing = MemoryCheckpointer(crash_after_epoch=2)
@@ -99,7 +103,7 @@ def test_resume_after_a_kill_gives_the_same_model():
 
 
 def test_early_stopping_keeps_the_best_epoch():
-    config = TrainConfig(epochs=12, batch_size=8, patience=1, lr=1e-4)
+    config = TrainConfig(arch="cnn", epochs=12, batch_size=8, patience=1, lr=1e-4)
     result = train(config, tiny_split(16), tiny_split(8, seed=2), CLASSES)
     assert result.stopped_early or len(result.history) == 12
     best = max(range(len(result.history)), key=lambda i: result.history[i]["val_macro_f1"])
@@ -117,11 +121,11 @@ def test_augment_keeps_shape_and_range():
 
 
 def test_resampling_crops_resizes_and_flips_one_axis():
-    whole = _resampling(torch.zeros(1), torch.full((1,), 16.0), 16)
+    whole = _resampling(torch.zeros(1), torch.full((1,), 16.0), 16, 16)
     assert torch.equal(whole[0], torch.eye(16))  # the whole axis at its own size: unchanged
     ramp = torch.arange(16, dtype=torch.float32)  # bilinear sampling of a ramp returns positions
     start, length = torch.tensor([3.0]), torch.tensor([8.0])
-    sampled = _resampling(start, length, 16)[0] @ ramp
+    sampled = _resampling(start, length, 16, 16)[0] @ ramp
     expected = (3 + (torch.arange(16) + 0.5) * 8 / 16 - 0.5).clamp(0, 15)
     assert torch.allclose(sampled, expected)
     assert torch.allclose(whole[0].flip(0) @ ramp, ramp.flip(0))
@@ -151,12 +155,14 @@ def test_augment_colour_matrix_matches_stepwise_jitter():
 
 
 def test_bad_config_is_named():
-    with pytest.raises(ValueError, match="arch\n  Input should be 'cnn', 'resnet18'"):
+    with pytest.raises(
+        ValueError, match="arch\n  Input should be 'efficientnet_lite0', 'efficientnet_lite1'"
+    ):
         TrainConfig(arch="vgg")
     with pytest.raises(ValueError, match="at least 2 classes"):
-        train(TrainConfig(), tiny_split(4), tiny_split(2), ["only"])
+        train(TrainConfig(arch="cnn"), tiny_split(4), tiny_split(2), ["only"])
     with pytest.raises(ValueError, match="training split is empty"):
-        train(TrainConfig(), tiny_split(0), tiny_split(2), CLASSES)
+        train(TrainConfig(arch="cnn"), tiny_split(0), tiny_split(2), CLASSES)
 
 
 def test_pretrained_offline_and_from_a_local_file(tmp_path: Path):
@@ -184,8 +190,8 @@ def test_ddp_with_two_gloo_processes(tmp_path: Path):
         from test_training import tiny_split, weights_digest, CLASSES
         from fruitops_models.config import TrainConfig
         from fruitops_models.train import train
-        result = train(TrainConfig(epochs=2, batch_size=4), tiny_split(16), tiny_split(4, seed=1),
-                       CLASSES)
+        config = TrainConfig(arch="cnn", epochs=2, batch_size=4)
+        result = train(config, tiny_split(16), tiny_split(4, seed=1), CLASSES)
         rank = os.environ["RANK"]
         with open(os.path.join({str(tmp_path)!r}, f"rank{{rank}}.txt"), "w") as out:
             out.write(weights_digest(result.model) + " " + os.environ["WORLD_SIZE"])
@@ -213,3 +219,25 @@ def test_ddp_with_two_gloo_processes(tmp_path: Path):
     assert done.returncode == 0, done.stderr[-3000:]
     digests = [(tmp_path / f"rank{r}.txt").read_text().split() for r in (0, 1)]
     assert digests[0] == digests[1] and digests[0][1] == "2"  # replicas stay in step
+
+
+def test_each_architecture_takes_its_recipe_and_given_values_win():
+    from fruitops_models.config import ARCH_RECIPES, SCRATCH, TRANSFER, CandidatesConfig
+
+    lite, cnn = TrainConfig(arch="efficientnet_lite0"), TrainConfig(arch="cnn")
+    for config, recipe in ((lite, TRANSFER), (cnn, SCRATCH)):
+        assert ARCH_RECIPES[config.arch] == recipe
+        for name, value in recipe.model_dump().items():
+            assert getattr(config, name) == value, name
+    assert lite.pretrained and lite.finetune == "top" and not cnn.pretrained
+    assert TrainConfig(arch="efficientnet_lite0", epochs=3, lr=0.01).epochs == 3
+    assert TrainConfig(arch="efficientnet_lite0", pretrained=False).finetune == "full"
+    # one recipe for several architectures: each fills in what was not given
+    both = CandidatesConfig(architectures=["efficientnet_lite0", "cnn"], batch_size=8)
+    assert [both.for_arch(a).epochs for a in both.architectures] == [TRANSFER.epochs, 40]
+    assert {both.for_arch(a).batch_size for a in both.architectures} == {8}
+    with pytest.raises(ValueError, match="finetune 'top' is for efficientnet_lite"):
+        CandidatesConfig(architectures=["cnn"], finetune="top")
+    small = lite.sized(64)
+    assert (small.input_size, small.serve_size) == (64, 64)
+    assert lite.sized(1024).serve_size == TRANSFER.serve_size

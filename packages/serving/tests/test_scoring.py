@@ -104,6 +104,26 @@ def test_openvino_agrees_with_the_fp32_module_on_real_photos(pipeline, bf16):
     assert gate["backend"] == "openvino" and gate["images"] == len(files)
 
 
+def test_openvino_model_is_cached_per_run_and_reused_without_the_pt2(pipeline, tmp_path):
+    """A second start finds the converted model: it neither loads the pt2 nor converts it."""
+    from fruitops_models.registry import LoadedModel
+
+    model = load_model("models:/fruit-classifier/1")
+    images = torch.randint(0, 256, (3, 3, model.image_size, model.image_size), dtype=torch.uint8)
+    first = Predictor(model, backend="openvino", cache_dir=tmp_path).probabilities(images)
+    assert len(list(tmp_path.glob("*/model.xml"))) == 1
+    assert not list(tmp_path.glob("*/partial.*"))
+
+    def no_pt2():
+        raise AssertionError("the cached model should be used, not the pt2")
+
+    again = LoadedModel(no_pt2, model.classes, model.image_size, model.name, model.version,
+                        model.run_id, model.uri)  # fmt: skip
+    second = Predictor(again, backend="openvino", cache_dir=tmp_path).probabilities(images)
+    assert torch.allclose(first, second, atol=1e-6)
+    assert any((tmp_path / "compiled").iterdir())  # OpenVINO's own compiled-kernel cache
+
+
 def test_cli_quarantines_and_writes_every_row(pipeline, tmp_path: Path):
     folder = tmp_path / "batch"
     folder.mkdir()

@@ -260,7 +260,7 @@ def demo(
     ),
     json_mode: bool = JSON_OPTION,
 ) -> None:
-    """Run the pipeline end to end on the demo's synthetic set; summarise where results are."""
+    """Run the pipeline end to end on the shipped real photos; summarise where results are."""
     if dag_conf:
         typer.echo(json.dumps({"asset_config": DEMO_CONFIG}))
         return
@@ -290,7 +290,7 @@ def demo(
             scores = ", ".join(
                 f"{k}={v:.3f}"
                 for k, v in info["metrics"].items()
-                if k in ("val_accuracy", "val_macro_f1", "test_accuracy")
+                if k in ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
             )
             out.print(f"  training run   {info['arch']} {info['run_id'][:8]}: {scores}")
         for label, key in (

@@ -34,6 +34,8 @@ class ConfigOption:
     model: type[BaseModel]
     field: str
     name: str = ""
+    #: the option's default where it differs from the field's (the DAGs' candidate list)
+    override: Any = None
 
     @property
     def param(self) -> str:
@@ -44,6 +46,8 @@ class ConfigOption:
         return self.model.model_fields[self.field]
 
     def default(self) -> Any:
+        if self.override is not None:
+            return self.override
         return self.info.get_default(call_default_factory=True)
 
 
@@ -87,7 +91,8 @@ def _typer_parameter(option: ConfigOption) -> inspect.Parameter:
         annotation = list[item]  # type: ignore[valid-type]
     default = option.default()
     flag = f"--{option.param.replace('_', '-')}"
-    decls = [f"{flag}/--no-{flag[2:]}"] if annotation is bool else [flag]
+    is_flag = annotation is bool or annotation == bool | None  # None: left to the config
+    decls = [f"{flag}/--no-{flag[2:]}"] if is_flag else [flag]
     typer_option = typer.Option(*decls, help=help_text, show_default=True, **bounds)
     return inspect.Parameter(
         option.param,
@@ -130,13 +135,19 @@ def with_options(options: Sequence[ConfigOption]) -> Callable[[Callable[..., Any
 
 
 def param_schema(option: ConfigOption) -> dict[str, Any]:
-    """The field's JSON schema as Airflow Param keywords (a None default becomes "")."""
+    """The field's JSON schema as Airflow Param keywords. A None default ("not given") is ""
+    for a string, which a form can hold, and null for a number or a choice."""
     schema = dict(option.model.model_json_schema()["properties"][option.field])
     schema.pop("title", None)
-    default = schema.pop("default", option.default())
+    schema.pop("default", None)
+    default = option.default()
     nullable = [s for s in schema.pop("anyOf", []) if s.get("type") != "null"]
-    if nullable:  # `str | None`: an empty string stands for "not given" in a form
+    if nullable:
         schema.update(nullable[0])
-    if default is None:
-        default = ""
+        if schema.get("type") == "string" and "enum" not in schema:
+            default = "" if default is None else default
+        elif "type" in schema:
+            schema["type"] = [schema["type"], "null"]
+        if "enum" in schema:
+            schema["enum"] = [*schema["enum"], None]
     return {"default": default, **schema}

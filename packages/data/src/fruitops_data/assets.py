@@ -382,7 +382,11 @@ def class_mapping(
 
 class TrainingCacheConfig(BaseModel):
     image_size: int = Field(
-        128, ge=16, le=1024, description="side of the square images the model trains on"
+        256,
+        ge=16,
+        le=1024,
+        description="side of the cached square images; each model sees its --input-size of "
+        "them, at most this",
     )
     shard_size: int = Field(2048, ge=1, description="images per shard file")
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fruitops_models.config import ARCHITECTURES
+from fruitops_models.config import ARCHITECTURES, LITE
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -55,17 +55,35 @@ def build_backbone(arch: str, num_classes: int) -> nn.Module:
         return getattr(tvm, arch)(weights=None, num_classes=num_classes)
     if arch == "efficientnet_b0":
         return tvm.efficientnet_b0(weights=None, num_classes=num_classes)
+    if arch in LITE:
+        from fruitops_models.efficientnet_lite import efficientnet_lite
+
+        return efficientnet_lite(arch, num_classes, pretrained=False)[0]
     raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(ARCHITECTURES)}")
 
 
 class FruitClassifier(nn.Module):
-    """Normalisation + backbone: the whole model from [0, 1] pixels to class logits."""
+    """Normalisation + backbone: the whole model from [0, 1] pixels to class logits.
 
-    def __init__(self, backbone: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD):
+    ``weights`` says where pretrained weights came from (package, version, sha256), for the
+    MLflow run; it is not part of the state dict.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        mean=IMAGENET_MEAN,
+        std=IMAGENET_STD,
+        weights: dict[str, str] | None = None,
+    ):
         super().__init__()
         self.backbone = backbone
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1))
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1))
+        self.weights = weights or {}
+
+    def normalisation(self) -> dict[str, list[float]]:
+        return {"mean": self.mean.flatten().tolist(), "std": self.std.flatten().tolist()}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.backbone((x - self.mean) / self.std)
@@ -76,6 +94,8 @@ class PretrainedUnavailable(RuntimeError):
 
 
 def _head_of(arch: str, net: nn.Module) -> tuple[nn.Module, str]:
+    if arch in LITE:
+        return net, "_fc"
     if arch.startswith("resnet"):
         return net, "fc"
     if arch == "efficientnet_b0":
@@ -118,6 +138,25 @@ def imagenet_backbone(arch: str, num_classes: int, weights_path: str | None) -> 
     return net
 
 
+def head_parameters(model: FruitClassifier, arch: str) -> list[nn.Parameter]:
+    """The last layer's parameters: the one layer that is new when fine-tuning."""
+    parent, name = _head_of(arch, model.backbone)
+    return list(getattr(parent, name).parameters())
+
+
+def _freeze(arch: str, backbone: nn.Module, finetune: str) -> None:
+    """Freeze what ``finetune`` keeps as it is: all but the head, Lite's lower part, or nothing."""
+    if finetune == "head":
+        backbone.requires_grad_(False)
+        parent, name = _head_of(arch, backbone)
+        getattr(parent, name).requires_grad_(True)
+    elif finetune == "top":
+        from fruitops_models.efficientnet_lite import lower_part
+
+        for module in lower_part(backbone):
+            module.requires_grad_(False)
+
+
 def build_model(
     arch: str,
     num_classes: int,
@@ -125,18 +164,31 @@ def build_model(
     weights_path: str | None = None,
     finetune: str = "full",
 ) -> FruitClassifier:
-    """The whole classifier; ``finetune="head"`` freezes everything but the last layer."""
+    """The whole classifier, its frozen part (``finetune``: head, top or full) frozen.
+
+    efficientnet_lite* take their ImageNet weights from the installed packages; the others'
+    come from torchvision (downloaded, or ``weights_path``).
+    """
     if num_classes < 2:
         raise ValueError(f"a classifier needs at least 2 classes, got {num_classes}")
-    backbone = (
-        imagenet_backbone(arch, num_classes, weights_path)
-        if pretrained or weights_path
-        else build_backbone(arch, num_classes)
-    )
-    if finetune == "head":
-        parent, name = _head_of(arch, backbone)
-        for param in backbone.parameters():
-            param.requires_grad_(False)
-        for param in getattr(parent, name).parameters():
-            param.requires_grad_(True)
-    return FruitClassifier(backbone)
+    if arch in LITE:
+        from fruitops_models.efficientnet_lite import MEAN, STD, efficientnet_lite
+
+        backbone, provenance = efficientnet_lite(arch, num_classes, pretrained)
+        model = FruitClassifier(backbone, MEAN, STD, provenance.as_params() if provenance else None)
+    elif pretrained or weights_path:
+        model = FruitClassifier(imagenet_backbone(arch, num_classes, weights_path))
+    else:
+        model = FruitClassifier(build_backbone(arch, num_classes))
+    _freeze(arch, model.backbone, finetune)
+    return model
+
+
+def keep_frozen_in_eval(model: nn.Module) -> None:
+    """Put the BatchNorm layers with frozen weights back in eval mode after ``model.train()``:
+    frozen layers keep their ImageNet statistics instead of drifting on small batches."""
+    for module in model.modules():
+        if isinstance(module, nn.modules.batchnorm._BatchNorm) and not any(
+            p.requires_grad for p in module.parameters()
+        ):
+            module.eval()

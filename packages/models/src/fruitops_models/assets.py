@@ -28,14 +28,12 @@ def trained_model(
     data_validation: dict[str, Any],
 ) -> dict[str, Any]:
     """One model per architecture, trained on the cache, tracked and registered in MLflow."""
-    from fruitops_models.config import TrainConfig
     from fruitops_models.training_run import TrainingInputs, train_and_log
 
     inputs = TrainingInputs(training_cache, data_validation, ctx.lake, ctx.settings, ctx.run_id)
     candidates = []
     for arch in ctx.config.architectures:
-        config = TrainConfig(**{**ctx.config.model_dump(exclude={"architectures"}), "arch": arch})
-        candidates.append(train_and_log(config, inputs))
+        candidates.append(train_and_log(ctx.config.for_arch(arch), inputs))
         ctx.log.info(
             "%s: val macro-F1 %.3f, %s img/s",
             arch,

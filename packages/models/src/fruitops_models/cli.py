@@ -82,7 +82,7 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
 
 def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, Any]:
     """A torchrun process other than rank 0: train in step with rank 0, log nothing."""
-    from fruitops_models.config import TrainConfig
+    from fruitops_models.config import CandidatesConfig
     from fruitops_models.train import train as train_model
     from fruitops_models.training_run import TrainingInputs, open_splits
 
@@ -94,9 +94,9 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
     cache = load_value(lake, graph["data/training_cache"])
     inputs = TrainingInputs(cache, {"success": True}, lake, settings, "follower")
     splits = open_splits(inputs)
-    (arch,) = config.get("architectures", ["cnn"])
-    recipe = {k: v for k, v in config.items() if k != "architectures"}
-    train_config = TrainConfig(**recipe, arch=arch)
+    candidates = CandidatesConfig(**config)
+    (arch,) = candidates.architectures  # torchrun trains one architecture at a time
+    train_config = candidates.for_arch(arch)
     result = train_model(train_config, splits["train"], splits["val"], cache["classes"])
     return {"rank_follower": True, "images_per_second": result.images_per_second}
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fruitops_core.options import ConfigOption
 from fruitops_data.assets import RawImagesConfig, TrainingCacheConfig
-from fruitops_models.config import CandidatesConfig, TrainingRecipe
+from fruitops_models.config import DAG_CANDIDATES, CandidatesConfig, TrainingRecipe
 
 TRAINED = "models/trained_model"
 SOURCE = ConfigOption("data/raw_images", RawImagesConfig, "source")
@@ -28,7 +28,7 @@ TRAIN_COMMAND = [
 #: the training and pipeline DAGs' Params
 TRAINING_PARAMS = [
     SOURCE,
-    ConfigOption(TRAINED, CandidatesConfig, "architectures"),
+    ConfigOption(TRAINED, CandidatesConfig, "architectures", override=DAG_CANDIDATES),
     IMAGE_SIZE,
     *recipe("epochs", "batch_size", "lr", "patience"),
 ]

@@ -13,8 +13,10 @@ from matplotlib.ticker import MaxNLocator  # noqa: E402
 
 
 def training_curves(history: list[dict[str, float]], title: str) -> Figure:
+    """Loss, scores and the learning rates per epoch (the head's and, fine-tuning, the rest's:
+    the warm-up and decay of each stage are visible)."""
     epochs = np.arange(1, len(history) + 1)
-    fig, (ax_loss, ax_score) = plt.subplots(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_score, ax_lr) = plt.subplots(1, 3, figsize=(15, 4))
     ax_loss.plot(epochs, [h["train_loss"] for h in history], "o-", label="train")
     ax_loss.plot(epochs, [h["val_loss"] for h in history], "o-", label="val")
     ax_loss.set(xlabel="epoch", ylabel="loss", title="loss")
@@ -22,7 +24,11 @@ def training_curves(history: list[dict[str, float]], title: str) -> Figure:
     ax_score.plot(epochs, [h["val_accuracy"] for h in history], "o-", label="val accuracy")
     ax_score.plot(epochs, [h["val_macro_f1"] for h in history], "s--", label="val macro-F1")
     ax_score.set(xlabel="epoch", ylim=(0, 1.02), title="scores")
-    for ax in (ax_loss, ax_score):
+    ax_lr.plot(epochs, [h.get("lr", np.nan) for h in history], "o-", label="head")
+    if any("backbone_lr" in h for h in history):
+        ax_lr.plot(epochs, [h.get("backbone_lr", np.nan) for h in history], "o-", label="backbone")
+    ax_lr.set(xlabel="epoch", ylabel="learning rate at epoch end", title="learning rates")
+    for ax in (ax_loss, ax_score, ax_lr):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend()
         ax.grid(alpha=0.3)

@@ -8,7 +8,6 @@ model metadata, so a scorer needs nothing but the model URI.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
 import mlflow
@@ -47,7 +46,7 @@ def log_and_register(
         mv = min(earlier, key=lambda v: int(v.version))
         return _registered(mv.name, int(mv.version), mv.source)
     model.eval()
-    example_np = example[:2].float().div(255.0).numpy().astype(np.float32)
+    example_np = example[:2].float().numpy().astype(np.float32)  # [0, 1] pixels
     with torch.no_grad():
         output = model(torch.from_numpy(example_np)).numpy()
     info = mlflow.pytorch.log_model(
@@ -62,7 +61,7 @@ def log_and_register(
             "classes": classes,
             "image_size": image_size,
             "input": INPUT_DESCRIPTION,
-            "normalisation": {"mean": IMAGENET_MEAN, "std": IMAGENET_STD, "inside_model": True},
+            "normalisation": {**_normalisation(model), "inside_model": True},
             "arch": arch,
         },
     )
@@ -70,6 +69,13 @@ def log_and_register(
     client.set_model_version_tag(settings.registered_model, str(version), "arch", arch)
     crown_if_first(client, settings.registered_model, version, classes)
     return _registered(settings.registered_model, version, info.model_uri)
+
+
+def _normalisation(model: torch.nn.Module) -> dict[str, list[float]]:
+    """The mean and std the model normalises with (ImageNet's, or Lite's 127/128 scaling)."""
+    if hasattr(model, "normalisation"):
+        return model.normalisation()
+    return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
 def crown_if_first(client: Any, name: str, version: int, classes: list[str]) -> bool:
@@ -180,15 +186,29 @@ class ModelNotFound(ValueError):
     """The model URI names nothing in the registry; the message says how to get one."""
 
 
-@dataclass
 class LoadedModel:
-    module: Any
-    classes: list[str]
-    image_size: int
-    name: str
-    version: int
-    run_id: str
-    uri: str
+    """A registered model's metadata, and its torch module loaded on first use: a scorer that
+    finds the model already compiled (OpenVINO's cache) never pays for loading the pt2."""
+
+    def __init__(
+        self,
+        module: Any,
+        classes: list[str],
+        image_size: int,
+        name: str,
+        version: int,
+        run_id: str,
+        uri: str,
+    ):
+        self._module = module  # the module, or a function that loads it
+        self.classes, self.image_size = classes, image_size
+        self.name, self.version, self.run_id, self.uri = name, version, run_id, uri
+
+    @property
+    def module(self) -> Any:
+        if callable(self._module) and not isinstance(self._module, torch.nn.Module):
+            self._module = self._module()
+        return self._module
 
 
 def load_model(model_uri: str) -> LoadedModel:
@@ -219,9 +239,8 @@ def load_model(model_uri: str) -> LoadedModel:
             f"{pinned} lacks class names or image size in its metadata: "
             "it was not logged by fruitops; retrain it with fruitops"
         )
-    module = mlflow.pytorch.load_model(pinned, map_location="cpu")
     return LoadedModel(
-        module,
+        lambda: mlflow.pytorch.load_model(pinned, map_location="cpu"),
         list(metadata["classes"]),
         int(metadata["image_size"]),
         name,

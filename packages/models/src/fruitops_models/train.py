@@ -28,8 +28,13 @@ from torch import nn
 
 from fruitops_core.progress import progress_bar
 from fruitops_data.cache import CachedSplit
-from fruitops_models.architectures import FruitClassifier, build_model
-from fruitops_models.config import TrainConfig
+from fruitops_models.architectures import (
+    FruitClassifier,
+    build_model,
+    head_parameters,
+    keep_frozen_in_eval,
+)
+from fruitops_models.config import SCRATCH, TrainConfig
 from fruitops_models.metrics import classification_metrics
 
 log = logging.getLogger("fruitops.train")
@@ -60,6 +65,7 @@ class TrainResult:
     seconds: float = 0.0
     images_per_second: float = 0.0
     precision: str = "fp32"
+    weights: dict[str, str] = field(default_factory=dict)  # pretrained weights' provenance
 
 
 def seed_everything(seed: int) -> None:
@@ -103,24 +109,31 @@ def _autocast(device: torch.device, dtype: torch.dtype | None):
 GREY = (0.299, 0.587, 0.114)  # ITU-R 601 luma weights; they sum to 1
 
 
-def _resampling(start: torch.Tensor, length: torch.Tensor, size: int) -> torch.Tensor:
-    """B×size×size bilinear weights that stretch ``[start, start + length)`` over ``size`` pixels.
+def _resampling(start: torch.Tensor, length: torch.Tensor, size: int, out: int) -> torch.Tensor:
+    """B×out×size bilinear weights that stretch ``[start, start + length)`` over ``out`` pixels.
 
     Row ``i`` of image ``b`` holds the two weights of output pixel ``i`` (align_corners=False,
     edges clamped), so ``matrix @ axis`` crops and resizes that axis in one matmul.
     """
-    centres = (torch.arange(size, dtype=torch.float32) + 0.5) / size
+    centres = (torch.arange(out, dtype=torch.float32) + 0.5) / out
     source = (start[:, None] + centres[None] * length[:, None] - 0.5).clamp(0, size - 1)
     low = source.floor().long().clamp(max=max(size - 2, 0))
     frac = source - low
-    weights = torch.zeros(len(start), size, size)
+    weights = torch.zeros(len(start), out, size)
     weights.scatter_add_(2, low[..., None], (1 - frac)[..., None])
     weights.scatter_add_(2, (low + 1).clamp(max=size - 1)[..., None], frac[..., None])
     return weights
 
 
-def augment(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+def augment(
+    images: torch.Tensor,
+    dtype: torch.dtype = torch.float32,
+    size: int | None = None,
+    min_area: float = SCRATCH.min_crop_area,
+) -> torch.Tensor:
     """Random resized crop, horizontal flip and colour jitter: uint8 B×3×H×W → float [0, 1].
+
+    The crops are resized to ``size`` × ``size`` (default: the input's side).
 
     The output is channels_last, as the model wants it. Crop, resize and flip are one bilinear
     resampling per axis, i.e. two batched matmuls with per-image interpolation matrices;
@@ -130,7 +143,8 @@ def augment(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     the model trains in bf16: its first layer rounds the pixels to bf16 anyway).
     """
     b, channels, h, w = images.shape
-    area = torch.empty(b).uniform_(0.55, 1.0)
+    oh = ow = size or h
+    area = torch.empty(b).uniform_(min_area, 1.0)
     ratio = torch.exp(torch.empty(b).uniform_(math.log(3 / 4), math.log(4 / 3)))
     crop_w = torch.sqrt(area * ratio).clamp(max=1.0)
     crop_h = torch.sqrt(area / ratio).clamp(max=1.0)
@@ -139,12 +153,13 @@ def augment(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     flip = torch.rand(b) < 0.5
     brightness, contrast, saturation = torch.empty(3, b).uniform_(0.75, 1.25)
 
-    columns = _resampling(left * w, crop_w * w, w)
-    columns[flip] = columns[flip].flip(1)  # output column j reads what column w-1-j would
-    rows = _resampling(top * h, crop_h * h, h)
+    columns = _resampling(left * w, crop_w * w, w, ow)
+    columns[flip] = columns[flip].flip(1)  # output column j reads what column ow-1-j would
+    rows = _resampling(top * h, crop_h * h, h, oh)
     pixels = images.to(dtype).view(b, channels * h, w)
     pixels = torch.bmm(pixels, columns.transpose(1, 2).to(images.device, dtype))
-    pixels = torch.matmul(rows.to(images.device, dtype)[:, None], pixels.view(b, channels, h, w))
+    pixels = torch.matmul(rows.to(images.device, dtype)[:, None], pixels.view(b, channels, h, ow))
+    h, w = oh, ow
     pixels = pixels.float()
 
     # brightness β, then contrast κ around the image mean m, then saturation σ around the
@@ -165,21 +180,31 @@ def augment(images: torch.Tensor, dtype: torch.dtype = torch.float32) -> torch.T
     return out.view(b, h, w, channels).permute(0, 3, 1, 2).clamp_(0.0, 1.0)
 
 
+def resize(x: torch.Tensor, size: int | None) -> torch.Tensor:
+    """Float images to ``size`` × ``size`` (antialiased when shrinking), as serving resizes."""
+    if size is None or x.shape[-1] == size:
+        return x
+    return F.interpolate(x, size=(size, size), mode="bilinear", antialias=True, align_corners=False)
+
+
 def _batch(
     split: CachedSplit,
     idx: np.ndarray,
     device: torch.device,
     channels_last: bool,
     augment_dtype: torch.dtype | None = None,
+    size: int | None = None,
+    min_area: float = SCRATCH.min_crop_area,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images at ``idx`` as float [0, 1] on ``device``, augmented when ``augment_dtype`` is set."""
+    """Images at ``idx`` as float [0, 1] on ``device`` at ``size`` (default: the cache's),
+    augmented when ``augment_dtype`` is set."""
     pixels = torch.from_numpy(split.take(idx)).to(device)
     if augment_dtype is not None:
-        x = augment(pixels, augment_dtype)
+        x = augment(pixels, augment_dtype, size, min_area)
         if not channels_last:
             x = x.contiguous()
     else:
-        x = pixels.float().div_(255.0)
+        x = resize(pixels.float().div_(255.0), size)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
     return x, torch.from_numpy(split.labels[idx]).to(device)
@@ -193,14 +218,16 @@ def evaluate(
     batch_size: int = 128,
     dtype: torch.dtype | None = None,
     channels_last: bool = False,
+    size: int | None = None,
 ) -> EvalResult:
-    """Loss, accuracy, macro- and weighted-F1, top-5 and calibration error on a split."""
+    """Loss, accuracy, macro- and weighted-F1, top-5 and calibration error on a split, its
+    images resized to ``size`` (default: the cache's)."""
     model.eval()
     device = next(model.parameters()).device
     probs, loss_sum = [], 0.0
     for start in range(0, len(data), batch_size):
         idx = np.arange(start, min(start + batch_size, len(data)))
-        x, y = _batch(data, idx, device, channels_last)
+        x, y = _batch(data, idx, device, channels_last, size=size)
         with _autocast(device, dtype):
             logits = model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
@@ -209,6 +236,29 @@ def evaluate(
     metrics, confusion = classification_metrics(data.labels, probabilities, num_classes)
     metrics["loss"] = loss_sum / max(len(data), 1)
     return EvalResult(metrics, confusion, probabilities, np.asarray(data.labels))
+
+
+@dataclass
+class Mixed:
+    """A batch after mixup: each image blended with another of the batch by ``share``."""
+
+    images: torch.Tensor
+    share: float = 1.0
+    partner: torch.Tensor | None = None  # the other image's index, None when not mixed
+
+    def loss(self, loss_fn: nn.Module, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if self.partner is None:
+            return loss_fn(logits, y)
+        return self.share * loss_fn(logits, y) + (1 - self.share) * loss_fn(logits, y[self.partner])
+
+
+def mix(images: torch.Tensor, alpha: float) -> Mixed:
+    """Mixup (Zhang et al. 2018) with a Beta(alpha, alpha) share; alpha 0 leaves the batch."""
+    if alpha <= 0:
+        return Mixed(images)
+    share = float(torch.distributions.Beta(alpha, alpha).sample())
+    partner = torch.randperm(len(images), device=images.device)
+    return Mixed(share * images + (1 - share) * images[partner], share, partner)
 
 
 def class_weight_tensor(labels: np.ndarray, num_classes: int) -> torch.Tensor:
@@ -246,6 +296,8 @@ def train(
 ) -> TrainResult:
     """Train with AdamW, warm-up + cosine, label smoothing, class weights, early stopping.
 
+    The head learns at ``lr``, the rest at ``lr × backbone_lr_ratio`` (fine-tuning moves
+    ImageNet weights less than a fresh head); frozen layers keep their BatchNorm statistics.
     The kept model is the epoch with the best val macro-F1.
     """
     if len(classes) < 2:
@@ -255,6 +307,7 @@ def train(
         )
     if len(train_data) == 0:
         raise ValueError("the training split is empty: nothing to train on")
+    config = config.sized(train_data.shards[0].shape[-1])
     rank, world = dist_info()
     device = device_for()
     if world > 1 and not torch.distributed.is_initialized():
@@ -272,10 +325,18 @@ def train(
     augment_dtype = None
     if config.augment:
         augment_dtype = torch.bfloat16 if dtype is torch.bfloat16 else torch.float32
-    params = [p for p in model.parameters() if p.requires_grad]
+    head = {id(p) for p in head_parameters(_unwrap(model), config.arch)}
+    trained = [p for p in model.parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for p in trained if id(p) in head], "lr": config.lr},
+        {
+            "params": [p for p in trained if id(p) not in head],
+            "lr": config.lr * config.backbone_lr_ratio,
+        },
+    ]
     # fused: one kernel for the whole update instead of a dozen passes per parameter list
     optimizer = torch.optim.AdamW(
-        params, lr=config.lr, weight_decay=config.weight_decay, fused=True
+        [g for g in groups if g["params"]], weight_decay=config.weight_decay, fused=True
     )
     per_rank = math.ceil(len(train_data) / world)
     steps_per_epoch = math.ceil(per_rank / config.batch_size)
@@ -294,6 +355,7 @@ def train(
         model=_unwrap(model),
         classes=classes,
         precision=str(dtype).removeprefix("torch.") if dtype else "fp32",
+        weights=_unwrap(model).weights,
     )
     best_state, best_f1, stale, start_epoch = None, -1.0, 0, 1
 
@@ -317,6 +379,7 @@ def train(
     seen, t0 = 0, time.perf_counter()
     for epoch in range(start_epoch, config.epochs + 1):
         wrapped.train()
+        keep_frozen_in_eval(model)
         order = torch.randperm(len(train_data), generator=generator).numpy()[rank::world]
         loss_sum, correct = 0.0, 0
         with progress_bar(
@@ -327,10 +390,19 @@ def train(
         ) as bar:
             for start in range(0, len(order), config.batch_size):
                 idx = order[start : start + config.batch_size]
-                x, y = _batch(train_data, idx, device, config.channels_last, augment_dtype)
+                x, y = _batch(
+                    train_data,
+                    idx,
+                    device,
+                    config.channels_last,
+                    augment_dtype,
+                    config.input_size,
+                    config.min_crop_area or SCRATCH.min_crop_area,
+                )
+                mixed = mix(x, config.mixup)
                 with _autocast(device, dtype):
-                    logits = wrapped(x)
-                    loss = loss_fn(logits.float(), y)
+                    logits = wrapped(mixed.images)
+                    loss = mixed.loss(loss_fn, logits.float(), y)
                 optimizer.zero_grad(set_to_none=True)
                 scaler.scale(loss).backward()
                 scaler.step(optimizer)
@@ -346,12 +418,19 @@ def train(
             for buffer in _unwrap(model).buffers():
                 torch.distributed.broadcast(buffer, src=0)
         val = evaluate(
-            _unwrap(model), val_data, len(classes), dtype=dtype, channels_last=config.channels_last
+            _unwrap(model),
+            val_data,
+            len(classes),
+            dtype=dtype,
+            channels_last=config.channels_last,
+            size=config.serve_size,
         ).metrics
+        rates = scheduler.get_last_lr()
         row = {
             "train_loss": loss_sum / max(len(order), 1),
             "train_accuracy": correct / max(len(order), 1),
-            "lr": scheduler.get_last_lr()[0],
+            "lr": rates[0],  # the head's
+            **({"backbone_lr": rates[1]} if len(rates) > 1 else {}),
             **{f"val_{k}": v for k, v in val.items() if k != "ece"},
         }
         result.history.append(row)

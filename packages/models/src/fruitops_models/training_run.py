@@ -26,7 +26,14 @@ from fruitops_models.checkpoints import LakeCheckpointer, checkpoint_prefix
 from fruitops_models.config import TrainConfig
 from fruitops_models.metrics import per_class_table
 from fruitops_models.registry import log_and_register
-from fruitops_models.train import EvalResult, autocast_dtype, device_for, evaluate, train
+from fruitops_models.train import (
+    EvalResult,
+    autocast_dtype,
+    device_for,
+    evaluate,
+    resize,
+    train,
+)
 
 
 @dataclass
@@ -87,6 +94,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
     gets the finished run's candidate back instead of a second run and model version; an
     unfinished run is continued, from its last checkpoint.
     """
+    config = config.sized(inputs.cache["image_size"])
     experiment_id = configure_mlflow(inputs.settings)
     key = training_key(config, inputs)
     earlier = previous_run(experiment_id, key)
@@ -122,7 +130,8 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         mlflow.log_params(
             {
                 **{k: v for k, v in config.model_dump().items() if k != "architectures"},
-                "image_size": inputs.cache["image_size"],
+                "image_size": config.serve_size,  # what the logged model takes
+                "cache_image_size": inputs.cache["image_size"],
                 "classes": len(classes),
                 "train_images": len(splits["train"]),
                 "data_source": inputs.cache.get("source", ""),
@@ -138,6 +147,8 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
                 {f"epoch/{k}": v for k, v in row.items()}, step=epoch
             ),
         )
+        if result.weights:  # where the ImageNet weights came from
+            mlflow.log_params(result.weights)
         dtype = autocast_dtype(config, device_for())
         # per-epoch curves live under epoch/…; the plain names hold the kept model's scores
         final: dict[str, float] = {
@@ -154,6 +165,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
                 len(classes),
                 dtype=dtype,
                 channels_last=config.channels_last,
+                size=config.serve_size,
             )
             final.update({f"{split}_{k}": v for k, v in evaluated.metrics.items()})
             table = per_class_table(evaluated.confusion, classes)
@@ -185,11 +197,12 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             }
         )
         example_split = "val" if len(splits["val"]) >= 2 else "train"
+        example = torch.from_numpy(splits[example_split].take(np.arange(2))).float() / 255
         registered = log_and_register(
             result.model.float().cpu().to(memory_format=torch.contiguous_format),
             classes,
-            inputs.cache["image_size"],
-            torch.from_numpy(splits[example_split].take(np.arange(2))),
+            int(config.serve_size or 0),
+            resize(example, config.serve_size),
             inputs.settings,
             config.arch,
         )

@@ -64,23 +64,25 @@ def choose_predictor(
     the gate for this model version and back end."""
     from fruitops_models.train import cpu_has_bf16
 
+    cache_dir = settings.home / "cache-local" / "openvino"
+
+    def predictor(bf16: bool = False) -> Predictor:
+        return Predictor(model, bf16=bf16, backend=backend, cache_dir=cache_dir)
+
     if precision == "fp32":
-        return Predictor(model, backend=backend), {"passed": False, "reason": "fp32 asked for"}
+        return predictor(), {"passed": False, "reason": "fp32 asked for"}
     if not cpu_has_bf16():
-        return Predictor(model, backend=backend), {
-            "passed": False,
-            "reason": "this CPU has no bf16",
-        }
+        return predictor(), {"passed": False, "reason": "this CPU has no bf16"}
     path = f"serving/precision_gates/{model.name}-v{model.version}-{backend}.json"
     if lake.exists(path):
         gate = lake.read_json(path)
     else:
         held_out = _held_out(model, lake, settings)
         if held_out is None:
-            return Predictor(model, backend=backend), {
+            return predictor(), {
                 "passed": False,
                 "reason": "no held-out images in the lake to check bf16 against fp32",
             }
-        gate = precision_gate(model, *held_out, backend=backend)
+        gate = precision_gate(model, *held_out, backend=backend, cache_dir=cache_dir)
         lake.write_json(path, gate)
-    return Predictor(model, bf16=bool(gate["passed"]), backend=backend), gate
+    return predictor(bool(gate["passed"])), gate

