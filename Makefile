@@ -45,6 +45,11 @@ $(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock pa
 	@# Poetry skips path packages whose version did not change; reinstalling them (editable,
 	@# no deps) refreshes their entry points after a pyproject edit.
 	$(BIN)/pip install -q --no-deps $(foreach p,$(wildcard packages/*),-e $(p))
+	@# Poetry installs without bytecode, and with PYTHONDONTWRITEBYTECODE set none is ever
+	@# written: every command would compile its imports again (~2 s of a scorer's start-up).
+	@# A few vendored files do not compile (old test data): that is not a failure.
+	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages packages/*/src \
+	  > /dev/null || true
 	touch $@
 
 airflow-db: $(AIRFLOW_DB) ## Create the embedded Airflow metadata DB (SQLite) and load the DAGs

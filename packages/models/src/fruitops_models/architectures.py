@@ -9,10 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fruitops_models.config import ARCHITECTURES, LITE
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
+from fruitops_models.config import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD, LITE
 
 
 class SmallCNN(nn.Module):

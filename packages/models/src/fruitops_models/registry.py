@@ -8,17 +8,19 @@ model metadata, so a scorer needs nothing but the model URI.
 from __future__ import annotations
 
 import re
-from typing import Any
+import types
+from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
-import torch
 from mlflow.exceptions import MlflowException
-from mlflow.models import infer_signature
 
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import CHAMPION_ALIAS
-from fruitops_models.architectures import IMAGENET_MEAN, IMAGENET_STD
+from fruitops_models.config import IMAGENET_MEAN, IMAGENET_STD
+
+if TYPE_CHECKING:  # torch is imported where a model is logged or loaded, not by scorers
+    import torch
 
 INPUT_DESCRIPTION = "float32 RGB in [0, 1], NCHW, resized to image_size x image_size"
 
@@ -35,6 +37,9 @@ def log_and_register(
 
     A run continued after a failed try keeps the version it already registered.
     """
+    import torch
+    from mlflow.models import infer_signature
+
     if example.shape[0] < 2:
         raise ValueError("the input example needs at least 2 images (pt2 export traces batch>1)")
     client = mlflow.MlflowClient()
@@ -71,7 +76,7 @@ def log_and_register(
     return _registered(settings.registered_model, version, info.model_uri)
 
 
-def _normalisation(model: torch.nn.Module) -> dict[str, list[float]]:
+def _normalisation(model: Any) -> dict[str, list[float]]:
     """The mean and std the model normalises with (ImageNet's, or Lite's 127/128 scaling)."""
     if hasattr(model, "normalisation"):
         return model.normalisation()
@@ -206,7 +211,7 @@ class LoadedModel:
 
     @property
     def module(self) -> Any:
-        if callable(self._module) and not isinstance(self._module, torch.nn.Module):
+        if isinstance(self._module, types.FunctionType):  # the loader, not yet called
             self._module = self._module()
         return self._module
 

@@ -35,6 +35,7 @@ from fruitops_models.architectures import (
     keep_frozen_in_eval,
 )
 from fruitops_models.config import SCRATCH, TrainConfig
+from fruitops_models.hardware import cpu_has_bf16
 from fruitops_models.metrics import classification_metrics
 
 log = logging.getLogger("fruitops.train")
@@ -83,10 +84,6 @@ def device_for() -> torch.device:
     if torch.cuda.is_available():
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     return torch.device("cpu")
-
-
-def cpu_has_bf16() -> bool:
-    return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
 def autocast_dtype(config: TrainConfig, device: torch.device) -> torch.dtype | None:

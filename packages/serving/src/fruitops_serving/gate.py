@@ -11,8 +11,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from fruitops_core.lake import Lake
 from fruitops_core.materialize import load_value, read_record
@@ -25,6 +23,9 @@ from fruitops_serving.scoring import Predictor, precision_gate
 def _held_out(
     model: LoadedModel, lake: Lake, settings: FruitOpsSettings
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    import torch
+    import torch.nn.functional as F
+
     from fruitops_data.cache import open_split
 
     try:
@@ -62,7 +63,7 @@ def choose_predictor(
 ) -> tuple[Predictor, dict[str, Any]]:
     """``backend`` in fp32, or in bf16 when asked for auto and bf16 passed (or now passes)
     the gate for this model version and back end."""
-    from fruitops_models.train import cpu_has_bf16
+    from fruitops_models.hardware import cpu_has_bf16
 
     cache_dir = settings.home / "cache-local" / "openvino"
 
