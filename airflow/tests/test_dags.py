@@ -108,18 +108,21 @@ def test_params_reach_the_asset_configs(dagbag):
 def test_dag_params_are_made_from_the_config_fields(dagbag):
     """One default, bound, choice list and help per option: the CLI's and the DAGs' agree."""
     from fruitops_data.assets import TrainingCacheConfig
-    from fruitops_models.config import ARCHITECTURES, CandidatesConfig
+    from fruitops_models.config import ARCHITECTURES, DAG_CANDIDATES, CandidatesConfig
     from fruitops_monitoring.assets import DriftConfig
 
     for dag_id in ("fruitops_training", "fruitops_pipeline"):
         params = dagbag.dags[dag_id].params
         assert params["epochs"] == CandidatesConfig.model_fields["epochs"].default
         assert params["image_size"] == TrainingCacheConfig.model_fields["image_size"].default
-        assert params["architectures"] == CandidatesConfig().architectures
+        # the fine-tuned default and the from-scratch baseline
+        assert params["architectures"] == DAG_CANDIDATES == ["efficientnet_lite0", "cnn"]
         assert params["source"] == ""  # empty: the ingested data set
         schema = params.get_param("architectures").schema
         assert schema["items"]["enum"] == list(ARCHITECTURES) and schema["minItems"] == 1
-        assert params.get_param("epochs").schema["minimum"] == 1
+        # None: each architecture's own recipe
+        epochs = params.get_param("epochs").schema
+        assert epochs["type"] == ["integer", "null"] and epochs["minimum"] == 1
         description = params.get_param("epochs").description
         assert description == CandidatesConfig.model_fields["epochs"].description
     monitoring = dagbag.dags["fruitops_monitoring"].params

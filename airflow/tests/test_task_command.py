@@ -12,7 +12,11 @@ import pytest
 from fruitops_airflow.task_modes import DS, PARAMS_JSON, RUN_ID, task_command
 
 TINY = "synthetic:classes=3,per_class=20,size=40,seed=11"
-PARAM_MAP = {"source": ("data/raw_images", "source"), "epochs": ("models/trained_model", "epochs")}
+PARAM_MAP = {
+    "source": ("data/raw_images", "source"),
+    "epochs": ("models/trained_model", "epochs"),
+    "architectures": ("models/trained_model", "architectures"),
+}
 
 
 def filled(command: list[str], params: dict, run_id: str) -> list[str]:
@@ -36,7 +40,7 @@ def test_the_container_command_materializes_and_hands_back_the_record(cli, setti
 def test_a_slice_trains_one_architecture_that_the_gathering_task_then_reuses(cli, settings):
     import mlflow
 
-    params = {"source": TINY, "epochs": 1}
+    params = {"source": TINY, "epochs": 1, "architectures": ["cnn"]}
     upstream = ["-c", f"data/raw_images.source={TINY}", "-c", "data/training_cache.image_size=32"]
     done = cli("fruitops", "materialize", "data/training_cache", "--with-upstream", *upstream)
     assert done.returncode == 0, done.stderr[-3000:]

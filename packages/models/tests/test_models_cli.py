@@ -48,7 +48,7 @@ def test_first_model_is_champion_and_promote_weighs_separate_trainings(settings)
 
 def test_bad_choices_and_bounds_are_refused_before_anything_runs(settings):
     code, error = run("train", "--arch", "vgg")
-    assert code == 2 and "'vgg' is not one of 'cnn'" in error["error"]
+    assert code == 2 and "'vgg' is not one of 'efficientnet_lite0'" in error["error"]
     code, error = run("train", "--image-size", "0")
     assert code == 2 and "--image-size" in error["error"]
     code, error = run("train", "--lr", "0")  # a bound the parser cannot see: pydantic's

@@ -71,12 +71,7 @@ def test_batch_predictions_asset(pipeline):
 
 
 def test_bf16_agrees_with_fp32_on_real_photos(pipeline):
-    """The gate on the default model (the fine-tuned EfficientNet-Lite0) and real photos."""
-    import mlflow
-
     model = load_model("models:/fruit-classifier/1")
-    tags = mlflow.MlflowClient().get_model_version("fruit-classifier", "1").tags
-    assert tags["arch"] == "efficientnet_lite0"
     files = sorted(REAL_SAMPLE.rglob("*.jpg"))
     from fruitops_data.images import decode_array
 
