@@ -57,7 +57,7 @@ TRANSFER = ArchRecipe(
 ARCH_RECIPES: dict[str, ArchRecipe] = {
     **{arch: SCRATCH for arch in ARCHITECTURES if arch not in LITE},
     "efficientnet_lite0": TRANSFER,
-    # Lite1 and Lite2 at the sizes their weights were trained at
+    # Lite1 and Lite2 served near the sizes their weights were trained at (240, 260), untested
     "efficientnet_lite1": TRANSFER.model_copy(update={"input_size": 208, "serve_size": 240}),
     "efficientnet_lite2": TRANSFER.model_copy(update={"input_size": 224, "serve_size": 256}),
 }
