@@ -103,8 +103,6 @@ def test_readme_usage_runs_in_order_on_real_photos(tmp_path: Path):
     assert set(scores) == set(versions)
     (champion,) = [v for v in versions.values() if "champion" in v["aliases"]]
     assert scores[champion["version"]] == max(scores.values())
-    # ImageNet weights beat a network from scratch on real photos, even on 128 of them
-    assert champion["arch"] == "efficientnet_lite0"
     # the champion labelled the scored photos; the drift report of that batch was written
     latest = json.loads((lake / "predictions/latest.json").read_text())
     predictions = pd.read_parquet(latest["predictions_uri"].removeprefix("file://"))

@@ -10,7 +10,9 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
+from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -51,11 +53,19 @@ NO_DATA_SET = (
 )
 
 
+def _as_recorded(source: str) -> str:
+    """A local folder or zip as its absolute path (how the lake records it), else as given."""
+    parsed = urlparse(source)
+    if parsed.scheme in ("", "file"):
+        return str(Path(unquote(parsed.path) if parsed.scheme else source).expanduser().resolve())
+    return source
+
+
 def chosen_source(ctx: AssetContext[RawImagesConfig]) -> str:
     """The source given (config or FRUITOPS_SOURCE), else the one the lake already holds."""
     ingested = (ctx.previous or {}).get("source")
     if ctx.config.source:
-        if ingested and ingested != ctx.config.source:
+        if ingested and ingested != _as_recorded(ctx.config.source):
             ctx.log.warning("ingesting %s; the lake held %s until now", ctx.config.source, ingested)
         return ctx.config.source
     if not ingested:

@@ -160,7 +160,10 @@ class TrainConfig(TrainingRecipe):
             if getattr(self, name) is None:
                 setattr(self, name, getattr(defaults, name))
         if self.finetune == "top" and self.arch not in LITE:
-            raise ValueError(f"finetune 'top' is for efficientnet_lite*, not {self.arch}")
+            raise ValueError(
+                f"finetune 'top' (Lite's upper blocks) is for efficientnet_lite*; for {self.arch} "
+                "use --finetune full or head, or leave it out"
+            )
         return self
 
     def sized(self, cache_size: int) -> TrainConfig:

@@ -79,6 +79,15 @@ def score_command(
             f"loading the model included); {len(result['quarantined'])} "
             f"quarantined\npredictions: {result['predictions_uri']}"
         )
+        gate = result.get("precision_gate") or {}
+        if "agreement" in gate and not gate.get("passed"):
+            from fruitops_serving.scoring import GATE_AGREEMENT
+
+            out.print(
+                f"bf16 refused by the precision gate for this model: it agreed with fp32 on "
+                f"{gate['agreement']:.1%} of {gate['images']} held-out images (needs "
+                f"{GATE_AGREEMENT:.1%}), so fp32 was used"
+            )
         for item in result["quarantined"][:20]:
             out.print(f"  quarantined {item['key']}: {item['reason']}")
 
