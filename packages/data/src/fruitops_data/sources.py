@@ -79,7 +79,8 @@ def resolve(
             "the Kaggle layout, a .zip, s3://bucket/prefix, kaggle:owner/dataset or "
             "synthetic:classes=N,per_class=M,size=S,seed=K"
         )
-    path = Path(unquote(parsed.path) if parsed.scheme else source).expanduser().resolve()
+    path = local_path(source)
+    assert path is not None  # every other scheme was handled above
     # the absolute path is the source: later steps find the same data from any folder
     if path.suffix.lower() == ".zip":
         target = workdir / "sources" / f"zip-{path.stem}-{_zip_fingerprint(path)}"
@@ -87,6 +88,15 @@ def resolve(
         return ResolvedSource(str(path), target.name, find_dataset_root(target))
     root = find_dataset_root(path)
     return ResolvedSource(str(path), f"{path.name or 'root'}-{_short_hash(str(root))}", root)
+
+
+def local_path(source: str) -> Path | None:
+    """A folder or zip source (plain path or file://) as the absolute path the lake records;
+    None for the other kinds of source."""
+    parsed = urlparse(source)
+    if parsed.scheme not in ("", "file"):
+        return None
+    return Path(unquote(parsed.path) if parsed.scheme else source).expanduser().resolve()
 
 
 # --- zip -------------------------------------------------------------------------------------

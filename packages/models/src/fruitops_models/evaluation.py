@@ -16,7 +16,6 @@ from typing import Any
 import mlflow
 import numpy as np
 import torch
-import torch.nn.functional as F
 from mlflow.exceptions import MlflowException
 
 from fruitops_core.lake import Lake
@@ -25,6 +24,7 @@ from fruitops_core.tracking import CHAMPION_ALIAS
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models.metrics import confusion_matrix, macro_f1
 from fruitops_models.registry import load_model, pending_candidates
+from fruitops_models.train import resize
 
 
 def predict_names(uri: str, data: CachedSplit, batch_size: int = 128) -> list[str]:
@@ -35,11 +35,7 @@ def predict_names(uri: str, data: CachedSplit, batch_size: int = 128) -> list[st
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             idx = np.arange(start, min(start + batch_size, len(data)))
-            x = torch.from_numpy(data.take(idx)).float().div_(255.0)
-            if x.shape[-1] != size:
-                x = F.interpolate(
-                    x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
-                )
+            x = resize(torch.from_numpy(data.take(idx)).float().div_(255.0), size)
             names += [classes[i] for i in module(x).argmax(1).tolist()]
     return names
 
