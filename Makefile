@@ -81,6 +81,7 @@ demo-embedded: setup airflow-db
 	@$(ENV) fruitops demo --no-run --json
 
 test: setup lint ## Run every test (packages, Airflow, services, infra; slow ones too) and ruff
+	scripts/install-chromium
 	$(ENV) pytest
 
 test-fast: setup ## Run the fast tests only

@@ -4,7 +4,9 @@ Scheduled on the `serving/batch_predictions` Asset (every scoring run updates it
 reference_profile (the held-out split as the champion sees it, reused while it holds) →
 drift_report (Evidently, HTML + JSON in the lake and MLflow) → drift_decision branches:
 `trigger_retraining` starts `fruitops_training` when the drift policy says the batch drifted,
-`no_drift` ends the run otherwise.
+`no_drift` ends the run otherwise. The retraining run trains on the reference's data set;
+the Airflow Variable `fruitops_retraining_conf` (JSON, e.g. ``{"epochs": 30}``; or the
+environment variable ``AIRFLOW_VAR_FRUITOPS_RETRAINING_CONF``) adds to its conf.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOperator
-from airflow.sdk import task
+from airflow.sdk import Variable, task
 
 from fruitops_airflow.factory import airflow_asset, dag_from_assets, task_id_for
 from fruitops_core.lake import open_lake
@@ -28,6 +30,8 @@ predictions = airflow_asset("serving/batch_predictions", graph, open_lake(settin
 REFERENCE = task_id_for("monitoring/reference_profile")
 RETRAIN = "trigger_retraining"
 QUIET = "no_drift"
+#: The Airflow Variable whose JSON object is added to the retraining run's conf.
+RETRAINING_CONF = "fruitops_retraining_conf"
 
 dag = dag_from_assets(
     "fruitops_monitoring",
@@ -50,12 +54,20 @@ with dag:
         """Retrain when the drift policy says the batch drifted."""
         return RETRAIN if record["metadata"].get("dataset_drift") else QUIET
 
+    @task(task_id="retraining_conf")
+    def retraining_conf(reference: dict[str, Any]) -> dict[str, Any]:
+        """The retraining run's conf: the data set the reference (and so the champion) was
+        made of, and the `fruitops_retraining_conf` Variable's values."""
+        extra = Variable.get(RETRAINING_CONF, default={}, deserialize_json=True)
+        if not isinstance(extra, dict):
+            raise ValueError(f"Airflow Variable {RETRAINING_CONF} must be a JSON object")
+        return {"source": reference["metadata"].get("source") or "", **extra}
+
     decision = drift_decision(dag.get_task(task_id_for("monitoring/drift_report")).output)
     retrain = TriggerDagRunOperator(
         task_id=RETRAIN,
         trigger_dag_id="fruitops_training",
-        # retrain on the data set the reference (and so the champion) was made of
-        conf={"source": f"{{{{ ti.xcom_pull(task_ids='{REFERENCE}')['metadata'].source or '' }}}}"},
+        conf=retraining_conf(dag.get_task(REFERENCE).output),
         doc_md="Start fruitops_training: ingest, validate, train, evaluate, promote.",
     )
     decision >> [retrain, EmptyOperator(task_id=QUIET)]

@@ -5,20 +5,24 @@ incoming_batch (the folder or s3:// prefix of the run's date) → batch_predicti
 `serving/batch_predictions` Asset, which schedules `fruitops_monitoring`. The `batch` param
 names where the images are; `{ds}` in it becomes the run's logical date (YYYY-MM-DD), so a
 daily run reads that day's folder; left empty, the ingested data set's test split is scored.
+``FRUITOPS_SCORING_SCHEDULE`` changes the schedule (``none``: only triggered runs).
 """
 
 from __future__ import annotations
 
 from fruitops_airflow.factory import dag_from_assets
+from fruitops_airflow.task_modes import TaskSettings
 from fruitops_core.options import ConfigOption
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_data.assets import IncomingBatchConfig
 from fruitops_serving.assets import ScoringConfig
 
+task_settings = TaskSettings()
+
 dag = dag_from_assets(
     "fruitops_scoring",
     select="data/incoming_batch serving/batch_predictions",
-    schedule="@daily",
+    schedule=task_settings.scoring_schedule,
     options=[
         ConfigOption("data/incoming_batch", IncomingBatchConfig, "source", name="batch"),
         ConfigOption("serving/batch_predictions", ScoringConfig, "backend"),
@@ -26,4 +30,5 @@ dag = dag_from_assets(
     tags=["scoring"],
     doc_md=__doc__,
     settings=FruitOpsSettings(),
+    task_settings=task_settings,
 )

@@ -35,10 +35,10 @@ def airflow_env(tmp_path: Path, settings) -> dict[str, str]:
 def cli(airflow_env: dict[str, str]):
     """Run one of the venv's commands (airflow, fruitops) with the test environment."""
 
-    def run(*args: str, timeout: int = 600) -> subprocess.CompletedProcess:
+    def run(*args: str, timeout: int = 600, **extra_env: str) -> subprocess.CompletedProcess:
         return subprocess.run(
             [str(BIN / args[0]), *args[1:]],
-            env=airflow_env,
+            env={**airflow_env, **extra_env},
             capture_output=True,
             text=True,
             timeout=timeout,

@@ -117,6 +117,23 @@ def test_bad_source_fails_at_once_with_the_reason(cli, tmp_path):
     assert "new_state=up_for_retry" not in log  # bad input is not retried
 
 
+def test_bad_source_in_the_venv_task_mode_fails_at_once_too(cli, airflow_env, tmp_path):
+    """external_python: the BadInput is raised in another interpreter; the retry policy
+    reads its mark in the message the operator brings back."""
+    import sys
+
+    migrate(cli)
+    airflow_env["FRUITOPS_TASK_MODE"] = "external_python"
+    airflow_env["FRUITOPS_TASK_PYTHON"] = sys.executable
+    conf = json.dumps({"source": str(tmp_path / "missing-photos")})
+    result = cli("airflow", "dags", "test", "fruitops_pipeline", "-c", conf)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0
+    assert "missing-photos does not exist" in log
+    assert "reason='bad input: a retry cannot fix it'" in log
+    assert "new_state=up_for_retry" not in log
+
+
 def test_external_python_mode_runs_the_task_in_the_pipeline_venv(cli, airflow_env, settings):
     """FRUITOPS_TASK_MODE=external_python: the task body runs in another interpreter."""
     import sys

@@ -34,6 +34,21 @@ def test_every_dag_has_owner_tags_doc_and_retries_with_backoff(dagbag):
         assert dag.start_date.tzinfo is not None, dag.dag_id
 
 
+@pytest.mark.parametrize("mode", ["in_process", "external_python", "docker", "kubernetes"])
+def test_every_task_fails_bad_input_at_once_in_every_mode(monkeypatch, dags_folder, mode):
+    from fruitops_airflow.retries import BadInputFails
+
+    bag = _dagbag_in_mode(monkeypatch, dags_folder, mode)
+    for dag in bag.dags.values():
+        for task in dag.tasks:
+            policy = (
+                task.partial_kwargs.get("retry_policy")
+                if isinstance(task, MappedOperator)
+                else task.retry_policy
+            )
+            assert isinstance(policy, BadInputFails), (mode, dag.dag_id, task.task_id)
+
+
 def test_no_cycles_and_order_follows_asset_graph(dagbag):
     graph = AssetGraph.from_entry_points()
     for dag in dagbag.dags.values():
@@ -142,7 +157,13 @@ def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dag
     decision = monitoring.get_task("drift_decision")
     assert decision.upstream_task_ids == {"monitoring__drift_report"}
     assert decision.downstream_task_ids == {"trigger_retraining", "no_drift"}
-    assert monitoring.get_task("trigger_retraining").trigger_dag_id == "fruitops_training"
+    retrain = monitoring.get_task("trigger_retraining")
+    assert retrain.trigger_dag_id == "fruitops_training"
+    # its conf: the reference's data set and the fruitops_retraining_conf Variable
+    assert retrain.upstream_task_ids == {"drift_decision", "retraining_conf"}
+    assert monitoring.get_task("retraining_conf").upstream_task_ids == {
+        "monitoring__reference_profile"
+    }
     assert set(monitoring.params) == {"drift_share", "critical_columns", "asset_config"}
 
 
@@ -163,6 +184,21 @@ def test_scoring_runs_daily_on_the_days_folder(dagbag):
     assert config_from_params({"batch": "s3://in/{ds}"}, mapping, "2026-11-27") == {
         "data/incoming_batch": {"source": "s3://in/2026-11-27"}
     }
+
+
+def test_the_scoring_schedule_is_a_setting(monkeypatch, dags_folder):
+    assert (
+        _dagbag_in_mode(
+            monkeypatch, dags_folder, "in_process", FRUITOPS_SCORING_SCHEDULE="0 6 * * *"
+        )
+        .dags["fruitops_scoring"]
+        .schedule
+        == "0 6 * * *"
+    )
+    triggered_only = _dagbag_in_mode(
+        monkeypatch, dags_folder, "in_process", FRUITOPS_SCORING_SCHEDULE="none"
+    )
+    assert triggered_only.dags["fruitops_scoring"].schedule is None
 
 
 def _dagbag_in_mode(monkeypatch, dags_folder, mode: str, **env: str) -> DagBag:

@@ -10,6 +10,7 @@ import json
 import pytest
 
 from fruitops_airflow.task_modes import DS, PARAMS_JSON, RUN_ID, task_command
+from fruitops_core.orchestration import BAD_INPUT_PREFIX
 
 TINY = "synthetic:classes=3,per_class=20,size=40,seed=11"
 PARAM_MAP = {
@@ -64,3 +65,5 @@ def test_bad_input_exits_non_zero_naming_the_problem(cli, settings, tmp_path):
     assert result.returncode == 1
     error = json.loads(result.stdout)
     assert error["error_type"] == "BadInput" and "no-photos does not exist" in error["error"]
+    # the mark the retry policy reads once the exception class is lost with the process
+    assert error["error"].startswith(BAD_INPUT_PREFIX)

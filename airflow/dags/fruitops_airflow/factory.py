@@ -8,7 +8,6 @@ artifacts stay in the lake. Where a task runs is `TaskSettings.task_mode`.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 from airflow.sdk import DAG, Asset, Param, get_current_context, task
 from airflow.sdk.exceptions import AirflowFailException
 
+from fruitops_airflow.retries import BadInputFails
 from fruitops_airflow.task_modes import (
     DS,
     PARAMS_JSON,
@@ -33,10 +33,6 @@ from fruitops_core.orchestration import ASSET_CONFIG_PARAM
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 
-#: Test hook: comma-separated task ids that fail once, after their work is done, on their
-#: first try, so a test can prove that the retry neither repeats nor duplicates it.
-FAIL_FIRST_TRY = "FRUITOPS_TEST_FAIL_FIRST_TRY"
-
 
 def default_args(task_settings: TaskSettings) -> dict[str, Any]:
     return {
@@ -45,6 +41,7 @@ def default_args(task_settings: TaskSettings) -> dict[str, Any]:
         "retry_delay": timedelta(seconds=task_settings.retry_delay_seconds),
         "retry_exponential_backoff": 2.0,  # Airflow 3's multiplier: the delay doubles
         "max_retry_delay": timedelta(minutes=10),
+        "retry_policy": BadInputFails(),  # bad input fails at once, in every task mode
     }
 
 
@@ -67,11 +64,6 @@ def run_date(context: Any) -> str:
     """`DS` for a task running in this process: the logical date's day, else the day the run
     was made (a run from an Asset event or REST with a null logical date has no ``ds``)."""
     return context.get("ds") or context["dag_run"].run_after.strftime("%Y-%m-%d")
-
-
-def _fail_first_try(task_id: str, try_number: int) -> None:
-    if try_number == 1 and task_id in os.environ.get(FAIL_FIRST_TRY, "").split(","):
-        raise RuntimeError(f"{task_id}: failing its first try on purpose ({FAIL_FIRST_TRY})")
 
 
 def run_in_process(
@@ -99,19 +91,14 @@ def run_in_process(
             value = run_asset_task(key, **common)
     except BadInput as err:
         raise AirflowFailException(str(err)) from err
-    _fail_first_try(context["ti"].task_id, context["ti"].try_number)
     return value
 
 
 def run_in_venv(key: str, param_map: dict, params_json: str, asset_run: str, date: str) -> dict:
     """`@task.external_python` body: runs in the pipeline venv, from its source alone."""
-    from airflow.sdk.exceptions import AirflowFailException
-
     from fruitops_core.orchestration import run_serialized
 
-    return run_serialized(
-        key, params_json, param_map, asset_run, date, bad_input=AirflowFailException
-    )
+    return run_serialized(key, params_json, param_map, asset_run, date)
 
 
 def slice_in_venv(
@@ -120,18 +107,10 @@ def slice_in_venv(
     """`@task.external_python` body of a fan-out slice (``field = [item]``)."""
     import json
 
-    from airflow.sdk.exceptions import AirflowFailException
-
     from fruitops_core.orchestration import run_serialized
 
     return run_serialized(
-        key,
-        params_json,
-        param_map,
-        asset_run,
-        date,
-        slice_json=json.dumps({field: [item]}),
-        bad_input=AirflowFailException,
+        key, params_json, param_map, asset_run, date, slice_json=json.dumps({field: [item]})
     )
 
 

@@ -16,7 +16,7 @@ import sys
 from enum import StrEnum
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fruitops_core.orchestration import ParamMap
@@ -47,7 +47,7 @@ class TaskMode(StrEnum):
 
 
 class TaskSettings(BaseSettings):
-    """Where the DAGs' tasks run. Only the chosen mode's fields matter."""
+    """Where the DAGs' tasks run, and when scoring does. Only the chosen mode's fields matter."""
 
     model_config = SettingsConfigDict(env_prefix="FRUITOPS_", extra="ignore")
 
@@ -61,6 +61,14 @@ class TaskSettings(BaseSettings):
     k8s_service_account: str = Field("fruitops-tasks", description="Workload Identity KSA")
     k8s_gpu_accelerator: str = Field("nvidia-tesla-t4", description="GKE GPU pool's accelerator")
     retry_delay_seconds: float = Field(30, gt=0, description="first retry's delay; doubles")
+    scoring_schedule: str | None = Field(
+        "@daily", description="fruitops_scoring's cron or preset; 'none': only when triggered"
+    )
+
+    @field_validator("scoring_schedule")
+    @classmethod
+    def _none(cls, value: str | None) -> str | None:
+        return None if value is None or value.strip().lower() in ("", "none") else value
 
 
 def task_command(key: str, param_map: ParamMap, slice_json: str | None = None) -> list[str]:
@@ -131,6 +139,8 @@ def container_operator(
         "env_vars": container_env(settings),
         "do_xcom_push": True,
         "get_logs": True,
+        # a failed pod's last log lines become the error Airflow sees (`retries.py` reads it)
+        "termination_message_policy": "FallbackToLogsOnError",
         "on_finish_action": "delete_succeeded_pod",
         **gpu,
     }

@@ -29,6 +29,13 @@ class BadInput(ValueError):
     """Wrong source, config or data: retrying cannot help, so the task fails at once."""
 
 
+#: What a task process's message starts with when a retry cannot fix its failure: across a
+#: process boundary (a container's logs, a pod's termination message, an external_python
+#: task's error) the exception class is lost, this text is not. Airflow's retry policy
+#: (`fruitops_airflow.retries`) reads it.
+BAD_INPUT_PREFIX = "bad input, not retried: "
+
+
 def safe_run_id(run_id: str) -> str:
     """An orchestrator's run id as a lake- and MLflow-safe name (same id → same name)."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
@@ -161,12 +168,11 @@ def run_serialized(
     logical_date: str | None,
     *,
     slice_json: str | None = None,
-    bad_input: type[Exception] | None = None,
 ) -> Any:
     """`run_asset_task` (or, with ``slice_json``, `run_asset_slice`) for a process that got
     the run's params as JSON: ``fruitops task`` in a container, an external_python task.
 
-    ``bad_input`` is raised instead of `BadInput` (Airflow's fail-without-retry exception).
+    Its `BadInput` message starts with `BAD_INPUT_PREFIX`, for the orchestrator outside.
     """
     common = {
         "params": json.loads(params_json),
@@ -179,6 +185,4 @@ def run_serialized(
             return run_asset_slice(key, json.loads(slice_json), **common)
         return run_asset_task(key, **common)
     except BadInput as err:
-        if bad_input is None:
-            raise
-        raise bad_input(str(err)) from err
+        raise BadInput(f"{BAD_INPUT_PREFIX}{err}") from err
