@@ -42,9 +42,70 @@ def test_every_file_gets_a_row_with_the_right_outcome(settings, corpus):
     assert (rotated["width"], rotated["height"]) == (32, 64)  # after EXIF orientation
     # junk is ignored and reported, never a row; the empty class folder adds no class
     raw = ParquetTable(lake.root / "assets/data/raw_images/data.parquet")
-    assert sorted(raw.meta["ignored"]) == sorted(JUNK)
+    assert sorted(i["path"] for i in raw.meta["ignored"]) == sorted(JUNK)
     assert not any(j.split("/", 1)[1] in rows for j in JUNK)
     assert "cherry" not in set(manifest["label"])
+
+
+def test_links_and_devices_are_listed_with_why_and_never_followed(settings, corpus, tmp_path):
+    """A folder of photos that links to files and folders outside it (or to itself): none of
+    their bytes reach the lake, each link is listed with its reason and counted."""
+    import os
+
+    from fruitops_data.layout import LINK_REASON, SPECIAL_REASON
+
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    secret = outside / "passwd"
+    secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
+    (outside / "kept-out.jpg").write_bytes(
+        (corpus / "val1/apple/apple-000.jpg").read_bytes()
+    )
+    train = corpus / "train1"
+    (train / "apple" / "passwd.jpg").symlink_to(secret)
+    (train / "linked-class").symlink_to(outside, target_is_directory=True)
+    (train / "apple" / "loop").symlink_to(train, target_is_directory=True)
+    (train / "banana" / "dangling.jpg").symlink_to(tmp_path / "gone.jpg")
+    os.mkfifo(train / "banana" / "pipe.jpg")
+    lake, manifest, records = ingest(settings, corpus, LENIENT)
+
+    for path in (settings.home / "lake").rglob("*"):
+        assert path.is_symlink() is False, path
+        if path.is_file():
+            assert not path.read_bytes().startswith(b"root:x"), path
+    assert not any("kept-out" in key or "passwd" in key for key in manifest["key"])
+    raw = ParquetTable(lake.root / "assets/data/raw_images/data.parquet")
+    reasons = {i["path"]: i["reason"] for i in raw.meta["ignored"]}
+    assert {k: reasons[k] for k in reasons if k not in JUNK} == {
+        "train/apple/passwd.jpg": LINK_REASON,
+        "train/linked-class": LINK_REASON,
+        "train/apple/loop": LINK_REASON,
+        "train/banana/dangling.jpg": LINK_REASON,
+        "train/banana/pipe.jpg": SPECIAL_REASON,
+    }
+    assert records[0].metadata["ignored"] == len(JUNK) + 5
+
+
+def test_one_pixel_limit_for_ingest_scoring_and_monitoring(monkeypatch):
+    """The decompression-bomb limit is one number: what ingest quarantines, scoring and
+    monitoring refuse too (they all decode through `open_image`)."""
+    import io
+
+    from PIL import Image
+
+    from fruitops_data import images
+    from fruitops_data.manifest import inspect_image
+
+    buffer = io.BytesIO()
+    Image.new("RGB", (40, 30), "red").save(buffer, format="PNG")
+    data = buffer.getvalue()
+    assert inspect_image(data)["readable"] and images.decode_rgb(data).size == (40, 30)
+    monkeypatch.setattr(images, "MAX_PIXELS", 40 * 30 - 1)
+    row = inspect_image(data)
+    assert not row["readable"] and row["error"].startswith("decompression bomb")
+    for decode in (images.decode_rgb, images.decode_array):
+        with pytest.raises(Image.DecompressionBombError, match="1200 pixels"):
+            decode(data)
 
 
 def test_unusable_files_are_quarantined_with_reasons(settings, corpus):
@@ -149,6 +210,6 @@ def test_cli_ingest_reports_quarantine_and_exits_1_past_threshold(settings, corp
         n for n, (ok, _) in EXPECTED.items() if not ok
     }
     assert report["files"] == len(report["quarantined"]) + report["readable"]
-    assert sorted(report["ignored"]) == sorted(JUNK)
+    assert sorted(i["path"] for i in report["ignored"]) == sorted(JUNK)
     assert report["classes"] == ["apple", "banana"]
     assert set(report["splits"]) == {"train", "val", "test"}

@@ -5,7 +5,7 @@ import pytest
 from corpus import ingest
 
 from fruitops_core.materialize import materialize
-from fruitops_data.layout import LayoutError, Walk, find_dataset_root, walk
+from fruitops_data.layout import JUNK_REASON, LayoutError, Walk, find_dataset_root, walk
 from fruitops_data.sources import SourceError, resolve
 
 
@@ -27,7 +27,8 @@ def test_plain_split_names_and_junk(tmp_path: Path, real_sample: Path):
     (tmp_path / "train" / "Thumbs.db").write_bytes(b"junk")
     files, ignored = walk(find_dataset_root(tmp_path))
     assert len(files) == 8
-    assert sorted(ignored) == ["train/Thumbs.db", "train/kiwi/.DS_Store"]
+    assert sorted(i["path"] for i in ignored) == ["train/Thumbs.db", "train/kiwi/.DS_Store"]
+    assert {i["reason"] for i in ignored} == {JUNK_REASON}
 
 
 def test_missing_and_empty_folders_say_what_is_expected(tmp_path: Path):

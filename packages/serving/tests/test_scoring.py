@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 
 from fruitops_core.lake import LocalLake, lake_from_uri
+from fruitops_data.layout import JUNK_REASON, LINK_REASON
 from fruitops_serving.inputs import InputError, resolve_input
 from fruitops_serving.scoring import (
     PREDICTION_COLUMNS,
@@ -132,9 +133,16 @@ def test_cli_quarantines_and_writes_every_row(pipeline, tmp_path: Path):
         shutil.copy(image, folder / image.name)
     bad_files(folder, images[0])
     (folder / ".DS_Store").write_bytes(b"junk")
+    secret = tmp_path / "passwd"
+    secret.write_text("root:x:0:0:root:/root:/bin/bash\n")
+    (folder / "passwd.jpg").symlink_to(secret)  # left out with why, never read
     out = tmp_path / "out" / "preds.csv"
     code, result = cli(pipeline, str(folder), "--output", str(out), "--format", "csv")
     assert code == 0, result
+    assert result["ignored"] == [
+        {"path": ".DS_Store", "reason": JUNK_REASON},
+        {"path": "passwd.jpg", "reason": LINK_REASON},
+    ]
     reasons = {q["key"]: q["reason"] for q in result["quarantined"]}
     assert set(reasons) == {"empty.jpg", "notes.jpg", "cut.jpg", "bomb.png"}
     assert "empty" in reasons["empty.jpg"] and "not an image" in reasons["notes.jpg"]

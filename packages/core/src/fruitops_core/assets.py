@@ -96,9 +96,9 @@ class _ParquetFileIO(IOPolicy):
         return lake.put_file(value.path, path), value.sha256()[:16]
 
     def load(self, lake: Lake, path: str) -> ParquetTable:
-        root = getattr(lake, "root", None)
-        if root is not None:  # a local lake: read the stored file in place
-            return ParquetTable(Path(root) / path)
+        local = lake.local_path(path)
+        if local is not None:  # a local lake: read the stored file in place
+            return ParquetTable(local)
         digest = hashlib.sha256(lake.uri(path).encode()).hexdigest()[:16]
         local = Path(tempfile.gettempdir()) / "fruitops-tables" / digest / Path(path).name
         return ParquetTable(lake.get_file(path, local))

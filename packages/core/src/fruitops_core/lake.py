@@ -70,6 +70,10 @@ class Lake(ABC):
     @abstractmethod
     def delete_prefix(self, prefix: str) -> int: ...
 
+    def local_path(self, path: str = "") -> Path | None:
+        """Where ``path`` lies on this machine's disk; None for an object store."""
+        return None
+
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
 
@@ -102,15 +106,25 @@ class LocalLake(Lake):
     def uri(self, path: str = "") -> str:
         return self._path(path).as_uri()
 
+    def local_path(self, path: str = "") -> Path | None:
+        return self._path(path)
+
     def exists(self, path: str) -> bool:
         return self._path(path).exists()
 
     def read_bytes(self, path: str) -> bytes:
         target = self._path(path)
         try:
-            return target.read_bytes()
+            # never through a link: a folder of photos may hold one to a host file
+            fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
         except FileNotFoundError:
             raise LakeError(f"{target.as_uri()} does not exist in the lake") from None
+        except OSError as err:
+            if target.is_symlink():
+                raise LakeError(f"{target}: a symbolic link, not followed") from None
+            raise LakeError(f"{target}: {err.strerror}") from None
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
 
     def _atomic(self, path: str, write) -> str:
         target = self._path(path)

@@ -19,7 +19,7 @@ from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, 
 from fruitops_core.lake import lake_from_uri
 from fruitops_core.progress import progress_bar
 from fruitops_core.tables import ParquetTable, TableWriter
-from fruitops_data.layout import FoundFile, Walk, is_junk
+from fruitops_data.layout import FoundFile, Walk, lake_files, read_no_follow
 from fruitops_data.manifest import (
     MANIFEST_COLUMNS,
     manifest_frames,
@@ -117,7 +117,7 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
     known = SortedLookup(previous)
 
     def copy(found: FoundFile, known_sha: str | None) -> tuple[str, bool]:
-        data = found.path.read_bytes()  # one read serves the hash and the upload
+        data = read_no_follow(found.path)  # one read serves the hash and the upload
         sha = hashlib.sha256(data).hexdigest()
         key = f"{prefix}/{found.relpath}"
         if known_sha == sha and ctx.lake.exists(key):
@@ -453,9 +453,11 @@ def incoming_batch(
     if ctx.config.source:
         uri = ctx.config.source
         source_lake = lake_from_uri(uri, endpoint_url=ctx.settings.s3_endpoint)
-        # every file but OS junk: what cannot be decoded is quarantined by scoring, not dropped
-        keys = [k for k in source_lake.list() if not any(map(is_junk, k.split("/")))]
+        # every file but junk and links (listed, with why): what cannot be decoded is
+        # quarantined by scoring, not dropped
+        keys, ignored = lake_files(source_lake)
     else:
+        ignored = []
         prefix = raw_images.meta["prefix"]
         uri = ctx.lake.uri(f"{prefix}/test")
         test = raw_images.read(columns=["key"], filters=[("split", "==", "test")])
@@ -465,5 +467,7 @@ def incoming_batch(
             f"incoming batch {uri} holds no files: put images there or set "
             "data/incoming_batch.source"
         )
-    ctx.add_metadata(images=len(keys), uri=uri)
-    return {"uri": uri, "keys": keys}
+    ctx.add_metadata(images=len(keys), uri=uri, ignored=len(ignored))
+    for item in ignored[:20]:
+        ctx.log.warning("left out %s: %s", item["path"], item["reason"])
+    return {"uri": uri, "keys": keys, "ignored": ignored}

@@ -106,9 +106,9 @@ class CachedSplit:
 
 def local_copy(lake: Lake, path: str, workdir: Path) -> Path:
     """A local file for ``path``: the lake file itself when local, else a download."""
-    root = getattr(lake, "root", None)
-    if root is not None:
-        return Path(root) / path
+    local = lake.local_path(path)
+    if local is not None:
+        return local
     target = workdir / path
     if not target.exists() or target.stat().st_size != lake.size(path):
         lake.get_file(path, target)

@@ -8,6 +8,21 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 HIGH_DEPTH_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I", "F")
+#: Pixels above which an image is refused as a decompression bomb: Pillow's own warning
+#: threshold (~89 Mpx), applied as a hard limit by ingest, scoring and monitoring alike.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS
+
+
+def open_image(data: bytes) -> Image.Image:
+    """The bytes opened by Pillow (header only), refused over `MAX_PIXELS`."""
+    image = Image.open(io.BytesIO(data))
+    width, height = image.size
+    if MAX_PIXELS and width * height > MAX_PIXELS:
+        image.close()
+        raise Image.DecompressionBombError(
+            f"{width}x{height} = {width * height} pixels, over the limit of {MAX_PIXELS}"
+        )
+    return image
 
 
 def _to_8bit(image: Image.Image) -> Image.Image:
@@ -24,7 +39,7 @@ def decode_rgb(data: bytes, size: int | None = None, draft: int | None = None) -
     skip detail that the resize would throw away anyway. ``draft`` alone asks for that
     reduced decoding (at least ``draft`` pixels a side) without the resize.
     """
-    image = Image.open(io.BytesIO(data))
+    image = open_image(data)
     least = size or draft
     if least is not None and image.format == "JPEG":
         image.draft("RGB", (least, least))

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 SPLIT_ALIASES = {
     "train1": "train",
@@ -42,11 +43,98 @@ def is_junk(name: str) -> bool:
     return name.lower() in JUNK_NAMES or name.startswith(".") or name.startswith("__MACOSX")
 
 
+#: Why a file is left out. One rule for ingest, scoring and monitoring: each left-out file is
+#: listed with its reason and counted, never silently dropped.
+JUNK_REASON = "OS junk or a hidden file"
+LINK_REASON = "a symbolic link: links are never followed (copy the file itself)"
+SPECIAL_REASON = "not a regular file (a pipe, socket or device)"
+
+
+def skip_reason(parts: Sequence[str], entry: os.DirEntry | None = None) -> str | None:
+    """Why the file at relative path ``parts`` is left out, or None to take it. ``entry``
+    (a local file's) adds the links-and-devices rule; object-store keys have neither."""
+    if any(is_junk(part) for part in parts):
+        return JUNK_REASON
+    if entry is not None:
+        if entry.is_symlink():
+            return LINK_REASON
+        if not entry.is_file(follow_symlinks=False):
+            return SPECIAL_REASON
+    return None
+
+
+def skipped(path: str, reason: str) -> dict[str, str]:
+    """A left-out file as reports list it."""
+    return {"path": path, "reason": reason}
+
+
+def scan(
+    folder: Path, parts: tuple[str, ...] = ()
+) -> Iterator[tuple[os.DirEntry, tuple[str, ...]]]:
+    """Every non-folder entry under ``folder`` with its relative path parts, never entering
+    a linked folder (a link is yielded as an entry, for `skip_reason` to name).
+
+    Siblings are sorted with folders as ``name/``, which makes a depth-first walk yield
+    paths in plain string order (``"a b/x" < "a/x"``), the order S3 lists keys in. A listing
+    in key order can be merged with the previous one a window at a time, never loaded whole.
+    """
+    with os.scandir(folder) as entries:
+        ordered = sorted(
+            entries, key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name
+        )
+    for entry in ordered:
+        if entry.is_dir(follow_symlinks=False):
+            yield from scan(Path(entry.path), (*parts, entry.name))
+        else:
+            yield entry, (*parts, entry.name)
+
+
+def scan_files(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
+    """The files under ``folder`` to take (relative paths, in order) and the ones left out."""
+    keys: list[str] = []
+    left_out: list[dict[str, str]] = []
+    for entry, parts in scan(folder):
+        reason = skip_reason(parts, entry)
+        if reason:
+            left_out.append(skipped("/".join(parts), reason))
+        else:
+            keys.append("/".join(parts))
+    return keys, left_out
+
+
+def read_no_follow(path: Path) -> bytes:
+    """A listed file's bytes; a file swapped for a link since the listing is refused."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read()
+
+
+def lake_files(lake: Any) -> tuple[list[str], list[dict[str, str]]]:
+    """A lake's files to take and those left out, by the rules of `skip_reason`: a local
+    folder is scanned (links and devices named), an object store's keys are filtered."""
+    root = lake.local_path()
+    if root is not None:
+        return scan_files(root) if root.is_dir() else ([], [])
+    keys: list[str] = []
+    left_out: list[dict[str, str]] = []
+    for key in lake.list():
+        reason = skip_reason(key.split("/"))
+        if reason:
+            left_out.append(skipped(key, reason))
+        else:
+            keys.append(key)
+    return keys, left_out
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def _split_dirs(folder: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for child in sorted(folder.iterdir()):
         split = SPLIT_ALIASES.get(child.name.lower())
-        if child.is_dir() and split and split not in found:
+        if _is_real_dir(child) and split and split not in found:
             found[split] = child
     return found
 
@@ -58,9 +146,9 @@ def find_dataset_root(folder: Path) -> Path:
     if not folder.is_dir():
         raise LayoutError(f"{folder} is not a folder")
     candidates = [folder, folder / "Fruit_dataset"]
-    candidates += sorted(p for p in folder.iterdir() if p.is_dir() and not is_junk(p.name))
+    candidates += sorted(p for p in folder.iterdir() if _is_real_dir(p) and not is_junk(p.name))
     for candidate in candidates:
-        if candidate.is_dir() and "train" in _split_dirs(candidate):
+        if (candidate == folder or _is_real_dir(candidate)) and "train" in _split_dirs(candidate):
             return candidate
     raise LayoutError(
         f"no train split found in {folder}: expected Fruit_dataset/train1|val1|test1/<class>/"
@@ -68,63 +156,46 @@ def find_dataset_root(folder: Path) -> Path:
     )
 
 
-def _sorted_files(folder: Path) -> Iterator[Path]:
-    """Files under ``folder`` in the order of their relative path strings.
-
-    Siblings are sorted with folders as ``name/``, which makes a depth-first walk yield
-    paths in plain string order (``"a b/x" < "a/x"``), the order S3 lists keys in. A listing
-    in key order can be merged with the previous one a window at a time, never loaded whole.
-    """
-    with os.scandir(folder) as scan:
-        entries = sorted(scan, key=lambda e: e.name + "/" if e.is_dir() else e.name)
-    for entry in entries:
-        if entry.is_dir():
-            yield from _sorted_files(Path(entry.path))
-        elif entry.is_file():
-            yield Path(entry.path)
-
-
 @dataclass
 class Walk:
     """Every file under the split folders of ``root``, streamed in ``relpath`` order.
 
-    Iterating yields `FoundFile`s lazily (labels from the Kaggle CSVs applied); OS junk is
-    skipped and collected in ``ignored`` as the walk passes it. A walk that finds no file at
-    all raises `LayoutError` at its end.
+    Iterating yields `FoundFile`s lazily (labels from the Kaggle CSVs applied); what
+    `skip_reason` leaves out (junk, links, devices) is collected in ``ignored``, with its
+    reason, as the walk passes it. A walk that finds no file at all raises `LayoutError` at
+    its end.
     """
 
     root: Path
-    ignored: list[str] = field(default_factory=list)
+    ignored: list[dict[str, str]] = field(default_factory=list)
+
+    def _entries(self) -> Iterator[tuple[str, Path, tuple[str, ...], str | None]]:
+        for split, split_dir in sorted(_split_dirs(self.root).items()):
+            for entry, rel_parts in scan(split_dir):
+                yield split, Path(entry.path), rel_parts, skip_reason(rel_parts, entry)
 
     def __iter__(self) -> Iterator[FoundFile]:
         self.ignored.clear()
         relabel = csv_labeller(self.root)
         found = 0
-        for split, split_dir in sorted(_split_dirs(self.root).items()):
-            for path in _sorted_files(split_dir):
-                rel_parts = path.relative_to(split_dir).parts
-                relpath = "/".join((split, *rel_parts))
-                if any(is_junk(part) for part in rel_parts):
-                    self.ignored.append(relpath)
-                    continue
-                label = rel_parts[0] if len(rel_parts) > 1 else None
-                found += 1
-                yield relabel(FoundFile(path, relpath, split, label))
+        for split, path, rel_parts, reason in self._entries():
+            relpath = "/".join((split, *rel_parts))
+            if reason:
+                self.ignored.append(skipped(relpath, reason))
+                continue
+            label = rel_parts[0] if len(rel_parts) > 1 else None
+            found += 1
+            yield relabel(FoundFile(path, relpath, split, label))
         if not found:
             raise LayoutError(f"{self.root} holds no files under its split folders")
 
     def count(self) -> int:
         """How many files a walk yields (a listing pass, no reads): the progress bar's total."""
-        return sum(
-            1
-            for split_dir in _split_dirs(self.root).values()
-            for path in _sorted_files(split_dir)
-            if not any(is_junk(p) for p in path.relative_to(split_dir).parts)
-        )
+        return sum(1 for *_, reason in self._entries() if reason is None)
 
 
-def walk(root: Path) -> tuple[list[FoundFile], list[str]]:
-    """Every file under the split folders as a list, and the junk that was ignored.
+def walk(root: Path) -> tuple[list[FoundFile], list[dict[str, str]]]:
+    """Every file under the split folders as a list, and what was left out (with reasons).
 
     For small folders and reports; ingest streams a `Walk` instead.
     """

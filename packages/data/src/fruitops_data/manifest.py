@@ -8,19 +8,17 @@ many files there are.
 from __future__ import annotations
 
 import hashlib
-import io
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from itertools import islice
 from typing import Any
 
 import pandas as pd
-from PIL import Image, ImageOps
+from PIL import ImageOps
 
 from fruitops_core.progress import progress_bar
 from fruitops_core.tables import ParquetTable
-from fruitops_data.images import DECODE_ERRORS, decode_failure_reason
+from fruitops_data.images import DECODE_ERRORS, decode_failure_reason, open_image
 
 MANIFEST_COLUMNS = {
     "key": "string",
@@ -56,14 +54,12 @@ def inspect_image(data: bytes, sha256: str | None = None) -> dict[str, Any]:
         row["error"] = "empty file (0 bytes)"
         return row
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as image:
-                row["format"] = image.format
-                image.load()  # the whole decode: catches truncated files
-                oriented = ImageOps.exif_transpose(image)
-                row["width"], row["height"] = oriented.size
-                row["mode"] = image.mode
+        with open_image(data) as image:
+            row["format"] = image.format
+            image.load()  # the whole decode: catches truncated files
+            oriented = ImageOps.exif_transpose(image)
+            row["width"], row["height"] = oriented.size
+            row["mode"] = image.mode
         row["readable"] = True
     except DECODE_ERRORS as err:
         row["error"] = decode_failure_reason(err)

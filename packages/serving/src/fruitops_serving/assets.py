@@ -61,6 +61,7 @@ def batch_predictions(
         lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint),
         incoming_batch["keys"],
         incoming_batch["uri"],
+        incoming_batch.get("ignored", []),
     )
     summary = score(
         source,
@@ -74,6 +75,7 @@ def batch_predictions(
         images=summary["images"],
         scored=summary["scored"],
         quarantined=len(summary["quarantined"]),
+        ignored=len(summary["ignored"]),
         quarantine_uri=quarantine_uri,
         predictions_uri=summary["predictions_uri"],
         model_uri=model.uri,

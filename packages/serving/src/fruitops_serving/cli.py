@@ -90,5 +90,9 @@ def score_command(
             )
         for item in result["quarantined"][:20]:
             out.print(f"  quarantined {item['key']}: {item['reason']}")
+        if result["ignored"]:
+            out.print(f"{len(result['ignored'])} files left out:")
+        for item in result["ignored"][:20]:
+            out.print(f"  left out {item['path']}: {item['reason']}")
 
     run_command(json_mode, action, human)

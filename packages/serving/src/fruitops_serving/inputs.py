@@ -1,7 +1,9 @@
 """What to score: a folder, a glob, an ``s3://`` prefix, or a CSV/Parquet list of files.
 
-Every input becomes a lake (to read bytes from) and the keys inside it. OS junk is left out;
-everything else is kept, so a file that is not an image is quarantined, never dropped.
+Every input becomes a lake (to read bytes from) and the keys inside it. Ingest's rule
+(`fruitops_data.layout.skip_reason`) leaves out OS junk, links and devices, each listed with
+its reason; everything else is kept, so a file that is not an image is quarantined, never
+dropped.
 """
 
 from __future__ import annotations
@@ -9,14 +11,14 @@ from __future__ import annotations
 import fnmatch
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pandas as pd
 
 from fruitops_core.lake import Lake, LocalLake, lake_from_uri
-from fruitops_data.layout import is_junk
+from fruitops_data.layout import lake_files
 
 LIST_COLUMNS = ("key", "path", "image:FILE", "file")
 
@@ -26,6 +28,7 @@ class ScoringInput:
     lake: Lake
     keys: list[str]
     description: str
+    ignored: list[dict[str, str]] = field(default_factory=list)  # left out, with why
 
     @property
     def name(self) -> str:
@@ -36,10 +39,6 @@ class ScoringInput:
 
 class InputError(ValueError):
     """The input cannot be read; the message says what was expected."""
-
-
-def _not_junk(key: str) -> bool:
-    return not any(is_junk(part) for part in key.split("/"))
 
 
 def _from_list(path: Path) -> ScoringInput:
@@ -63,7 +62,8 @@ def resolve_input(spec: str, endpoint_url: str | None = None) -> ScoringInput:
     """The lake and keys behind ``spec``; a missing folder or empty prefix says so."""
     if spec.startswith(("s3://", "gs://")):
         lake = lake_from_uri(spec, endpoint_url=endpoint_url)
-        return ScoringInput(lake, [k for k in lake.list() if _not_junk(k)], spec)
+        keys, ignored = lake_files(lake)
+        return ScoringInput(lake, keys, spec, ignored)
     parsed = urlparse(spec)
     if parsed.scheme not in ("", "file"):
         raise InputError(
@@ -77,8 +77,13 @@ def resolve_input(spec: str, endpoint_url: str | None = None) -> ScoringInput:
         base = Path(*parts[:first]) if first else Path(".")
         pattern = "/".join(parts[first:])
         lake = LocalLake(base)
-        keys = [k for k in lake.list() if fnmatch.fnmatch(k, pattern) and _not_junk(k)]
-        return ScoringInput(lake, keys, spec)
+        keys, ignored = lake_files(lake)
+        return ScoringInput(
+            lake,
+            [k for k in keys if fnmatch.fnmatch(k, pattern)],
+            spec,
+            [i for i in ignored if fnmatch.fnmatch(i["path"], pattern)],
+        )
     if path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
         return _from_list(path)
     if not path.is_dir():
@@ -87,4 +92,5 @@ def resolve_input(spec: str, endpoint_url: str | None = None) -> ScoringInput:
             "a glob, s3://bucket/prefix or a .csv/.parquet list"
         )
     lake = LocalLake(path)
-    return ScoringInput(lake, [k for k in lake.list() if _not_junk(k)], str(path))
+    keys, ignored = lake_files(lake)
+    return ScoringInput(lake, keys, str(path), ignored)

@@ -364,6 +364,7 @@ def score(
         "images": len(source.keys),
         "scored": writer.rows,
         "quarantined": quarantined,
+        "ignored": source.ignored,
         "predictions_uri": uri,
         "model_uri": model.uri,
         "model_version": model.version,
