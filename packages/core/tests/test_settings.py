@@ -49,3 +49,32 @@ def test_unknown_profile_is_rejected(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("FRUITOPS_PROFILE", "laptop")
     with pytest.raises(ValueError, match="profile"):
         FruitOpsSettings()
+
+
+def test_an_unknown_profile_names_the_variable_and_the_choices(monkeypatch):
+    import pydantic
+
+    monkeypatch.setenv("FRUITOPS_PROFILE", "nonsense")
+    with pytest.raises(
+        pydantic.ValidationError, match=r"FRUITOPS_PROFILE='nonsense'.*embedded, services"
+    ):
+        FruitOpsSettings()
+
+
+@pytest.mark.slow
+def test_an_unreachable_mlflow_server_fails_fast_naming_it_and_what_to_start(monkeypatch):
+    import socket
+    import time
+
+    from fruitops_core.tracking import TrackingUnavailable, configure_mlflow
+
+    with socket.socket() as sock:  # a port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    started = time.monotonic()
+    with pytest.raises(
+        TrackingUnavailable, match=rf"127.0.0.1:{port} does not answer.*services up"
+    ):
+        configure_mlflow(FruitOpsSettings())
+    assert time.monotonic() - started < 30

@@ -58,9 +58,7 @@ def test_links_and_devices_are_listed_with_why_and_never_followed(settings, corp
     outside.mkdir()
     secret = outside / "passwd"
     secret.write_bytes(b"root:x:0:0:root:/root:/bin/bash\n")
-    (outside / "kept-out.jpg").write_bytes(
-        (corpus / "val1/apple/apple-000.jpg").read_bytes()
-    )
+    (outside / "kept-out.jpg").write_bytes((corpus / "val1/apple/apple-000.jpg").read_bytes())
     train = corpus / "train1"
     (train / "apple" / "passwd.jpg").symlink_to(secret)
     (train / "linked-class").symlink_to(outside, target_is_directory=True)

@@ -12,7 +12,7 @@ import pytest
 from fruitops_core.lake import LocalLake, lake_from_uri
 from fruitops_core.materialize import materialize
 from fruitops_core.registry import AssetGraph
-from fruitops_data.layout import walk
+from fruitops_data.layout import LayoutError, walk
 from fruitops_data.sources import SourceError, resolve
 
 SHARED_REAL = Path(__file__).resolve().parents[3].parent / "shared" / "datasets" / "fruits-real"
@@ -108,6 +108,27 @@ def test_csv_labels_and_unlabeled_rows(tmp_path: Path, real_sample: Path):
     (data / "test.csv").write_text("image:FILE,category\ntest/kiwi/x.jpg,many\n")
     with pytest.raises(ValueError, match="not an integer"):
         walk(data)
+    # a short row, a long row, a file that is not UTF-8: each names the file (and line)
+    (data / "test.csv").write_text("image:FILE,category\ntest/kiwi/x.jpg,1\ntest/kiwi/y.jpg\n")
+    with pytest.raises(LayoutError, match=r"test\.csv:3: expected 2 fields .* found 1"):
+        walk(data)
+    (data / "test.csv").write_text("image:FILE,category\ntest/kiwi/x.jpg,1,spare\n")
+    with pytest.raises(LayoutError, match=r"test\.csv:2: expected 2 fields .* found 3"):
+        walk(data)
+    (data / "test.csv").write_bytes("image:FILE,category\ntest/kiwi/é.jpg,1\n".encode("latin-1"))
+    with pytest.raises(LayoutError, match=r"test\.csv: not UTF-8 text .* save it as UTF-8"):
+        walk(data)
+
+
+def test_a_dot_slash_member_is_the_folder_itself(tmp_path: Path, real_sample: Path):
+    """Archives made with `zip -r x.zip ./` list ``./`` first; it is not an error."""
+    archive = tmp_path / "dot.zip"
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr("./", b"")
+        for path in sorted((real_sample / "Fruit_dataset").rglob("*.jpg")):
+            zf.write(path, "./" + path.relative_to(real_sample / "Fruit_dataset").as_posix())
+    files, _ = walk(resolve(str(archive), tmp_path / "home").root)
+    assert len(files) == 24
 
 
 def test_cli_validate_json_and_exit_status(settings, real_sample: Path):

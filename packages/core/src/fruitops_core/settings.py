@@ -65,6 +65,17 @@ class FruitOpsSettings(BaseSettings):
         "data set already in the lake",
     )
 
+    @field_validator("profile", mode="before")
+    @classmethod
+    def _known_profile(cls, value: object) -> object:
+        choices = [p.value for p in Profile]
+        if isinstance(value, str) and value not in choices:
+            raise ValueError(
+                f"FRUITOPS_PROFILE={value!r} is not a profile: choose one of "
+                f"{', '.join(choices)} (or unset it for embedded)"
+            )
+        return value
+
     @field_validator("home")
     @classmethod
     def _absolute_home(cls, value: Path) -> Path:

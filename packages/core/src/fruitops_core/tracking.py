@@ -10,6 +10,38 @@ from fruitops_core.settings import FruitOpsSettings
 CHAMPION_ALIAS = "champion"
 
 
+class TrackingUnavailable(ConnectionError):
+    """The MLflow server does not answer; the message names its URI and what to start."""
+
+
+#: How long a process waits for the MLflow server before saying it is not there (MLflow's
+#: own client would retry for minutes before "Connection refused").
+SERVER_WAIT_SECONDS = 20
+
+
+def require_server(uri: str, wait: float = SERVER_WAIT_SECONDS) -> None:
+    """Return once ``uri``/health answers; raise `TrackingUnavailable` after ``wait`` s."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5):
+                return
+        except urllib.error.HTTPError:
+            return  # it answers (a proxy or an older server without /health)
+        except OSError as err:
+            if time.monotonic() >= deadline:
+                raise TrackingUnavailable(
+                    f"the MLflow server at {uri} does not answer ({getattr(err, 'reason', err)}"
+                    f") after {wait:.0f} s: start it (`fruitops services up` for the services "
+                    "profile, `mlflow server` otherwise) or point MLFLOW_TRACKING_URI at one"
+                ) from None
+            time.sleep(1)
+
+
 def configure_mlflow(settings: FruitOpsSettings) -> str:
     """Point MLflow at the profile's tracking store and make sure the experiment exists.
 
@@ -21,6 +53,8 @@ def configure_mlflow(settings: FruitOpsSettings) -> str:
     os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
     if settings.tracking_uri.startswith("sqlite:"):
         settings.home.mkdir(parents=True, exist_ok=True)
+    elif settings.tracking_uri.startswith(("http://", "https://")):
+        require_server(settings.tracking_uri)
     mlflow.set_tracking_uri(settings.tracking_uri)
     mlflow.set_registry_uri(settings.tracking_uri)
     client = mlflow.MlflowClient()

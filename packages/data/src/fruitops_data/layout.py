@@ -211,21 +211,37 @@ def _read_csv_labels(root: Path) -> dict[str, int]:
         path = root / f"{split}.csv"
         if not path.is_file():
             continue
-        with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
-            if not reader.fieldnames or not {"image:FILE", "category"} <= set(reader.fieldnames):
-                raise LayoutError(
-                    f"{path}: expected the columns image:FILE,category (found {reader.fieldnames})"
-                )
-            for line, row in enumerate(reader, start=2):
-                try:
-                    labels[row["image:FILE"].strip().replace("\\", "/")] = int(row["category"])
-                except (TypeError, ValueError):
-                    raise LayoutError(
-                        f"{path}:{line}: category {row['category']!r} is not an "
-                        "integer (-1 means unlabeled)"
-                    ) from None
+        try:
+            with open(path, newline="", encoding="utf-8-sig") as handle:
+                labels.update(_csv_rows(path, csv.DictReader(handle)))
+        except UnicodeDecodeError as err:
+            raise LayoutError(
+                f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
+            ) from None
     return labels
+
+
+def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[tuple[str, int]]:
+    """``image:FILE → category`` of one Kaggle CSV; a malformed row names its line."""
+    if not reader.fieldnames or not {"image:FILE", "category"} <= set(reader.fieldnames):
+        raise LayoutError(
+            f"{path}: expected the columns image:FILE,category (found {reader.fieldnames})"
+        )
+    for row in reader:
+        line = reader.line_num
+        name, category = row.get("image:FILE"), row.get("category")
+        if name is None or category is None or None in row:
+            found = [v for k, v in row.items() if k is not None and v is not None]
+            raise LayoutError(
+                f"{path}:{line}: expected {len(reader.fieldnames)} fields "
+                f"({','.join(reader.fieldnames)}), found {len(found) + len(row.get(None, []))}"
+            )
+        try:
+            yield name.strip().replace("\\", "/"), int(category)
+        except ValueError:
+            raise LayoutError(
+                f"{path}:{line}: category {category!r} is not an integer (-1 means unlabeled)"
+            ) from None
 
 
 def csv_labeller(root: Path):

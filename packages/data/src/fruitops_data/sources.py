@@ -112,9 +112,11 @@ def _zip_fingerprint(path: Path) -> str:
 def _safe_member_path(name: str) -> PurePosixPath | None:
     """The member's relative path, or None when it would land outside the target."""
     normalised = PurePosixPath(name.replace("\\", "/"))
-    if normalised.is_absolute() or ".." in normalised.parts or ":" in normalised.parts[0]:
+    if normalised.is_absolute() or ".." in normalised.parts:
         return None
-    return normalised
+    if normalised.parts and ":" in normalised.parts[0]:
+        return None
+    return normalised  # "./" is the extraction folder itself (no parts): harmless
 
 
 def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> Path:
@@ -155,7 +157,7 @@ def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> 
                         "link; refusing the archive"
                     )
                 destination = staging / rel
-                if member.is_dir():
+                if member.is_dir() or not rel.parts:
                     destination.mkdir(parents=True, exist_ok=True)
                     continue
                 destination.parent.mkdir(parents=True, exist_ok=True)
