@@ -41,6 +41,11 @@ class Browser:
                 "--disable-gpu",
                 "--disable-dev-shm-usage",
                 "--no-first-run",
+                # no calls home: this machine's network is closed, and a test needs none
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                "--disable-quic",
                 f"--window-size={width},{height}",
                 f"--user-data-dir={self.profile}",
                 "--remote-debugging-port=0",

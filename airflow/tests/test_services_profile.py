@@ -72,6 +72,57 @@ def test_services_up_again_changes_nothing_and_status_names_every_address(stack)
         assert (stack.root / "services" / log).stat().st_size > 0, log
 
 
+def listening_ports(pid: int) -> set[int]:
+    """The TCP ports process ``pid`` listens on, from /proc (its socket inodes)."""
+    import os
+
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):
+    import urllib.error
+    import urllib.request
+
+    secrets = [v for k, v in stack.services.secrets().items() if k != "s3_access_key"]
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            text = cmdline.read_bytes().decode(errors="replace")
+        except OSError:
+            continue  # the process ended
+        assert not any(secret in text for secret in secrets), cmdline
+    config = stack.services.config
+    ports = config.seaweed_ports()
+    # the filer refuses what has no JWT of SeaweedFS's own keys: writes and reads
+    post = urllib.request.Request(
+        f"http://127.0.0.1:{ports['filer']}/buckets/{config.lake_bucket}/planted.txt",
+        data=b"planted",
+        method="PUT",
+    )
+    for request in (post, f"http://127.0.0.1:{ports['filer']}/buckets/{config.lake_bucket}/"):
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(request, timeout=10)
+        assert refused.value.code == 401
+    assert "planted.txt" not in stack.s3_keys(config.lake_bucket)
+    # weed listens on the profile's ports (and their gRPC twins) only: no Iceberg/Lance
+    own = listening_ports(stack.services._pid_alive("seaweedfs"))
+    chosen = set(ports.values())
+    assert own and own <= chosen | {p + 10000 for p in chosen}, sorted(own - chosen)
+
+
 def test_training_runs_and_alias_are_in_mlflow_and_in_its_postgres_tables(stack, trained):
     client = stack.mlflow()
     versions = client.search_model_versions("name = 'fruit-classifier'")

@@ -121,3 +121,26 @@ def test_gs_uses_gcs_interoperability_endpoint():
     lake = lake_from_uri("gs://my-bucket/lake")
     assert lake.endpoint_url == "https://storage.googleapis.com"
     assert lake.uri("a/b") == "gs://my-bucket/lake/a/b"
+
+
+def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path):
+    """A write killed half-way leaves ``.<name>.<pid>-….tmp``; the next successful write of
+    that name removes it (its PID is gone), not a live writer's."""
+    import os
+    import subprocess
+    import sys
+
+    from fruitops_core.lake import LocalLake
+
+    lake = LocalLake(tmp_path)
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+    (tmp_path / "assets").mkdir()
+    killed = tmp_path / "assets" / f".data.json.{gone}-abc123.tmp"
+    killed.write_bytes(b"half a fi")
+    live = tmp_path / "assets" / f".data.json.{os.getpid()}-def456.tmp"
+    live.write_bytes(b"being written")
+    assert list(lake.list("assets")) == []  # temporaries are never listed
+    lake.write_json("assets/data.json", {"ok": True})
+    assert not killed.exists() and live.exists()
+    assert lake.read_json("assets/data.json") == {"ok": True}

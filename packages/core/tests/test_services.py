@@ -41,3 +41,40 @@ def test_status_of_a_fresh_home_is_stopped_and_shows_no_password(tmp_path):
     assert secret in env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"]
     assert secret not in str(services.status())
     assert oct(Path(tmp_path / "secrets.json").stat().st_mode)[-3:] == "600"
+
+
+def test_a_pid_file_whose_pid_was_reused_signals_nothing(tmp_path):
+    """The service died and the OS gave its PID to another process: `services down` must
+    leave that process alone (its command line is not the service's)."""
+    import subprocess
+    import sys
+
+    bystander = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        services = Services(ServicesConfig(home=tmp_path), log=lambda _: None)
+        services.pidfile("mlflow").write_text(str(bystander.pid))
+        assert services._pid_alive("mlflow") is None
+        services._stop("mlflow")
+        assert bystander.poll() is None  # still running
+        assert not services.pidfile("mlflow").exists()
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_secret_files_are_private_from_their_first_byte(tmp_path):
+    import os
+
+    from fruitops_core.services import write_private
+
+    old = os.umask(0o000)  # the most permissive umask: os.open's mode alone must do it
+    try:
+        loose = tmp_path / "loose"
+        loose.write_text("x")
+        loose.chmod(0o644)
+        write_private(loose, "secret")
+        write_private(tmp_path / "new", "secret")
+    finally:
+        os.umask(old)
+    for path in (loose, tmp_path / "new"):
+        assert oct(path.stat().st_mode)[-3:] == "600" and path.read_text() == "secret"

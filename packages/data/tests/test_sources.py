@@ -49,6 +49,34 @@ def test_zip_member_escaping_the_target_is_refused(tmp_path: Path, real_sample: 
     assert not list((tmp_path / "home").rglob("outside.txt"))
 
 
+def test_two_ingests_of_one_zip_at_once_both_succeed_and_leave_no_staging(
+    tmp_path: Path, real_sample: Path
+):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    archive = zip_folder(real_sample / "Fruit_dataset", tmp_path / "fruits.zip")
+    start = Barrier(2)
+
+    def ingest(_: int) -> Path:
+        start.wait()
+        return resolve(str(archive), tmp_path / "home").root
+
+    with ThreadPoolExecutor(2) as pool:
+        roots = list(pool.map(ingest, range(2)))
+    assert roots[0] == roots[1] and len(walk(roots[0])[0]) == 24
+    assert not list((tmp_path / "home" / "sources").glob("*.partial*"))
+
+
+def test_a_refused_archive_leaves_nothing_behind(tmp_path: Path, real_sample: Path):
+    archive = zip_folder(
+        real_sample / "Fruit_dataset", tmp_path / "evil.zip", {"ok/../../x.txt": b"x"}
+    )
+    with pytest.raises(SourceError, match="outside the extraction folder"):
+        resolve(str(archive), tmp_path / "home")
+    assert list((tmp_path / "home" / "sources").iterdir()) == []
+
+
 def test_broken_and_oversized_zips(tmp_path: Path, real_sample: Path):
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"PK\x03\x04 this is not really a zip")

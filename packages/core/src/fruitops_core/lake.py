@@ -7,6 +7,7 @@ Paths inside a lake are POSIX-style relative keys like ``assets/data/image_manif
 
 from __future__ import annotations
 
+import glob
 import io
 import json
 import os
@@ -90,6 +91,24 @@ class Lake(ABC):
         return self.write_bytes(path, buffer.getvalue())
 
 
+def _remove_stale_temporaries(target: Path) -> None:
+    """Delete ``target``'s temporary files left by writers that no longer run."""
+    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*-*.tmp"):
+        pid = leftover.name[len(target.name) + 2 :].split("-", 1)[0]
+        if pid.isdigit() and not _running(int(pid)):
+            leftover.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process
+    return True
+
+
 class LocalLake(Lake):
     """A lake in a local folder (the embedded profile)."""
 
@@ -127,9 +146,13 @@ class LocalLake(Lake):
             return handle.read()
 
     def _atomic(self, path: str, write) -> str:
+        """Write to ``.<name>.<pid>-<random>.tmp`` beside the target, then rename it over the
+        target: a reader sees the old file or the new one, never half of one. The leftovers
+        of writers that were killed (their PID gone) are removed after a successful write."""
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        prefix = f".{target.name}.{os.getpid()}-"
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
         try:
             os.fchmod(fd, self._file_mode)
             with os.fdopen(fd, "wb") as handle:
@@ -138,6 +161,7 @@ class LocalLake(Lake):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
+        _remove_stale_temporaries(target)
         return target.as_uri()
 
     def write_bytes(self, path: str, data: bytes) -> str:

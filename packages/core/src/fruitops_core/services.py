@@ -9,8 +9,12 @@ project's own with its data and log under ``<FRUITOPS_HOME>/services/``:
 - ``mlflow server`` on the ``mlflow`` database with ``--artifacts-destination s3://…``: it
   proxies artifacts, so clients need no S3 credentials for MLflow.
 
-Passwords and S3 keys are generated on the first start into ``secrets.json`` (mode 600);
-`fruitops services env` prints the variables that point FruitOps, MLflow and Airflow at them.
+Passwords and S3 keys are generated on the first start into ``secrets.json`` (made with
+mode 600); no secret is ever on a command line (``ps`` shows none). SeaweedFS signs its
+filer and volume traffic with JWT keys of its own (a ``security.toml`` of mode 600), so
+only the S3 gateway, with its keys, can write or read objects; its Iceberg and Lance
+listeners are off. `fruitops services env` prints the variables that point FruitOps,
+MLflow and Airflow at the services.
 """
 
 from __future__ import annotations
@@ -37,6 +41,35 @@ from fruitops_core.settings import FruitOpsSettings
 
 SUPERUSER = "fruitops"
 DATABASES = ("airflow", "mlflow")
+#: SeaweedFS's JWT sections: writes and reads of the volume servers and of the filer.
+JWT_KEYS = {
+    "volume_write": "jwt.signing",
+    "volume_read": "jwt.signing.read",
+    "filer_write": "jwt.filer_signing",
+    "filer_read": "jwt.filer_signing.read",
+}
+#: What each service's command line holds: a pid file whose process does not match names a
+#: reused PID (the service died, the OS gave its number away), never to be signalled.
+COMMANDS = {"seaweedfs": "weed", "mlflow": "mlflow"}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write ``text`` to a file that is mode 600 from its first byte (no window where it
+    is readable by others, as a chmod after the write would leave)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an existing file keeps its old mode through O_CREAT
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+
+
+def command_line(pid: int) -> str:
+    """The process's command line ('' when it is gone or unreadable)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        pass
+    result = subprocess.run(["ps", "-o", "args=", "-p", str(pid)], capture_output=True, text=True)
+    return result.stdout.strip()
 
 
 class ServiceError(RuntimeError):
@@ -104,20 +137,23 @@ class Services:
         return self.root / f"{name}.pid"
 
     def secrets(self) -> dict[str, str]:
-        """The generated passwords and S3 keys, made on first use."""
+        """The generated passwords and keys, made on first use (and any a newer version
+        adds, on the next)."""
         path = self.root / "secrets.json"
-        if path.exists():
-            return json.loads(path.read_text())
-        self.root.mkdir(parents=True, exist_ok=True)
-        values = {
-            "postgres_password": secrets.token_urlsafe(18),
-            "airflow_password": secrets.token_urlsafe(18),
-            "mlflow_password": secrets.token_urlsafe(18),
-            "s3_access_key": "fruitops",
-            "s3_secret_key": secrets.token_urlsafe(24),
+        values = json.loads(path.read_text()) if path.exists() else {}
+        wanted = {
+            "postgres_password": lambda: secrets.token_urlsafe(18),
+            "airflow_password": lambda: secrets.token_urlsafe(18),
+            "mlflow_password": lambda: secrets.token_urlsafe(18),
+            "s3_access_key": lambda: "fruitops",
+            "s3_secret_key": lambda: secrets.token_urlsafe(24),
+            **{f"seaweed_{name}_key": lambda: secrets.token_urlsafe(24) for name in JWT_KEYS},
         }
-        path.touch(mode=0o600)
-        path.write_text(json.dumps(values, indent=2))
+        missing = {key: make() for key, make in wanted.items() if key not in values}
+        if missing:
+            values.update(missing)
+            self.root.mkdir(parents=True, exist_ok=True)
+            write_private(path, json.dumps(values, indent=2))
         return values
 
     def dsn(self, user: str, database: str, password: bool = True, driver: str = "") -> str:
@@ -168,13 +204,17 @@ class Services:
         raise ServiceError(f"{what} did not come up within {timeout:.0f} s; see {log}:\n{tail}")
 
     def _pid_alive(self, name: str) -> int | None:
+        """The service's PID while that process runs and is the service (its command line
+        matches): a PID the OS reused for another process is None, never signalled."""
         path = self.pidfile(name)
         if not path.exists():
             return None
-        pid = int(path.read_text())
         try:
+            pid = int(path.read_text())
             os.kill(pid, 0)
-        except OSError:
+        except (OSError, ValueError):
+            return None
+        if COMMANDS[name] not in command_line(pid):
             return None
         return pid
 
@@ -221,11 +261,10 @@ class Services:
         folder = self.pg_data.parent
         folder.mkdir(parents=True, exist_ok=True)
         pwfile = folder / "pwfile"
-        pwfile.write_text(self.secrets()["postgres_password"] + "\n")
+        write_private(pwfile, self.secrets()["postgres_password"] + "\n")
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")
-        pwfile.chmod(0o600)
         result = subprocess.run(
             self._as_postgres(
                 [
@@ -328,6 +367,15 @@ class Services:
         data = self.root / "seaweedfs"
         data.mkdir(parents=True, exist_ok=True)
         s = self.secrets()
+        # weed reads security.toml from its working folder: filer and volume requests must
+        # carry a JWT signed with these keys, which only its own S3 gateway holds
+        write_private(
+            data / "security.toml",
+            "".join(
+                f'[{section}]\nkey = "{s[f"seaweed_{name}_key"]}"\n'
+                for name, section in JWT_KEYS.items()
+            ),
+        )
         command = [
             weed,
             "mini",
@@ -337,6 +385,8 @@ class Services:
             "-webdav=false",
             "-admin.ui=false",
             "-master.telemetry=false",
+            "-s3.port.iceberg=0",  # the Iceberg and Lance catalogs: not used, not listening
+            "-s3.port.lance=0",
             f"-bucket={','.join(self.config.buckets)}",
             *(f"-{name}.port={port}" for name, port in self.config.seaweed_ports().items()),
         ]
@@ -345,7 +395,7 @@ class Services:
             "AWS_ACCESS_KEY_ID": s["s3_access_key"],
             "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
         }
-        self._spawn("seaweedfs", command, env)
+        self._spawn("seaweedfs", command, env, cwd=data)
         self._wait("seaweedfs S3", self._buckets_ready, 90, self.logfile("seaweedfs"))
         self.log(f"s3: up at {self.config.s3_endpoint}, buckets {', '.join(self.config.buckets)}")
 
@@ -371,8 +421,8 @@ class Services:
         command = [
             str(mlflow if mlflow.exists() else "mlflow"),
             "server",
-            "--backend-store-uri",
-            self.dsn("mlflow", "mlflow", driver="psycopg2"),
+            "--backend-store-uri",  # no password here: libpq reads PGPASSWORD
+            self.dsn("mlflow", "mlflow", password=False, driver="psycopg2"),
             "--artifacts-destination",
             f"s3://{self.config.mlflow_bucket}/artifacts",
             "--host",
@@ -389,6 +439,7 @@ class Services:
             "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
             "AWS_DEFAULT_REGION": "us-east-1",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+            "PGPASSWORD": s["mlflow_password"],
         }
         self._spawn("mlflow", command, env)
         self._wait("mlflow server", self._mlflow_healthy, 180, self.logfile("mlflow"))
@@ -396,7 +447,9 @@ class Services:
 
     # -- processes -------------------------------------------------------------------------
 
-    def _spawn(self, name: str, command: list[str], env: dict[str, str]) -> None:
+    def _spawn(
+        self, name: str, command: list[str], env: dict[str, str], cwd: Path | None = None
+    ) -> None:
         """Start ``command`` in a session of its own (it outlives this process); log to file."""
         with open(self.logfile(name), "ab") as log:
             process = subprocess.Popen(
@@ -405,6 +458,7 @@ class Services:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 env=env,
+                cwd=cwd,
                 start_new_session=True,
             )
         self.pidfile(name).write_text(str(process.pid))

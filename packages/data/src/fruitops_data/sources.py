@@ -16,6 +16,7 @@ import os
 import shutil
 import socket
 import stat
+import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -124,10 +125,31 @@ def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> 
 
     A member whose path escapes the target (``../``, absolute, a drive letter) or that is a
     symbolic link fails the whole extraction, as do archives over the size or count limits.
+    Each extraction writes a staging folder of its own, removed whatever happens; the first
+    to finish publishes it (two ingests of one zip at once both succeed).
     """
     done = target / ".complete"
     if done.exists():
         return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
+    try:
+        _extract_members(archive, staging, max_bytes, max_files)
+        (staging / ".complete").write_text(str(archive))
+        if not done.exists():
+            if target.exists():  # a stale, unfinished target (no .complete)
+                shutil.rmtree(target, ignore_errors=True)
+            try:
+                os.replace(staging, target)
+            except OSError:
+                if not done.exists():  # not another extraction that won: a real error
+                    raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _extract_members(archive: Path, staging: Path, max_bytes: int, max_files: int) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
@@ -142,8 +164,6 @@ def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> 
                     f"{archive} unpacks to {total} bytes, over the limit of "
                     f"{max_bytes}; raise it or split the archive"
                 )
-            staging = target.with_name(target.name + ".partial")
-            shutil.rmtree(staging, ignore_errors=True)
             for member in members:
                 rel = _safe_member_path(member.filename)
                 if rel is None:
@@ -170,10 +190,6 @@ def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> 
         ) from None
     except (zipfile.LargeZipFile, EOFError, OSError) as err:
         raise SourceError(f"{archive} could not be extracted: {err}") from None
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
-    done.write_text(str(archive))
-    return target
 
 
 # --- S3 --------------------------------------------------------------------------------------
