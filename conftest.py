@@ -85,6 +85,8 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             "-webdav=false",
             "-admin.ui=false",
             "-master.telemetry=false",
+            "-s3.port.iceberg=0",
+            "-s3.port.lance=0",
             "-bucket=fruitops-test",
             *(f"-{name}.port={port}" for name, port in ports.items()),
         ],

@@ -100,12 +100,100 @@ def test_s3_prefix_against_a_real_s3_server(tmp_path: Path, real_sample: Path, s
     )
     files, _ = walk(resolved.root)
     assert len(files) == 24 and {f.label for f in files} == {"banana", "kiwi", "lemon"}
-    with pytest.raises(SourceError, match="holds no objects"):
+    with pytest.raises(SourceError, match="holds no usable objects"):
         resolve(
             f"s3://{s3_server.bucket}/nothing-here",
             tmp_path / "home",
             endpoint_url=s3_server.endpoint,
         )
+
+
+def test_s3_mirror_follows_deletes_and_changes_on_a_real_server(
+    tmp_path: Path, real_sample: Path, s3_server
+):
+    """A deleted object leaves the mirror, one replaced at the same size is fetched again;
+    odd keys the server accepts (it refuses '..' and folds '//') stay inside the mirror."""
+    import uuid
+
+    import boto3
+    from botocore.exceptions import ClientError
+
+    client = boto3.client(
+        "s3",
+        endpoint_url=s3_server.endpoint,
+        aws_access_key_id="fruitops",
+        aws_secret_access_key="fruitops-s3",
+        region_name="us-east-1",
+    )
+    bucket, prefix = s3_server.bucket, f"mirror-{uuid.uuid4().hex[:8]}"
+    photos = sorted((real_sample / "Fruit_dataset").rglob("*.jpg"))
+    for path in photos:
+        key = f"{prefix}/{path.relative_to(real_sample).as_posix()}"
+        client.put_object(Bucket=bucket, Key=key, Body=path.read_bytes())
+    escape = f"fruitops-escape-{uuid.uuid4().hex[:8]}.jpg"
+    for odd in (f"{prefix}//tmp/{escape}", f"{prefix}/Fruit_dataset/../../{escape}"):
+        try:
+            client.put_object(Bucket=bucket, Key=odd, Body=b"not yours")
+        except ClientError:
+            pass  # SeaweedFS refuses '..' keys outright
+    source = f"s3://{bucket}/{prefix}"
+    resolved = resolve(source, tmp_path / "home", endpoint_url=s3_server.endpoint)
+    assert not Path("/tmp", escape).exists() and not (tmp_path / escape).exists()
+    inside = [p for p in (tmp_path / "home").rglob(escape)]
+    assert all(p.resolve().is_relative_to(resolved.root.parent.resolve()) for p in inside)
+    assert len(walk(resolved.root)[0]) == len(photos)
+
+    gone, changed = photos[0], photos[1]
+    client.delete_object(Bucket=bucket, Key=f"{prefix}/{gone.relative_to(real_sample).as_posix()}")
+    data = bytearray(changed.read_bytes())
+    data[-3] ^= 0xFF  # same size, other bytes
+    changed_key = f"{prefix}/{changed.relative_to(real_sample).as_posix()}"
+    client.put_object(Bucket=bucket, Key=changed_key, Body=bytes(data))
+    again = resolve(source, tmp_path / "home", endpoint_url=s3_server.endpoint)
+    mirrored = {f.path.relative_to(again.root).as_posix(): f.path for f in walk(again.root)[0]}
+    assert len(mirrored) == len(photos) - 1
+    assert gone.relative_to(real_sample / "Fruit_dataset").as_posix() not in mirrored
+    assert mirrored[changed.relative_to(real_sample / "Fruit_dataset").as_posix()].read_bytes() == (
+        bytes(data)
+    )
+
+
+def test_s3_keys_that_would_escape_are_refused_and_listed_fake_aws_listing(
+    tmp_path: Path, real_sample: Path, monkeypatch
+):
+    """AWS keeps keys as given: ``prefix//etc/x`` lists as ``/etc/x`` under the prefix, and
+    ``..`` segments stay. SeaweedFS cannot hold them, so an in-process bucket (a fake of
+    AWS's listing) serves them: each is refused with its reason, none is written."""
+    from fruitops_core import lake as lakes
+
+    photo = next((real_sample / "Fruit_dataset").rglob("*.jpg"))
+    objects = {
+        "Fruit_dataset/train1/kiwi/ok.jpg": photo.read_bytes(),
+        "/tmp/escaped.jpg": b"x",
+        "Fruit_dataset/../../escaped.jpg": b"x",
+        "Fruit_dataset/train1//kiwi.jpg": b"x",
+        "Fruit_dataset/./train1/kiwi/dot.jpg": b"x",
+    }
+
+    class FakeAwsBucket:
+        def listing(self, prefix: str = ""):
+            for key, data in sorted(objects.items()):
+                yield key, len(data), str(hash(data))
+
+        def get_file(self, key: str, local: Path) -> Path:
+            local.parent.mkdir(parents=True, exist_ok=True)
+            local.write_bytes(objects[key])
+            return local
+
+    monkeypatch.setattr(lakes, "lake_from_uri", lambda uri, endpoint_url=None: FakeAwsBucket())
+    resolved = resolve("s3://photos/day", tmp_path / "home")
+    reasons = {r["path"]: r["reason"] for r in resolved.refused}
+    assert set(reasons) == set(objects) - {"Fruit_dataset/train1/kiwi/ok.jpg"}
+    assert "leading '/'" in reasons["/tmp/escaped.jpg"]
+    assert "'..'" in reasons["Fruit_dataset/../../escaped.jpg"]
+    assert "empty segment" in reasons["Fruit_dataset/train1//kiwi.jpg"]
+    assert not list(tmp_path.rglob("escaped.jpg")) and not list(tmp_path.rglob("dot.jpg"))
+    assert [f.relpath for f in walk(resolved.root)[0]] == ["train/kiwi/ok.jpg"]
 
 
 def test_kaggle_fails_fast_saying_what_to_set(tmp_path: Path, monkeypatch):

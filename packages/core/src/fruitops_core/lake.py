@@ -312,6 +312,22 @@ class S3Lake(Lake):
             for obj in page.get("Contents", []):
                 yield obj["Key"][strip:]
 
+    def listing(self, prefix: str = "") -> Iterator[tuple[str, int, str]]:
+        """``(key relative to the lake, size, ETag)`` of every object under ``prefix``, raw:
+        a key may hold empty or ``..`` segments; the caller decides what to do with them."""
+        key_prefix = self._key(prefix)
+        if key_prefix:
+            key_prefix += "/"
+        pages = iter(
+            self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=key_prefix
+            )
+        )
+        strip = len(self.prefix) + 1 if self.prefix else 0
+        while page := self._call("listing", prefix, next, pages, None):
+            for obj in page.get("Contents", []):
+                yield obj["Key"][strip:], int(obj["Size"]), obj["ETag"].strip('"')
+
     def size(self, path: str) -> int:
         head = self._call(
             "checking", path, self._client.head_object, Bucket=self.bucket, Key=self._key(path)

@@ -152,14 +152,14 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
             dataset_id=resolved.dataset_id,
             prefix=prefix,
             uri=ctx.lake.uri(prefix),
-            ignored=walker.ignored,
+            ignored=[*resolved.refused, *walker.ignored],
         )
     ctx.lake.put_file(table.path, index_path)  # the next run's `previous`
     ctx.add_metadata(
         files=files,
         uploaded=uploaded,
         unchanged=files - uploaded,
-        ignored=len(walker.ignored),
+        ignored=len(walker.ignored) + len(resolved.refused),
         source=resolved.source,
         dataset_id=resolved.dataset_id,
     )
@@ -169,7 +169,7 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
         resolved.source,
         uploaded,
         files - uploaded,
-        len(walker.ignored),
+        len(walker.ignored) + len(resolved.refused),
     )
     return table
 

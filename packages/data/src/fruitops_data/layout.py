@@ -63,6 +63,20 @@ def skip_reason(parts: Sequence[str], entry: os.DirEntry | None = None) -> str |
     return None
 
 
+def bucket_key_problem(key: str) -> str | None:
+    """Why an object key cannot become a local path, or None when it is clean."""
+    if key.startswith("/"):
+        return "a key with a leading '/' (or an empty segment after the prefix)"
+    parts = key.split("/")
+    if "" in parts:
+        return "a key with an empty segment ('//')"
+    if any(part in (".", "..") for part in parts):
+        return "a key with a '.' or '..' segment"
+    if "\\" in key or "\0" in key:
+        return "a key with a backslash or a NUL byte"
+    return None
+
+
 def skipped(path: str, reason: str) -> dict[str, str]:
     """A left-out file as reports list it."""
     return {"path": path, "reason": reason}
@@ -118,7 +132,8 @@ def lake_files(lake: Any) -> tuple[list[str], list[dict[str, str]]]:
     keys: list[str] = []
     left_out: list[dict[str, str]] = []
     for key in lake.list():
-        reason = skip_reason(key.split("/"))
+        problem = bucket_key_problem(key)
+        reason = f"refused: {problem}" if problem else skip_reason(key.split("/"))
         if reason:
             left_out.append(skipped(key, reason))
         else:

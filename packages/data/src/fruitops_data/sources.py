@@ -12,6 +12,7 @@ Every source ends as a local folder whose children are the split folders.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -25,7 +26,7 @@ from urllib.parse import unquote, urlparse
 
 from fruitops_core.progress import track
 from fruitops_data import synthetic
-from fruitops_data.layout import find_dataset_root
+from fruitops_data.layout import bucket_key_problem, find_dataset_root
 
 #: Limits for zip extraction: a hostile or broken archive must not fill the disk.
 MAX_ZIP_BYTES = 50 * 1024**3
@@ -41,6 +42,7 @@ class ResolvedSource:
     source: str
     dataset_id: str  # stable name of this data set inside the lake
     root: Path  # local folder whose children are the split folders
+    refused: tuple[dict[str, str], ...] = ()  # what the source held that could not be taken
 
 
 def _short_hash(text: str) -> str:
@@ -72,8 +74,8 @@ def resolve(
     parsed = urlparse(source)
     if parsed.scheme == "s3":
         target = workdir / "sources" / f"s3-{parsed.netloc}-{_short_hash(source)}"
-        _mirror_s3(source, target, endpoint_url)
-        return ResolvedSource(source, target.name, find_dataset_root(target))
+        refused = _mirror_s3(source, target, endpoint_url)
+        return ResolvedSource(source, target.name, find_dataset_root(target), tuple(refused))
     if parsed.scheme not in ("", "file"):
         raise SourceError(
             f"source {source!r}: scheme {parsed.scheme!r} is not supported; give a folder in "
@@ -195,27 +197,66 @@ def _extract_members(archive: Path, staging: Path, max_bytes: int, max_files: in
 # --- S3 --------------------------------------------------------------------------------------
 
 
-def _mirror_s3(uri: str, target: Path, endpoint_url: str | None, workers: int = 16) -> None:
-    """Download every object under the prefix, skipping files already here at the same size."""
+#: The mirror's record of what it holds: key → ETag of the object it was copied from.
+MIRROR_STATE = ".mirror.json"
+
+
+def _mirror_s3(
+    uri: str, target: Path, endpoint_url: str | None, workers: int = 16
+) -> list[dict[str, str]]:
+    """Make ``target`` an exact copy of the objects under the prefix; return the keys that
+    were refused (each with why): they are listed, never written anywhere.
+
+    An object is downloaded again when its ETag or size changed; a local file whose object
+    is gone is deleted. Every path stays inside ``target``.
+    """
     from fruitops_core.lake import lake_from_uri
 
     lake = lake_from_uri(uri, endpoint_url=endpoint_url)
-    keys = list(lake.list())
-    if not keys:
+    objects, refused = {}, []
+    for key, size, etag in lake.listing():
+        problem = bucket_key_problem(key)
+        if problem:
+            refused.append({"path": key, "reason": f"refused: {problem}"})
+        else:
+            objects[key] = (size, etag)
+    if not objects:
         raise SourceError(
-            f"{uri} holds no objects (endpoint {endpoint_url or 'AWS default'}): "
+            f"{uri} holds no usable objects (endpoint {endpoint_url or 'AWS default'}): "
             "check the bucket and prefix"
+            + (
+                f"; {len(refused)} keys were refused, e.g. {refused[0]['path']!r}"
+                if refused
+                else ""
+            )
         )
+    target.mkdir(parents=True, exist_ok=True)
+    root = target.resolve()
+    state_path = target / MIRROR_STATE
+    state = json.loads(state_path.read_text()) if state_path.exists() else {}
+    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+        key = path.relative_to(root).as_posix()
+        if key != MIRROR_STATE and key not in objects:
+            path.unlink()  # its object is gone: the mirror follows
+            state.pop(key, None)
 
     def fetch(key: str) -> None:
-        local = target / key
-        if local.exists() and local.stat().st_size == lake.size(key):
+        local = root / key
+        if not local.resolve().is_relative_to(root):
+            raise SourceError(f"{uri}: key {key!r} would be written outside {root}")
+        size, etag = objects[key]
+        if local.is_file() and local.stat().st_size == size and state.get(key) == etag:
             return
         lake.get_file(key, local)
+        state[key] = etag
 
     with ThreadPoolExecutor(workers) as pool:
-        for _ in track(pool.map(fetch, keys), len(keys), "download", "files"):
+        for _ in track(pool.map(fetch, objects), len(objects), "download", "files"):
             pass
+    tmp = state_path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, sort_keys=True))
+    os.replace(tmp, state_path)
+    return refused
 
 
 # --- Kaggle ----------------------------------------------------------------------------------
