@@ -84,6 +84,28 @@ def test_links_and_devices_are_listed_with_why_and_never_followed(settings, corp
     assert records[0].metadata["ignored"] == len(JUNK) + 5
 
 
+def test_files_over_the_size_limit_are_left_out_with_why(settings, corpus, monkeypatch):
+    from fruitops_data import layout
+
+    sizes = {
+        p.relative_to(corpus).as_posix(): p.stat().st_size
+        for p in corpus.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    }
+    limit = sorted(sizes.values())[-3]  # the two largest files are over it
+    monkeypatch.setattr(layout, "MAX_FILE_BYTES", limit)
+    lake, manifest, records = ingest(settings, corpus, LENIENT)
+    raw = ParquetTable(lake.root / "assets/data/raw_images/data.parquet")
+    over = {i["path"] for i in raw.meta["ignored"] if "over the per-file limit" in i["reason"]}
+    expected = {
+        k.replace("train1", "train").replace("val1", "val").replace("test1", "test")
+        for k, size in sizes.items()
+        if size > limit and not any(part.startswith(".") for part in k.split("/"))
+    }
+    assert over == expected and over
+    assert not any(k.split("/", 2)[-1] in over for k in manifest["key"])
+
+
 def test_one_pixel_limit_for_ingest_scoring_and_monitoring(monkeypatch):
     """The decompression-bomb limit is one number: what ingest quarantines, scoring and
     monitoring refuse too (they all decode through `open_image`)."""

@@ -89,6 +89,25 @@ def test_broken_and_oversized_zips(tmp_path: Path, real_sample: Path):
         resolve(str(archive), tmp_path / "home2", max_zip_bytes=1000)
     with pytest.raises(SourceError, match="does not exist"):
         resolve(str(tmp_path / "missing.zip"), tmp_path / "home")
+    with pytest.raises(SourceError, match="over the per-file limit of 1000"):
+        resolve(str(archive), tmp_path / "home3", max_file_bytes=1000)
+
+
+def test_a_zip_that_would_fill_the_disk_is_refused_before_extraction(
+    tmp_path: Path, real_sample: Path, monkeypatch
+):
+    from collections import namedtuple
+
+    from fruitops_data import sources
+
+    archive = zip_folder(real_sample / "Fruit_dataset", tmp_path / "fruits.zip")
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(
+        sources.shutil, "disk_usage", lambda _: usage(10**9, 10**9, sources.DISK_RESERVE_BYTES)
+    )
+    with pytest.raises(SourceError, match=r"unpacks to \d+ bytes but .* free"):
+        resolve(str(archive), tmp_path / "home")
+    assert list((tmp_path / "home" / "sources").iterdir()) == []
 
 
 def test_s3_prefix_against_a_real_s3_server(tmp_path: Path, real_sample: Path, s3_server):

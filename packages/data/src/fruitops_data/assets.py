@@ -6,7 +6,6 @@ raw_images → image_manifest (+ quarantine) → data_validation (GX, gates trai
 
 from __future__ import annotations
 
-import hashlib
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,7 +18,7 @@ from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, 
 from fruitops_core.lake import lake_from_uri
 from fruitops_core.progress import progress_bar
 from fruitops_core.tables import ParquetTable, TableWriter
-from fruitops_data.layout import FoundFile, Walk, lake_files, read_no_follow
+from fruitops_data.layout import FoundFile, Walk, lake_files, sha256_no_follow
 from fruitops_data.manifest import (
     MANIFEST_COLUMNS,
     manifest_frames,
@@ -117,12 +116,12 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
     known = SortedLookup(previous)
 
     def copy(found: FoundFile, known_sha: str | None) -> tuple[str, bool]:
-        data = read_no_follow(found.path)  # one read serves the hash and the upload
-        sha = hashlib.sha256(data).hexdigest()
+        # hashed and uploaded a chunk at a time: a worker never holds a whole file
+        sha = sha256_no_follow(found.path)
         key = f"{prefix}/{found.relpath}"
         if known_sha == sha and ctx.lake.exists(key):
             return sha, False
-        ctx.lake.write_bytes(key, data)
+        ctx.lake.put_file(found.path, key)
         return sha, True
 
     uploaded = files = 0

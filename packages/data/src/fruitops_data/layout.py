@@ -7,6 +7,7 @@ a folder that holds either one level down.
 from __future__ import annotations
 
 import csv
+import hashlib
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
@@ -43,6 +44,10 @@ def is_junk(name: str) -> bool:
     return name.lower() in JUNK_NAMES or name.startswith(".") or name.startswith("__MACOSX")
 
 
+#: The largest single file taken (a photo is a few MB): larger ones are left out, with why,
+#: by ingest and scoring alike, so a worker's memory is bounded whatever a folder holds.
+MAX_FILE_BYTES = 256 * 1024**2
+
 #: Why a file is left out. One rule for ingest, scoring and monitoring: each left-out file is
 #: listed with its reason and counted, never silently dropped.
 JUNK_REASON = "OS junk or a hidden file"
@@ -50,9 +55,12 @@ LINK_REASON = "a symbolic link: links are never followed (copy the file itself)"
 SPECIAL_REASON = "not a regular file (a pipe, socket or device)"
 
 
-def skip_reason(parts: Sequence[str], entry: os.DirEntry | None = None) -> str | None:
+def skip_reason(
+    parts: Sequence[str], entry: os.DirEntry | None = None, size: int | None = None
+) -> str | None:
     """Why the file at relative path ``parts`` is left out, or None to take it. ``entry``
-    (a local file's) adds the links-and-devices rule; object-store keys have neither."""
+    (a local file's) adds the links-and-devices rule; ``size`` (or the entry's) the
+    per-file limit."""
     if any(is_junk(part) for part in parts):
         return JUNK_REASON
     if entry is not None:
@@ -60,6 +68,9 @@ def skip_reason(parts: Sequence[str], entry: os.DirEntry | None = None) -> str |
             return LINK_REASON
         if not entry.is_file(follow_symlinks=False):
             return SPECIAL_REASON
+        size = entry.stat(follow_symlinks=False).st_size
+    if size is not None and size > MAX_FILE_BYTES:
+        return f"{size} bytes, over the per-file limit of {MAX_FILE_BYTES}"
     return None
 
 
@@ -116,11 +127,15 @@ def scan_files(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
     return keys, left_out
 
 
-def read_no_follow(path: Path) -> bytes:
-    """A listed file's bytes; a file swapped for a link since the listing is refused."""
+def sha256_no_follow(path: Path, chunk: int = 1 << 20) -> str:
+    """A listed file's SHA-256, read a chunk at a time (memory stays bounded by ``chunk``);
+    a file swapped for a link since the listing is refused."""
+    digest = hashlib.sha256()
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     with os.fdopen(fd, "rb") as handle:
-        return handle.read()
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def lake_files(lake: Any) -> tuple[list[str], list[dict[str, str]]]:
@@ -131,9 +146,9 @@ def lake_files(lake: Any) -> tuple[list[str], list[dict[str, str]]]:
         return scan_files(root) if root.is_dir() else ([], [])
     keys: list[str] = []
     left_out: list[dict[str, str]] = []
-    for key in lake.list():
+    for key, size, _ in lake.listing():
         problem = bucket_key_problem(key)
-        reason = f"refused: {problem}" if problem else skip_reason(key.split("/"))
+        reason = f"refused: {problem}" if problem else skip_reason(key.split("/"), size=size)
         if reason:
             left_out.append(skipped(key, reason))
         else:

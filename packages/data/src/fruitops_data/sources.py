@@ -26,11 +26,13 @@ from urllib.parse import unquote, urlparse
 
 from fruitops_core.progress import track
 from fruitops_data import synthetic
-from fruitops_data.layout import bucket_key_problem, find_dataset_root
+from fruitops_data.layout import MAX_FILE_BYTES, bucket_key_problem, find_dataset_root
 
 #: Limits for zip extraction: a hostile or broken archive must not fill the disk.
 MAX_ZIP_BYTES = 50 * 1024**3
 MAX_ZIP_FILES = 1_000_000
+#: Space left free on the disk after an extraction (the FruitOps home keeps working).
+DISK_RESERVE_BYTES = 1024**3
 
 
 class SourceError(ValueError):
@@ -55,6 +57,7 @@ def resolve(
     endpoint_url: str | None = None,
     max_zip_bytes: int = MAX_ZIP_BYTES,
     max_zip_files: int = MAX_ZIP_FILES,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> ResolvedSource:
     """Make ``source`` available as a local folder under ``workdir`` when it is not one."""
     source = source.strip()
@@ -87,7 +90,7 @@ def resolve(
     # the absolute path is the source: later steps find the same data from any folder
     if path.suffix.lower() == ".zip":
         target = workdir / "sources" / f"zip-{path.stem}-{_zip_fingerprint(path)}"
-        extract_zip(path, target, max_zip_bytes, max_zip_files)
+        extract_zip(path, target, max_zip_bytes, max_zip_files, max_file_bytes)
         return ResolvedSource(str(path), target.name, find_dataset_root(target))
     root = find_dataset_root(path)
     return ResolvedSource(str(path), f"{path.name or 'root'}-{_short_hash(str(root))}", root)
@@ -122,7 +125,13 @@ def _safe_member_path(name: str) -> PurePosixPath | None:
     return normalised  # "./" is the extraction folder itself (no parts): harmless
 
 
-def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> Path:
+def extract_zip(
+    archive: Path,
+    target: Path,
+    max_bytes: int,
+    max_files: int,
+    max_file_bytes: int = MAX_FILE_BYTES,
+) -> Path:
     """Extract ``archive`` into ``target`` unless already done; refuse hostile members.
 
     A member whose path escapes the target (``../``, absolute, a drive letter) or that is a
@@ -136,7 +145,7 @@ def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> 
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f"{target.name}.partial-", dir=target.parent))
     try:
-        _extract_members(archive, staging, max_bytes, max_files)
+        _extract_members(archive, staging, max_bytes, max_files, max_file_bytes)
         (staging / ".complete").write_text(str(archive))
         if not done.exists():
             if target.exists():  # a stale, unfinished target (no .complete)
@@ -151,7 +160,9 @@ def extract_zip(archive: Path, target: Path, max_bytes: int, max_files: int) -> 
     return target
 
 
-def _extract_members(archive: Path, staging: Path, max_bytes: int, max_files: int) -> None:
+def _extract_members(
+    archive: Path, staging: Path, max_bytes: int, max_files: int, max_file_bytes: int
+) -> None:
     try:
         with zipfile.ZipFile(archive) as zf:
             members = zf.infolist()
@@ -165,6 +176,19 @@ def _extract_members(archive: Path, staging: Path, max_bytes: int, max_files: in
                 raise SourceError(
                     f"{archive} unpacks to {total} bytes, over the limit of "
                     f"{max_bytes}; raise it or split the archive"
+                )
+            largest = max(members, key=lambda m: m.file_size, default=None)
+            if largest is not None and largest.file_size > max_file_bytes:
+                raise SourceError(
+                    f"{archive}: member {largest.filename!r} unpacks to {largest.file_size} "
+                    f"bytes, over the per-file limit of {max_file_bytes}; refusing the archive"
+                )
+            free = shutil.disk_usage(staging).free
+            if total > free - DISK_RESERVE_BYTES:
+                raise SourceError(
+                    f"{archive} unpacks to {total} bytes but {staging.parent} has {free} "
+                    f"free (and keeps {DISK_RESERVE_BYTES} in reserve): free some space or "
+                    "give the extracted folder"
                 )
             for member in members:
                 rel = _safe_member_path(member.filename)
@@ -184,6 +208,8 @@ def _extract_members(archive: Path, staging: Path, max_bytes: int, max_files: in
                     continue
                 destination.parent.mkdir(parents=True, exist_ok=True)
                 with zf.open(member) as src, open(destination, "wb") as dst:
+                    # Python's zipfile stops at the declared size and checks the CRC, so a
+                    # member cannot unpack to more than its header says
                     shutil.copyfileobj(src, dst, 1 << 20)
     except zipfile.BadZipFile as err:
         raise SourceError(
