@@ -75,6 +75,12 @@ class Lake(ABC):
         """Where ``path`` lies on this machine's disk; None for an object store."""
         return None
 
+    def listing(self, prefix: str = "") -> Iterator[tuple[str, int, str]]:
+        """``(path, size, version tag)`` of every object under ``prefix``; an object store
+        gives the ETag of its listing, others no tag."""
+        for path in self.list(prefix):
+            yield path, self.size(path), ""
+
     def read_json(self, path: str) -> Any:
         return json.loads(self.read_bytes(path))
 

@@ -12,7 +12,8 @@ import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+
+from fruitops_core.lake import Lake
 
 SPLIT_ALIASES = {
     "train1": "train",
@@ -70,7 +71,7 @@ def skip_reason(
             return SPECIAL_REASON
         size = entry.stat(follow_symlinks=False).st_size
     if size is not None and size > MAX_FILE_BYTES:
-        return f"{size} bytes, over the per-file limit of {MAX_FILE_BYTES}"
+        return f"{size} bytes, over the per-file limit of {MAX_FILE_BYTES} (a photo needs far less)"
     return None
 
 
@@ -138,7 +139,7 @@ def sha256_no_follow(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-def lake_files(lake: Any) -> tuple[list[str], list[dict[str, str]]]:
+def lake_files(lake: Lake) -> tuple[list[str], list[dict[str, str]]]:
     """A lake's files to take and those left out, by the rules of `skip_reason`: a local
     folder is scanned (links and devices named), an object store's keys are filtered."""
     root = lake.local_path()
