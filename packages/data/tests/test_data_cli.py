@@ -54,6 +54,16 @@ def test_the_ingested_source_is_the_data_set_until_another_is_named(
     assert made["materialized"][0]["asset_key"] == "data/raw_images"
     assert made["materialized"][-1]["metadata"]["classes"] == 4
     assert "the lake held" in done.stderr and str(photos) in done.stderr.replace("\n", "")
+    # a source that does not exist says so, and does not claim to replace the data set
+    monkeypatch.setenv("FRUITOPS_SOURCE", str(tmp_path / "no-such-photos"))
+    failed = subprocess.run(
+        [FRUITOPS, "materialize", "data/raw_images", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert failed.returncode == 1 and "no-such-photos does not exist" in failed.stdout
+    assert "the lake held" not in failed.stderr
 
 
 def test_validate_draws_no_gx_bars_and_leaves_no_temporary_folder(settings, tmp_path: Path):

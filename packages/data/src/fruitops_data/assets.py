@@ -25,7 +25,7 @@ from fruitops_data.manifest import (
     table_manifest_hash,
     windows,
 )
-from fruitops_data.sources import local_path, resolve
+from fruitops_data.sources import resolve
 from fruitops_data.validation import ValidationConfig
 
 #: the raw_images table: one row per file copied into the lake
@@ -54,8 +54,6 @@ def chosen_source(ctx: AssetContext[RawImagesConfig]) -> str:
     """The source given (config or FRUITOPS_SOURCE), else the one the lake already holds."""
     ingested = (ctx.previous or {}).get("source")
     if ctx.config.source:
-        if ingested and ingested != str(local_path(ctx.config.source) or ctx.config.source):
-            ctx.log.warning("ingesting %s; the lake held %s until now", ctx.config.source, ingested)
         return ctx.config.source
     if not ingested:
         raise ValueError(NO_DATA_SET)
@@ -106,6 +104,9 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
         ctx.settings.home,
         endpoint_url=ctx.settings.s3_endpoint,
     )
+    ingested = (ctx.previous or {}).get("source")
+    if ingested and ingested != resolved.source:  # said once the new source is usable
+        ctx.log.warning("ingesting %s; the lake held %s until now", resolved.source, ingested)
     walker = Walk(resolved.root)
     total = walker.count()
     prefix = f"raw/{resolved.dataset_id}"
