@@ -7,7 +7,6 @@ Paths inside a lake are POSIX-style relative keys like ``assets/data/image_manif
 
 from __future__ import annotations
 
-import glob
 import io
 import json
 import os
@@ -97,10 +96,10 @@ class Lake(ABC):
         return self.write_bytes(path, buffer.getvalue())
 
 
-def _remove_stale_temporaries(target: Path) -> None:
-    """Delete ``target``'s temporary files left by writers that no longer run."""
-    for leftover in target.parent.glob(f".{glob.escape(target.name)}.*-*.tmp"):
-        pid = leftover.name[len(target.name) + 2 :].split("-", 1)[0]
+def _remove_stale_temporaries(folder: Path) -> None:
+    """Delete the temporary files in ``folder`` left by writers that no longer run."""
+    for leftover in folder.glob(".*.*-*.tmp"):
+        pid = leftover.name.removesuffix(".tmp").rsplit("-", 1)[0].rsplit(".", 1)[-1]
         if pid.isdigit() and not _running(int(pid)):
             leftover.unlink(missing_ok=True)
 
@@ -124,6 +123,7 @@ class LocalLake(Lake):
         mask = os.umask(0)
         os.umask(mask)
         self._file_mode = 0o666 & ~mask  # what open() would give; mkstemp alone gives 0600
+        self._swept: set[Path] = set()  # folders cleared of killed writers' temporaries
 
     def _path(self, path: str) -> Path:
         return self.root / _clean(path)
@@ -153,8 +153,9 @@ class LocalLake(Lake):
 
     def _atomic(self, path: str, write) -> str:
         """Write to ``.<name>.<pid>-<random>.tmp`` beside the target, then rename it over the
-        target: a reader sees the old file or the new one, never half of one. The leftovers
-        of writers that were killed (their PID gone) are removed after a successful write."""
+        target: a reader sees the old file or the new one, never half of one. After the
+        first successful write into a folder, the leftovers there of writers that were killed
+        (their PID gone) are removed: one listing per folder, not one per write."""
         target = self._path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         prefix = f".{target.name}.{os.getpid()}-"
@@ -167,7 +168,9 @@ class LocalLake(Lake):
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
             raise
-        _remove_stale_temporaries(target)
+        if target.parent not in self._swept:
+            self._swept.add(target.parent)
+            _remove_stale_temporaries(target.parent)
         return target.as_uri()
 
     def write_bytes(self, path: str, data: bytes) -> str:

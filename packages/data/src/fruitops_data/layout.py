@@ -75,17 +75,17 @@ def skip_reason(
     return None
 
 
-def bucket_key_problem(key: str) -> str | None:
-    """Why an object key cannot become a local path, or None when it is clean."""
+def key_refusal(key: str) -> str | None:
+    """Why an object key is refused (it cannot become a local path), or None when clean."""
     if key.startswith("/"):
-        return "a key with a leading '/' (or an empty segment after the prefix)"
+        return "refused: a key with a leading '/' (or an empty segment after the prefix)"
     parts = key.split("/")
     if "" in parts:
-        return "a key with an empty segment ('//')"
+        return "refused: a key with an empty segment ('//')"
     if any(part in (".", "..") for part in parts):
-        return "a key with a '.' or '..' segment"
+        return "refused: a key with a '.' or '..' segment"
     if "\\" in key or "\0" in key:
-        return "a key with a backslash or a NUL byte"
+        return "refused: a key with a backslash or a NUL byte"
     return None
 
 
@@ -115,19 +115,6 @@ def scan(
             yield entry, (*parts, entry.name)
 
 
-def scan_files(folder: Path) -> tuple[list[str], list[dict[str, str]]]:
-    """The files under ``folder`` to take (relative paths, in order) and the ones left out."""
-    keys: list[str] = []
-    left_out: list[dict[str, str]] = []
-    for entry, parts in scan(folder):
-        reason = skip_reason(parts, entry)
-        if reason:
-            left_out.append(skipped("/".join(parts), reason))
-        else:
-            keys.append("/".join(parts))
-    return keys, left_out
-
-
 def sha256_no_follow(path: Path, chunk: int = 1 << 20) -> str:
     """A listed file's SHA-256, read a chunk at a time (memory stays bounded by ``chunk``);
     a file swapped for a link since the listing is refused."""
@@ -140,16 +127,22 @@ def sha256_no_follow(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def lake_files(lake: Lake) -> tuple[list[str], list[dict[str, str]]]:
-    """A lake's files to take and those left out, by the rules of `skip_reason`: a local
-    folder is scanned (links and devices named), an object store's keys are filtered."""
+    """A lake's files to take (in order) and those left out, by the rules of `skip_reason`:
+    a local folder is scanned (links and devices named), an object store's keys are
+    refused when unclean (`key_refusal`) and filtered by name and listed size."""
     root = lake.local_path()
-    if root is not None:
-        return scan_files(root) if root.is_dir() else ([], [])
+    if root is None:
+        reasons = (
+            (key, key_refusal(key) or skip_reason(key.split("/"), size=size))
+            for key, size, _ in lake.listing()
+        )
+    elif root.is_dir():
+        reasons = (("/".join(parts), skip_reason(parts, entry)) for entry, parts in scan(root))
+    else:
+        reasons = iter(())
     keys: list[str] = []
     left_out: list[dict[str, str]] = []
-    for key, size, _ in lake.listing():
-        problem = bucket_key_problem(key)
-        reason = f"refused: {problem}" if problem else skip_reason(key.split("/"), size=size)
+    for key, reason in reasons:
         if reason:
             left_out.append(skipped(key, reason))
         else:

@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlparse
 
 from fruitops_core.progress import track
 from fruitops_data import synthetic
-from fruitops_data.layout import MAX_FILE_BYTES, bucket_key_problem, find_dataset_root
+from fruitops_data.layout import MAX_FILE_BYTES, find_dataset_root, key_refusal, scan, skipped
 
 #: Limits for zip extraction: a hostile or broken archive must not fill the disk.
 MAX_ZIP_BYTES = 50 * 1024**3
@@ -241,9 +241,8 @@ def _mirror_s3(
     lake = lake_from_uri(uri, endpoint_url=endpoint_url)
     objects, refused = {}, []
     for key, size, etag in lake.listing():
-        problem = bucket_key_problem(key)
-        if problem:
-            refused.append({"path": key, "reason": f"refused: {problem}"})
+        if reason := key_refusal(key):
+            refused.append(skipped(key, reason))
         else:
             objects[key] = (size, etag)
     if not objects:
@@ -260,10 +259,10 @@ def _mirror_s3(
     root = target.resolve()
     state_path = target / MIRROR_STATE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
-        key = path.relative_to(root).as_posix()
+    for entry, parts in scan(root):
+        key = "/".join(parts)
         if key != MIRROR_STATE and key not in objects:
-            path.unlink()  # its object is gone: the mirror follows
+            os.unlink(entry.path)  # its object is gone: the mirror follows
             state.pop(key, None)
 
     def fetch(key: str) -> None:
