@@ -120,6 +120,27 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
 
 
 @dataclass(frozen=True)
+class FakeGCSServer:
+    host: str
+    """``STORAGE_EMULATOR_HOST`` for gcsfs."""
+    bucket: str
+
+
+@pytest.fixture(scope="session")
+def fake_gcs_server() -> Iterator[FakeGCSServer]:
+    """A fake GCS JSON API over HTTP (``gcp-storage-emulator``, in memory): no real GCS
+    runs here. It ignores preconditions (``ifGenerationMatch``), so the race between two
+    lock takers is only tested on the real S3 server."""
+    from gcp_storage_emulator.server import create_server
+
+    port = free_port()
+    server = create_server("127.0.0.1", port, in_memory=True, default_bucket="fruitops-gcs-test")
+    server.start()
+    yield FakeGCSServer(f"http://127.0.0.1:{port}", "fruitops-gcs-test")
+    server.stop()
+
+
+@dataclass(frozen=True)
 class PipelineRun:
     settings: FruitOpsSettings
     graph: AssetGraph

@@ -56,8 +56,8 @@ def main() -> None:
         },
     )
     lake = lake_from_uri(settings.lake_root)
-    trained = lake.read_json("assets/models/trained_model/data.json")
-    report = lake.read_json("assets/models/training_report/data.json")
+    trained = lake.read_json("assets/models/trained_model/current/data.json")
+    report = lake.read_json("assets/models/training_report/current/data.json")
     result = {
         "photos": "fruits-real (28 classes, 1349 train / 288 val / 288 test)",
         "cache_image_size": args.image_size or "default",
@@ -87,7 +87,7 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "quality_real.json").write_text(json.dumps(result, indent=2))
     shutil.copyfile(
-        Path(lake.root) / "assets/models/training_report/curves.png",
+        Path(lake.root) / "assets/models/training_report/current/curves.png",
         args.out / "quality_curves.png",
     )
     print(json.dumps(result, indent=2))

@@ -91,14 +91,14 @@ def test_readme_usage_runs_in_order_on_real_photos(tmp_path: Path):
     classes = sorted(p.name for p in (photos / "Fruit_dataset" / "train1").iterdir())
     lake = home / "lake"
     # the model was trained on the photos given, with the recipe's defaults
-    cache = json.loads((lake / "assets/data/training_cache/data.json").read_text())
+    cache = json.loads((lake / "assets/data/training_cache/current/data.json").read_text())
     assert cache["classes"] == classes and cache["source"] == str(photos)
     assert cache["image_size"] == TrainingCacheConfig().image_size
     # two candidates from two commands; promote weighed both and the champion is the best
     listing = _fruitops_json(env, "models", "list")
     versions = {v["version"]: v for v in listing["versions"]}
     assert sorted(v["arch"] for v in versions.values()) == ["cnn", "efficientnet_lite0"]
-    evaluation = json.loads((lake / "assets/models/model_evaluation/data.json").read_text())
+    evaluation = json.loads((lake / "assets/models/model_evaluation/current/data.json").read_text())
     scores = {s["version"]: s["macro_f1"] for s in evaluation["scores"]}
     assert set(scores) == set(versions)
     (champion,) = [v for v in versions.values() if "champion" in v["aliases"]]

@@ -26,7 +26,7 @@ from fruitops_monitoring.assets import DriftConfig
 
 settings = FruitOpsSettings()
 graph = AssetGraph.from_entry_points()
-predictions = airflow_asset("serving/batch_predictions", graph, open_lake(settings))
+predictions = airflow_asset("serving/batch_predictions", open_lake(settings))
 REFERENCE = task_id_for("monitoring/reference_profile")
 RETRAIN = "trigger_retraining"
 QUIET = "no_drift"

@@ -1,7 +1,8 @@
 """Daily scoring: the day's incoming images labelled by the champion.
 
 incoming_batch (the folder or s3:// prefix of the run's date) → batch_predictions
-(predictions.parquet in the lake, undecodable files quarantined). Every run updates the
+(``predictions/<date>/predictions.parquet`` in the lake, one table per day, and
+``predictions/latest.json`` naming the last; undecodable files quarantined). Every run updates the
 `serving/batch_predictions` Asset, which schedules `fruitops_monitoring`. The `batch` param
 names where the images are; `{ds}` in it becomes the run's logical date (YYYY-MM-DD), so a
 daily run reads that day's folder; left empty, the ingested data set's test split is scored.
@@ -26,6 +27,7 @@ dag = dag_from_assets(
     options=[
         ConfigOption("data/incoming_batch", IncomingBatchConfig, "source", name="batch"),
         ConfigOption("serving/batch_predictions", ScoringConfig, "backend"),
+        ConfigOption("serving/batch_predictions", ScoringConfig, "date", override="{ds}"),
     ],
     tags=["scoring"],
     doc_md=__doc__,

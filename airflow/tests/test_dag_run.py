@@ -87,7 +87,9 @@ def test_scoring_and_monitoring_dags_branch_on_drift_and_trigger_retraining(
     scored = cli("airflow", "dags", "test", "fruitops_scoring", "2026-11-27", "-c", conf)
     log = scored.stdout + scored.stderr
     assert scored.returncode == 0 and "state=success" in log, log[-5000:]
-    incoming = json.loads((settings.home / "lake/assets/data/incoming_batch/data.json").read_text())
+    incoming = json.loads(
+        (settings.home / "lake/assets/data/incoming_batch/current/data.json").read_text()
+    )
     assert incoming["uri"] == str(day) and len(incoming["keys"]) == 9
     conf = json.dumps({"critical_columns": ["brightness"]})
     drifted = cli("airflow", "dags", "test", "fruitops_monitoring", "-c", conf)
@@ -165,5 +167,7 @@ def test_training_with_an_empty_source_trains_on_the_ingested_data_set(cli, airf
     log = trained.stdout + trained.stderr
     assert trained.returncode == 0 and "state=success" in log, log[-5000:]
     assert f"no source given: ingesting the lake's data set {ingested} again" in log
-    cache = json.loads((settings.home / "lake/assets/data/training_cache/data.json").read_text())
+    cache = json.loads(
+        (settings.home / "lake/assets/data/training_cache/current/data.json").read_text()
+    )
     assert cache["source"] == ingested and len(cache["classes"]) == 3

@@ -99,7 +99,7 @@ def test_one_task_and_one_asset_outlet_per_asset(dagbag, settings):
     for task in dag.tasks:
         (outlet,) = task.outlets
         assert task_id_for(outlet.name) == task.task_id
-        assert outlet.uri.endswith(f"assets/{outlet.name}/{graph[outlet.name].io.filename}")
+        assert outlet.uri.endswith(f"assets/{outlet.name}")  # its folder: every version
 
 
 def test_params_reach_the_asset_configs(dagbag):
@@ -178,11 +178,18 @@ def test_scoring_runs_daily_on_the_days_folder(dagbag):
     assert scoring.schedule == "@daily" and set(scoring.params) == {
         "batch",
         "backend",
+        "date",
         "asset_config",
     }
-    mapping = {"batch": ("data/incoming_batch", "source")}
-    assert config_from_params({"batch": "s3://in/{ds}"}, mapping, "2026-11-27") == {
-        "data/incoming_batch": {"source": "s3://in/2026-11-27"}
+    assert scoring.params["date"] == "{ds}"  # each day's table is kept apart
+    mapping = {
+        "batch": ("data/incoming_batch", "source"),
+        "date": ("serving/batch_predictions", "date"),
+    }
+    params = {"batch": "s3://in/{ds}", "date": "{ds}"}
+    assert config_from_params(params, mapping, "2026-11-27") == {
+        "data/incoming_batch": {"source": "s3://in/2026-11-27"},
+        "serving/batch_predictions": {"date": "2026-11-27"},
     }
 
 

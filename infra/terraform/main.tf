@@ -56,31 +56,3 @@ module "compute" {
   gpu_type                = var.gpu_type
   gpu_max_nodes           = var.gpu_max_nodes
 }
-
-# The lake speaks gs:// through GCS's S3-compatible XML API: the task service account's HMAC
-# key, kept in Secret Manager for the task pods (never in a file).
-resource "google_storage_hmac_key" "tasks" {
-  service_account_email = module.iam.tasks_sa_email
-}
-
-resource "google_secret_manager_secret" "lake_hmac" {
-  secret_id = "${var.name}-lake-hmac"
-  replication {
-    auto {}
-  }
-}
-
-resource "google_secret_manager_secret_version" "lake_hmac" {
-  secret = google_secret_manager_secret.lake_hmac.id
-  secret_data = jsonencode({
-    AWS_ACCESS_KEY_ID     = google_storage_hmac_key.tasks.access_id
-    AWS_SECRET_ACCESS_KEY = google_storage_hmac_key.tasks.secret
-  })
-}
-
-resource "google_secret_manager_secret_iam_member" "lake_hmac" {
-  for_each  = toset([module.iam.tasks_sa_email, module.iam.airflow_sa_email])
-  secret_id = google_secret_manager_secret.lake_hmac.id
-  role      = "roles/secretmanager.secretAccessor"
-  member    = "serviceAccount:${each.value}"
-}

@@ -10,16 +10,6 @@ output "mlflow_artifacts_destination" {
   value       = "gs://${module.storage.mlflow_bucket}/artifacts"
 }
 
-output "gcs_s3_endpoint" {
-  description = "AWS_ENDPOINT_URL for the lake (GCS XML API)"
-  value       = "https://storage.googleapis.com"
-}
-
-output "lake_hmac_secret" {
-  description = "Secret Manager secret with the lake's HMAC key (AWS_ACCESS_KEY_ID/SECRET)"
-  value       = google_secret_manager_secret.lake_hmac.secret_id
-}
-
 output "db_private_ip" {
   description = "Cloud SQL private IP (Airflow and MLflow connect to it from the cluster)"
   value       = module.database.private_ip

@@ -115,7 +115,10 @@ def test_the_security_settings_the_issue_asks_for_are_there():
     compute = (TF / "modules/compute/main.tf").read_text()
     assert "min_node_count = 0" in compute and 'key    = "nvidia.com/gpu"' in compute
     assert "workload_pool" in compute and "enable_private_nodes    = true" in compute
-    assert "google_service_account_key" not in "".join(p.read_text() for p in TF.rglob("*.tf"))
+    everything = "".join(p.read_text() for p in TF.rglob("*.tf"))
+    assert "google_service_account_key" not in everything
+    # the lake reads gs:// natively with Workload Identity: no HMAC key, no secret for it
+    assert "google_storage_hmac_key" not in everything and "lake_hmac" not in everything
 
 
 def test_checkov_passes_with_every_skip_justified(run):

@@ -26,6 +26,7 @@ from fruitops_airflow.task_modes import (
     container_operator,
     task_command,
 )
+from fruitops_core.assets import asset_dir
 from fruitops_core.lake import Lake, open_lake
 from fruitops_core.options import ConfigOption, ParamMap, param_schema
 from fruitops_core.options import param_map as options_param_map
@@ -49,9 +50,9 @@ def task_id_for(key: str) -> str:
     return key.replace("/", "__")
 
 
-def airflow_asset(key: str, graph: AssetGraph, lake: Lake) -> Asset:
+def airflow_asset(key: str, lake: Lake) -> Asset:
     """The Airflow `Asset` of a FruitOps asset: its task's outlet, and a DAG's schedule."""
-    return Asset(name=key, uri=lake.uri(graph[key].artifact_path), group="fruitops")
+    return Asset(name=key, uri=lake.uri(asset_dir(key)), group="fruitops")
 
 
 def run_key(context: Any) -> str:
@@ -124,7 +125,7 @@ def asset_task(
     """The task that materializes ``key`` in the configured mode, with its Asset outlet."""
     common = {
         "task_id": task_id_for(key),
-        "outlets": [airflow_asset(key, graph, lake)],
+        "outlets": [airflow_asset(key, lake)],
         "doc_md": graph[key].description,
     }
     mode = task_settings.task_mode

@@ -7,10 +7,14 @@ import pytest
 from fruitops_core.lake import LakeError, LocalLake, lake_from_uri, uri_exists
 
 
-@pytest.fixture(params=["local", "s3"])
-def lake(request, tmp_path: Path):
+@pytest.fixture(params=["local", "s3", "fake_gcs"])
+def lake(request, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     if request.param == "local":
         return LocalLake(tmp_path / "lake")
+    if request.param == "fake_gcs":
+        gcs = request.getfixturevalue("fake_gcs_server")
+        monkeypatch.setenv("STORAGE_EMULATOR_HOST", gcs.host)
+        return lake_from_uri(f"gs://{gcs.bucket}/{tmp_path.name}")
     server = request.getfixturevalue("s3_server")
     return lake_from_uri(f"s3://{server.bucket}/{tmp_path.name}", endpoint_url=server.endpoint)
 
@@ -117,10 +121,20 @@ def test_unsupported_scheme():
         lake_from_uri("ftp://host/x")
 
 
-def test_gs_uses_gcs_interoperability_endpoint():
-    lake = lake_from_uri("gs://my-bucket/lake")
-    assert lake.endpoint_url == "https://storage.googleapis.com"
-    assert lake.uri("a/b") == "gs://my-bucket/lake/a/b"
+def test_gs_without_application_default_credentials_says_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+):
+    """gs:// is Google Cloud Storage itself (no HMAC key, no S3 endpoint): without
+    application-default credentials the error says how to get them."""
+    for var in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")  # no metadata server either
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    lake = lake_from_uri("gs://my-bucket/lake", endpoint_url="http://127.0.0.1:9")
+    assert lake.uri("a/b") == "gs://my-bucket/lake/a/b"  # naming it needs no credentials
+    with pytest.raises(LakeError, match=r"gs://my-bucket/lake.*application-default login"):
+        lake.exists("a/b")
 
 
 def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path):
@@ -144,3 +158,116 @@ def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path):
     lake.write_json("assets/data.json", {"ok": True})
     assert not killed.exists() and live.exists()
     assert lake.read_json("assets/data.json") == {"ok": True}
+
+
+# --- locks -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    import fruitops_core.lake as lake_module
+
+    monkeypatch.setattr(lake_module, "LOCK_POLL_SECONDS", 0.05)
+
+
+def test_a_lock_has_one_holder_and_a_waiter_names_it(lake, quick_polls):
+    with lake.lock("assets/a/b", holder="run-1", wait_seconds=30):
+        with pytest.raises(LakeError, match=r"assets/a/b\.lock, held by run-1"):
+            with lake.lock("assets/a/b", holder="run-2", wait_seconds=0.5):
+                pytest.fail("a second holder got the lock")
+        with lake.lock("assets/a/other", holder="run-2", wait_seconds=0.5):
+            pass  # another asset's lock is free
+    with lake.lock("assets/a/b", holder="run-2", wait_seconds=0.5):
+        pass  # released on leaving the block
+
+
+def test_a_waiter_gets_the_lock_when_its_holder_releases_it(lake, quick_polls):
+    import time
+
+    order = []
+
+    def hold():
+        with lake.lock("assets/x", holder="first", wait_seconds=30):
+            order.append("first in")
+            time.sleep(0.8)
+            order.append("first out")
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    while not order:
+        time.sleep(0.01)
+    with lake.lock("assets/x", holder="second", wait_seconds=30):
+        order.append("second in")
+    holder.join()
+    assert order == ["first in", "first out", "second in"]
+
+
+def test_a_killed_holder_does_not_keep_a_local_lock(tmp_path: Path, quick_polls):
+    """flock: the kernel drops the lock with the process that held it."""
+    import signal
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, time; from pathlib import Path; from fruitops_core.lake import LocalLake\n"
+        "with LocalLake(Path(sys.argv[1])).lock('assets/k', holder='doomed', wait_seconds=5):\n"
+        "    print('held', flush=True); time.sleep(60)\n"
+    )
+    child = subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path / "lake")], stdout=subprocess.PIPE, text=True
+    )
+    assert child.stdout.readline().strip() == "held"
+    lake = LocalLake(tmp_path / "lake")
+    with pytest.raises(LakeError, match="held by doomed"):
+        with lake.lock("assets/k", holder="next", wait_seconds=0.3):
+            pass
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    with lake.lock("assets/k", holder="next", wait_seconds=2):
+        pass
+
+
+def test_a_dead_holders_lease_on_an_object_store_is_taken_over(
+    s3_server, tmp_path: Path, quick_polls, monkeypatch: pytest.MonkeyPatch
+):
+    import json
+    import time
+
+    import fruitops_core.lake as lake_module
+
+    monkeypatch.setattr(lake_module, "LEASE_SECONDS", 1.0)
+    lake = lake_from_uri(f"s3://{s3_server.bucket}/{tmp_path.name}", s3_server.endpoint)
+    # what a holder killed without releasing leaves behind
+    lake.write_bytes("locks/assets/k.lock", json.dumps({"holder": "dead", "token": "t"}).encode())
+    time.sleep(1.5)
+    with lake.lock("assets/k", holder="alive", wait_seconds=5):
+        assert json.loads(lake.read_bytes("locks/assets/k.lock"))["holder"] == "alive"
+    assert not lake.exists("locks/assets/k.lock")
+
+
+def test_a_held_lease_is_renewed_so_it_is_never_taken_over(
+    s3_server, tmp_path: Path, quick_polls, monkeypatch: pytest.MonkeyPatch
+):
+    import time
+
+    import fruitops_core.lake as lake_module
+
+    monkeypatch.setattr(lake_module, "LEASE_SECONDS", 3.0)  # S3 dates are whole seconds
+    lake = lake_from_uri(f"s3://{s3_server.bucket}/{tmp_path.name}", s3_server.endpoint)
+    with lake.lock("assets/k", holder="long-run", wait_seconds=5):
+        time.sleep(4.0)  # past the lease: only renewals keep it
+        with pytest.raises(LakeError, match="held by long-run"):
+            with lake.lock("assets/k", holder="other", wait_seconds=1.5):
+                pass
+
+
+def test_object_store_listing_gives_each_objects_etag(s3_server, tmp_path: Path):
+    lake = lake_from_uri(f"s3://{s3_server.bucket}/{tmp_path.name}", s3_server.endpoint)
+    lake.write_bytes("a/one.jpg", b"1")
+    lake.write_bytes("a/two.jpg", b"22")
+    listed = list(lake.listing("a"))
+    assert [(key, size) for key, size, _ in listed] == [("a/one.jpg", 1), ("a/two.jpg", 2)]
+    before = dict((k, tag) for k, _, tag in listed)
+    lake.write_bytes("a/two.jpg", b"33")  # same size, new content
+    after = dict((k, tag) for k, _, tag in lake.listing("a"))
+    assert after["a/one.jpg"] == before["a/one.jpg"] and after["a/two.jpg"] != before["a/two.jpg"]

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from fruitops_core.assets import CheckResult, asset, asset_check, parquet
 from fruitops_core.lake import LocalLake
 from fruitops_core.materialize import (
+    KEEP_VERSIONS,
     AssetCheckFailed,
     MaterializationError,
     materialize,
@@ -96,7 +97,7 @@ def test_materialize_writes_artifacts_and_lineage(settings, lake):
     )
     assert [r.asset_key for r in records] == ["toy/numbers", "toy/total", "toy/report"]
     numbers_rec, total_rec, report_rec = records
-    assert lake.read_json("assets/toy/report/data.json") == {"text": "total is 10"}
+    assert lake.read_json("assets/toy/report/current/data.json") == {"text": "total is 10"}
     assert numbers_rec.metadata["rows"] == 5
     assert total_rec.metadata["total"] == 10
     assert total_rec.upstream == {"toy/numbers": numbers_rec.version}
@@ -136,7 +137,7 @@ def test_failing_blocking_check_stops_downstream(settings, lake):
         )
     record = read_record(lake, graph["toy/total"])
     assert record is not None and not record.checks[0].passed  # kept for inspection
-    assert not lake.exists("assets/toy/report/data.json")
+    assert not lake.exists("assets/toy/report/current/data.json")
     with pytest.raises(AssetCheckFailed, match="upstream toy/total failed"):
         materialize(["toy/report"], settings=settings, graph=graph, lake=lake)
 
@@ -255,3 +256,111 @@ def test_a_setting_that_stands_for_config_counts_as_given(lake, tmp_path):
     explicit = {"s/raw": {"source": "/photos/b"}}  # given config wins over the setting
     (record,) = materialize(["s/raw"], graph=graph, lake=lake, settings=settings, config=explicit)
     assert record.config == {"source": "/photos/b"}
+
+
+# --- versioned folders, the record as commit point, one writer per asset ------------------
+
+
+def test_each_materialization_gets_its_own_folder_and_old_ones_go(settings, lake):
+    graph = toy_graph()
+    for n in range(1, 6):
+        materialize(
+            ["toy/numbers"],
+            settings=settings,
+            graph=graph,
+            lake=lake,
+            config={"toy/numbers": {"n": n}},
+        )
+    record = read_record(lake, graph["toy/numbers"])
+    versions = lake.local_path("assets/toy/numbers/versions")
+    kept = sorted(p.name for p in versions.iterdir())
+    assert len(kept) == 1 + KEEP_VERSIONS
+    assert record.artifact_path == f"assets/toy/numbers/versions/{kept[-1]}/data.parquet"
+    current = lake.local_path("assets/toy/numbers/current")
+    assert current.is_symlink() and current.resolve().name == kept[-1]
+    assert len(pd.read_parquet(current / "data.parquet")) == 5
+    assert len(list(lake.list("assets/toy/numbers/history"))) == 5
+
+
+def test_a_reader_sees_the_committed_version_while_a_new_one_is_written(settings, lake):
+    """Between the new artifact's write and its record (checks run there), a reader still
+    gets the value the committed record names, whole."""
+    from fruitops_core.materialize import load_value
+
+    seen = {}
+
+    @asset("rw/numbers", io=parquet, config=NumbersConfig)
+    def rw_numbers(ctx):
+        return pd.DataFrame({"x": range(ctx.config.n)})
+
+    @asset_check("rw/numbers", blocking=False)
+    def reader_meanwhile(ctx, value):
+        if read_record(ctx.lake, graph["rw/numbers"]) is not None:
+            seen["reader"] = len(load_value(ctx.lake, graph["rw/numbers"]))
+            seen["writer"] = len(value)
+        return CheckResult(True)
+
+    module = types.ModuleType("rw_assets")
+    module.__dict__.update(a=rw_numbers, c=reader_meanwhile)
+    graph = AssetGraph.from_modules([module])
+    with pytest.raises(MaterializationError, match="not been materialized"):
+        load_value(lake, graph["rw/numbers"])
+    for n in (2, 7):
+        materialize(
+            ["rw/numbers"],
+            settings=settings,
+            graph=graph,
+            lake=lake,
+            config={"rw/numbers": {"n": n}},
+        )
+    assert seen == {"reader": 2, "writer": 7}
+    assert len(load_value(lake, graph["rw/numbers"])) == 7
+
+
+@pytest.mark.parametrize("store", ["local", "s3"])
+def test_two_runs_of_one_asset_never_interleave(settings, tmp_path, store, request, monkeypatch):
+    """Two runs at once (two DAGs, or a retry beside a late first try): the second waits for
+    the asset's lock, then runs; their spans do not overlap."""
+    import threading
+    import time
+
+    import fruitops_core.lake as lake_module
+    from fruitops_core.lake import lake_from_uri
+
+    monkeypatch.setattr(lake_module, "LOCK_POLL_SECONDS", 0.05)
+    if store == "local":
+        shared = LocalLake(tmp_path / "lake")
+    else:
+        server = request.getfixturevalue("s3_server")
+        shared = lake_from_uri(f"s3://{server.bucket}/{tmp_path.name}", server.endpoint)
+    spans = []
+
+    @asset("slow/value")
+    def slow_value(ctx):
+        start = time.monotonic()
+        time.sleep(0.6)
+        spans.append((start, time.monotonic(), ctx.run_id))
+        return {"run": ctx.run_id}
+
+    module = types.ModuleType("slow_assets")
+    module.__dict__.update(a=slow_value)
+    graph = AssetGraph.from_modules([module])
+    errors = []
+
+    def run(run_id):
+        try:
+            materialize(["slow/value"], settings=settings, graph=graph, lake=shared, run_id=run_id)
+        except Exception as err:  # reported below
+            errors.append(err)
+
+    threads = [threading.Thread(target=run, args=(f"run-{i}",)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors
+    (a_start, a_end, _), (b_start, b_end, _) = sorted(spans)
+    assert a_end <= b_start, "the second run started inside the first"
+    assert read_record(shared, graph["slow/value"]).run_id == sorted(spans)[1][2]
+    if store == "s3":
+        assert not list(shared.list("locks")), "the lease object outlived its holder"

@@ -104,4 +104,4 @@ def ingest(
         lake=lake,
         config=config,
     )
-    return lake, lake.read_parquet("assets/data/image_manifest/data.parquet"), records
+    return lake, lake.read_parquet("assets/data/image_manifest/current/data.parquet"), records

@@ -41,7 +41,7 @@ def test_every_file_gets_a_row_with_the_right_outcome(settings, corpus):
     rotated = rows["train/apple/exif-rotated.jpg"]
     assert (rotated["width"], rotated["height"]) == (32, 64)  # after EXIF orientation
     # junk is ignored and reported, never a row; the empty class folder adds no class
-    raw = ParquetTable(lake.root / "assets/data/raw_images/data.parquet")
+    raw = ParquetTable(lake.root / "assets/data/raw_images/current/data.parquet")
     assert sorted(i["path"] for i in raw.meta["ignored"]) == sorted(JUNK)
     assert not any(j.split("/", 1)[1] in rows for j in JUNK)
     assert "cherry" not in set(manifest["label"])
@@ -67,12 +67,18 @@ def test_links_and_devices_are_listed_with_why_and_never_followed(settings, corp
     os.mkfifo(train / "banana" / "pipe.jpg")
     lake, manifest, records = ingest(settings, corpus, LENIENT)
 
+    lake_root = (settings.home / "lake").resolve()
     for path in (settings.home / "lake").rglob("*"):
-        assert path.is_symlink() is False, path
+        # the only links are the lake's own: an asset's `current`, to its version folder
+        if path.is_symlink():
+            assert path.name == "current", path
+            assert (
+                path.resolve().parent == lake_root / path.parent.relative_to(lake_root) / "versions"
+            )
         if path.is_file():
             assert not path.read_bytes().startswith(b"root:x"), path
     assert not any("kept-out" in key or "passwd" in key for key in manifest["key"])
-    raw = ParquetTable(lake.root / "assets/data/raw_images/data.parquet")
+    raw = ParquetTable(lake.root / "assets/data/raw_images/current/data.parquet")
     reasons = {i["path"]: i["reason"] for i in raw.meta["ignored"]}
     assert {k: reasons[k] for k in reasons if k not in JUNK} == {
         "train/apple/passwd.jpg": LINK_REASON,
@@ -95,7 +101,7 @@ def test_files_over_the_size_limit_are_left_out_with_why(settings, corpus, monke
     limit = sorted(sizes.values())[-3]  # the two largest files are over it
     monkeypatch.setattr(layout, "MAX_FILE_BYTES", limit)
     lake, manifest, records = ingest(settings, corpus, LENIENT)
-    raw = ParquetTable(lake.root / "assets/data/raw_images/data.parquet")
+    raw = ParquetTable(lake.root / "assets/data/raw_images/current/data.parquet")
     over = {i["path"] for i in raw.meta["ignored"] if "over the per-file limit" in i["reason"]}
     expected = {
         k.replace("train1", "train").replace("val1", "val").replace("test1", "test")
@@ -173,14 +179,14 @@ def test_validation_catches_leakage_and_unknown_labels(settings, corpus):
             lake=lake,
             config={"data/data_validation": {"min_train_per_class": 5}},
         )
-    result = lake.read_json("assets/data/data_validation/result.json")
+    result = lake.read_json("assets/data/data_validation/current/result.json")
     assert set(result["failed_expectations"]) == {
         "no_leakage_across_splits",
         "eval_labels_subset_of_train",
     }
     leak = next(r for r in result["results"] if r["name"] == "no_leakage_across_splits")
     assert leak["unexpected_count"] == 2  # the train copy and the test copy
-    assert lake.exists("assets/data/data_validation/data_docs/index.html")
+    assert lake.exists("assets/data/data_validation/current/data_docs/index.html")
     with pytest.raises(AssetCheckFailed, match="upstream data/data_validation failed"):
         materialize(["data/class_mapping"], settings=settings, graph=graph, lake=lake)
 
@@ -199,11 +205,11 @@ def test_clean_data_passes_and_builds_the_cache(settings, tmp_path):
         lake=lake,
         config={"data/training_cache": {"image_size": 32, "shard_size": 5}},
     )
-    validation = lake.read_json("assets/data/data_validation/result.json")
+    validation = lake.read_json("assets/data/data_validation/current/result.json")
     assert validation["success"], validation["failed_expectations"]
-    mapping = lake.read_json("assets/data/class_mapping/data.json")
+    mapping = lake.read_json("assets/data/class_mapping/current/data.json")
     assert mapping["classes"] == ["apple", "banana"] and mapping["index"]["banana"] == 1
-    cache = lake.read_json("assets/data/training_cache/data.json")
+    cache = lake.read_json("assets/data/training_cache/current/data.json")
     assert cache["splits"]["train"]["count"] == int((manifest["split"] == "train").sum())
     assert len(cache["splits"]["train"]["shards"]) > 1  # sharded
     again = materialize(

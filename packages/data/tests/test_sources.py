@@ -177,35 +177,43 @@ def test_s3_mirror_follows_deletes_and_changes_on_a_real_server(
     )
 
 
-def test_s3_keys_that_would_escape_are_refused_and_listed_fake_aws_listing(
+def test_s3_keys_that_would_escape_are_refused_and_listed_on_a_fake_s3_server_moto(
     tmp_path: Path, real_sample: Path, monkeypatch
 ):
     """AWS keeps keys as given: ``prefix//etc/x`` lists as ``/etc/x`` under the prefix, and
-    ``..`` segments stay. SeaweedFS cannot hold them, so an in-process bucket (a fake of
-    AWS's listing) serves them: each is refused with its reason, none is written."""
-    from fruitops_core import lake as lakes
+    ``..`` segments stay. SeaweedFS cannot hold them, so moto's S3 server (a fake, over
+    HTTP, that keeps keys as AWS does) holds them, made through the S3 API: each is
+    refused with its reason, none is written."""
+    import socket
 
-    photo = next((real_sample / "Fruit_dataset").rglob("*.jpg"))
-    objects = {
-        "Fruit_dataset/train1/kiwi/ok.jpg": photo.read_bytes(),
-        "/tmp/escaped.jpg": b"x",
-        "Fruit_dataset/../../escaped.jpg": b"x",
-        "Fruit_dataset/train1//kiwi.jpg": b"x",
-        "Fruit_dataset/./train1/kiwi/dot.jpg": b"x",
-    }
+    import boto3
+    from moto.server import ThreadedMotoServer
 
-    class FakeAwsBucket:
-        def listing(self, prefix: str = ""):
-            for key, data in sorted(objects.items()):
-                yield key, len(data), str(hash(data))
-
-        def get_file(self, key: str, local: Path) -> Path:
-            local.parent.mkdir(parents=True, exist_ok=True)
-            local.write_bytes(objects[key])
-            return local
-
-    monkeypatch.setattr(lakes, "lake_from_uri", lambda uri, endpoint_url=None: FakeAwsBucket())
-    resolved = resolve("s3://photos/day", tmp_path / "home")
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    for var, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        client = boto3.client("s3", endpoint_url=endpoint)
+        client.create_bucket(Bucket="photos")
+        photo = next((real_sample / "Fruit_dataset").rglob("*.jpg"))
+        objects = {
+            "Fruit_dataset/train1/kiwi/ok.jpg": photo.read_bytes(),
+            "/tmp/escaped.jpg": b"x",
+            "Fruit_dataset/../../escaped.jpg": b"x",
+            "Fruit_dataset/train1//kiwi.jpg": b"x",
+            "Fruit_dataset/./train1/kiwi/dot.jpg": b"x",
+        }
+        for key, data in objects.items():
+            client.put_object(Bucket="photos", Key=f"day/{key}", Body=data)
+        resolved = resolve("s3://photos/day", tmp_path / "home", endpoint_url=endpoint)
+    finally:
+        server.stop()
     reasons = {r["path"]: r["reason"] for r in resolved.refused}
     assert set(reasons) == set(objects) - {"Fruit_dataset/train1/kiwi/ok.jpg"}
     assert "leading '/'" in reasons["/tmp/escaped.jpg"]
@@ -306,7 +314,7 @@ def test_the_real_fruit_photos_ingest_and_validate(settings):
         lake=lake,
         config={"data/raw_images": {"source": str(SHARED_REAL)}},
     )
-    manifest = lake.read_parquet("assets/data/image_manifest/data.parquet")
+    manifest = lake.read_parquet("assets/data/image_manifest/current/data.parquet")
     assert len(manifest) == 1925 and manifest["readable"].all()
     assert manifest.loc[manifest["split"] == "train", "label"].nunique() == 28
     assert records[-1].metadata["success"] is True

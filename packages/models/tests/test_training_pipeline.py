@@ -7,7 +7,7 @@ pytestmark = pytest.mark.slow
 
 
 def candidate(pipeline) -> dict:
-    (only,) = pipeline.lake.read_json("assets/models/trained_model/data.json")["candidates"]
+    (only,) = pipeline.lake.read_json("assets/models/trained_model/current/data.json")["candidates"]
     return only
 
 
@@ -64,11 +64,11 @@ def test_logged_model_carries_what_serving_needs(pipeline):
 
 
 def test_evaluation_and_first_promotion(pipeline):
-    evaluation = pipeline.lake.read_json("assets/models/model_evaluation/data.json")
+    evaluation = pipeline.lake.read_json("assets/models/model_evaluation/current/data.json")
     # the first model registered was champion at once; evaluation scores it as such
     assert evaluation["split"] == "val" and evaluation["champion"]["version"] == 1
     assert evaluation["best_candidate"]["version"] == candidate(pipeline)["version"] == 1
-    champion = pipeline.lake.read_json("assets/models/champion_model/data.json")
+    champion = pipeline.lake.read_json("assets/models/champion_model/current/data.json")
     client = mlflow.MlflowClient(
         pipeline.settings.tracking_uri, registry_uri=pipeline.settings.tracking_uri
     )
@@ -79,8 +79,8 @@ def test_evaluation_and_first_promotion(pipeline):
 
 
 def test_training_report_names_the_winner(pipeline):
-    report = pipeline.lake.read_bytes("assets/models/training_report/report.md").decode()
+    report = pipeline.lake.read_bytes("assets/models/training_report/current/report.md").decode()
     assert "best candidate: cnn v1" in report and "promoted" in report
     assert "| cnn | 1 |" in report
-    page = pipeline.lake.read_bytes("assets/models/training_report/report.html")
+    page = pipeline.lake.read_bytes("assets/models/training_report/current/report.html")
     assert b"data:image/png;base64," in page

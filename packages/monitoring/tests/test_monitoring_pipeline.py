@@ -30,7 +30,7 @@ def cli(home: Path, *args: str) -> tuple[int, dict]:
 
 
 def test_reference_profile_holds_the_champions_view(pipeline):
-    record = pipeline.lake.read_json("assets/monitoring/reference_profile/data.json")
+    record = pipeline.lake.read_json("assets/monitoring/reference_profile/current/data.json")
     assert record["model_uri"] == "models:/fruit-classifier/1" and record["split"] == "val"
     table_lake, name = object_at(record["table_uri"])
     table = table_lake.read_parquet(name)
@@ -44,12 +44,12 @@ def test_reference_profile_holds_the_champions_view(pipeline):
 def test_drift_report_asset_writes_html_json_and_an_mlflow_run(pipeline):
     import mlflow
 
-    result = pipeline.lake.read_json("assets/monitoring/drift_report/data.json")
-    html = pipeline.lake.read_bytes("assets/monitoring/drift_report/drift_report.html")
+    result = pipeline.lake.read_json("assets/monitoring/drift_report/current/data.json")
+    html = pipeline.lake.read_bytes("assets/monitoring/drift_report/current/drift_report.html")
     assert b"<html" in html[:2000].lower()
     assert b'src="http' not in html  # self-contained: opens offline
     report = json.loads(
-        pipeline.lake.read_bytes("assets/monitoring/drift_report/drift_report.json")
+        pipeline.lake.read_bytes("assets/monitoring/drift_report/current/drift_report.json")
     )
     assert report["metrics"]
     # val and test of the same synthetic set: no dataset drift
@@ -61,7 +61,9 @@ def test_drift_report_asset_writes_html_json_and_an_mlflow_run(pipeline):
 
 
 def test_monitor_drift_cli_and_its_clear_errors(pipeline, tmp_path: Path):
-    predictions = pipeline.lake.root / "assets/serving/batch_predictions/predictions.parquet"
+    predictions = (
+        pipeline.lake.root / "assets/serving/batch_predictions/current/predictions.parquet"
+    )
     code, result = cli(pipeline.settings.home, "drift", "--batch", str(predictions))
     assert code == 0, result
     assert set(result) >= {
@@ -130,6 +132,6 @@ def test_a_reference_of_another_champion_is_rebuilt(pipeline, tmp_path: Path):
     drift = records[-1]
     assert drift.metadata["reference_rebuilt"] is True
     lake = lake_from_uri(settings.lake_root)
-    result = lake.read_json("assets/monitoring/drift_report/data.json")
+    result = lake.read_json("assets/monitoring/drift_report/current/data.json")
     assert result["reference_model_uri"] == "models:/fruit-classifier/2"
     assert lake.exists("assets/monitoring/reference_profile/by_model/fruit-classifier-2-val.json")

@@ -55,9 +55,11 @@ def bad_files(folder: Path, good: Path) -> None:
 
 
 def test_batch_predictions_asset(pipeline):
-    record = pipeline.lake.read_json("assets/serving/batch_predictions/data.json")
-    predictions = pipeline.lake.read_parquet("assets/serving/batch_predictions/predictions.parquet")
-    incoming = pipeline.lake.read_json("assets/data/incoming_batch/data.json")
+    record = pipeline.lake.read_json("assets/serving/batch_predictions/current/data.json")
+    predictions = pipeline.lake.read_parquet(
+        "assets/serving/batch_predictions/current/predictions.parquet"
+    )
+    incoming = pipeline.lake.read_json("assets/data/incoming_batch/current/data.json")
     assert list(predictions.columns) == PREDICTION_COLUMNS
     assert sorted(predictions["key"]) == sorted(incoming["keys"])
     assert record["scored"] == len(predictions) and record["quarantined"] == []
@@ -69,6 +71,38 @@ def test_batch_predictions_asset(pipeline):
     assert (truth == predictions["label"]).mean() > 0.6
     assert record["precision"] in ("bf16", "fp32") and "passed" in record["gate"]
     assert record["backend"] == "openvino"  # the default, chosen by benchmarks/bench_score.py
+
+
+def test_daily_scoring_keeps_one_table_per_day_and_names_the_latest(pipeline, tmp_path: Path):
+    """The scoring DAG gives each run its day: each day's table stays, latest.json names the
+    last; a date that is not a day is refused before anything runs."""
+    from fruitops_core.materialize import materialize
+
+    shutil.copytree(pipeline.lake.root, tmp_path / "lake", symlinks=True)
+    lake = LocalLake(tmp_path / "lake")  # a copy: the shared run's lake stays as it is
+
+    def score_day(day: str) -> None:
+        materialize(
+            ["serving/batch_predictions"],
+            settings=pipeline.settings,
+            graph=pipeline.graph,
+            lake=lake,
+            config={"serving/batch_predictions": {"date": day}},
+        )
+
+    for day in ("2026-11-30", "2026-12-01"):
+        score_day(day)
+    keys = lake.read_json("assets/data/incoming_batch/current/data.json")["keys"]
+    for day in ("2026-11-30", "2026-12-01"):
+        table = lake.read_parquet(f"predictions/{day}/predictions.parquet")
+        assert len(table) == len(keys)
+        assert lake.exists(f"predictions/{day}/quarantine.json")
+    assert lake.read_json("predictions/latest.json") == {
+        "predictions_uri": lake.uri("predictions/2026-12-01/predictions.parquet"),
+        "date": "2026-12-01",
+    }
+    with pytest.raises(ValueError, match=r"'\{ds\}' is not a day in the form YYYY-MM-DD"):
+        score_day("{ds}")
 
 
 def test_bf16_agrees_with_fp32_on_real_photos(pipeline):

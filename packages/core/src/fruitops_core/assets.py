@@ -14,8 +14,10 @@ import io
 import json
 import logging
 import tempfile
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Generic, TypeVar
 
@@ -130,11 +132,12 @@ class AssetContext(Generic[ConfigT]):
     """Scratch space for this materialization (files the artifact is built in); removed after."""
     previous: dict[str, Any] | None = None
     """The metadata of this asset's last materialization; None the first time."""
+    asset_dir: str = ""
+    """This materialization's own lake folder (`version_dir`): its artifact and every extra
+    file it writes go there, so nothing a committed record names is ever overwritten."""
 
-    @property
-    def asset_dir(self) -> str:
-        """The lake folder that holds this asset's artifact and any extra files it writes."""
-        return asset_dir(self.key)
+    def __post_init__(self) -> None:
+        self.asset_dir = self.asset_dir or version_dir(self.key, new_version_id())
 
     def add_metadata(self, **values: Any) -> None:
         """Record small facts (counts, metrics, URIs) in the materialization record."""
@@ -181,7 +184,23 @@ def dep_argument(key: str) -> str:
 
 
 def asset_dir(key: str) -> str:
+    """The lake folder of asset ``key``: its record, history, versions and ``current``."""
     return f"assets/{key}"
+
+
+#: The folder under `asset_dir` that holds one folder per materialization.
+VERSIONS = "versions"
+#: On a local lake, the link in `asset_dir` to the version the record names.
+CURRENT = "current"
+
+
+def new_version_id() -> str:
+    """A materialization's folder name: its UTC start, so names sort oldest first."""
+    return f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{uuid.uuid4().hex[:6]}"
+
+
+def version_dir(key: str, version_id: str) -> str:
+    return f"{asset_dir(key)}/{VERSIONS}/{version_id}"
 
 
 @dataclass(frozen=True)
@@ -200,9 +219,9 @@ class AssetSpec:
     def group(self) -> str:
         return self.key.split("/", 1)[0]
 
-    @property
-    def artifact_path(self) -> str:
-        return f"{asset_dir(self.key)}/{self.io.filename}"
+    def artifact_path(self, folder: str) -> str:
+        """Where the artifact lies in a materialization's folder (`AssetContext.asset_dir`)."""
+        return f"{folder}/{self.io.filename}"
 
     @property
     def record_path(self) -> str:

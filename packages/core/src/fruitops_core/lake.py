@@ -1,19 +1,30 @@
-"""The lake: bytes, JSON and Parquet under one root URI, on local disk or an S3 store.
+"""The lake: bytes, JSON and Parquet under one root URI, on local disk, S3 or GCS.
 
 Every write is atomic: a local write goes to a temporary file in the same folder and is
-renamed into place; an S3 PUT (and a completed multipart upload) becomes visible whole.
-Paths inside a lake are POSIX-style relative keys like ``assets/data/image_manifest/data.parquet``.
+renamed into place; an object store's PUT (and a completed multipart upload) becomes visible
+whole. Paths inside a lake are POSIX-style relative keys like
+``assets/data/image_manifest/versions/<id>/data.parquet``. `Lake.lock` keeps two writers of
+one asset apart, across processes and machines.
 """
 
 from __future__ import annotations
 
+import fcntl
 import io
 import json
+import logging
 import os
 import shutil
+import socket
+import sys
 import tempfile
+import threading
+import time
+import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
@@ -24,8 +35,27 @@ if TYPE_CHECKING:
     from fruitops_core.settings import FruitOpsSettings
 
 
+log = logging.getLogger("fruitops.lake")
+
+#: A lock held on an object store is renewed every quarter of this and taken over by
+#: another run once this old (its holder died without releasing it).
+LEASE_SECONDS = 120.0
+LOCK_POLL_SECONDS = 1.0
+
+
 class LakeError(RuntimeError):
     """A lake operation failed; the message names the URI and what to check."""
+
+
+def _lock_path(name: str) -> str:
+    return f"locks/{_clean(name)}.lock"
+
+
+def _lock_timeout(where: str, holder: str, seconds: float) -> str:
+    return (
+        f"gave up after {seconds:.0f} s waiting for the lock {where}, held by {holder}: "
+        "another run of this asset is still going; wait for it, or stop it"
+    )
 
 
 def _clean(path: str) -> str:
@@ -72,6 +102,17 @@ class Lake(ABC):
 
     def local_path(self, path: str = "") -> Path | None:
         """Where ``path`` lies on this machine's disk; None for an object store."""
+        return None
+
+    @abstractmethod
+    @contextmanager
+    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[None]:
+        """Hold the lock ``name`` (an asset's folder) for the block; wait up to
+        ``wait_seconds`` for another holder, then raise `LakeError` naming it."""
+
+    def point_link(self, link: str, folder: str) -> None:
+        """Point the link ``link`` at ``folder``, for people browsing the lake; an object
+        store has no links (its records say where each version lies)."""
         return None
 
     def listing(self, prefix: str = "") -> Iterator[tuple[str, int, str]]:
@@ -136,6 +177,44 @@ class LocalLake(Lake):
 
     def exists(self, path: str) -> bool:
         return self._path(path).exists()
+
+    @contextmanager
+    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[None]:
+        """An exclusive ``flock`` on ``locks/<name>.lock``: the kernel releases it when its
+        process dies, so a killed run never leaves the asset locked."""
+        path = self.root / _lock_path(name)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        deadline = time.monotonic() + wait_seconds
+        with open(path, "a+") as handle:
+            waiting = False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    handle.seek(0)
+                    held_by = handle.read().strip() or "?"
+                    if time.monotonic() > deadline:
+                        raise LakeError(_lock_timeout(str(path), held_by, wait_seconds)) from None
+                    if not waiting:
+                        log.info("waiting for %s: held by %s", name, held_by)
+                        waiting = True
+                    time.sleep(LOCK_POLL_SECONDS)
+            try:
+                handle.truncate(0)
+                handle.write(f"{holder} (pid {os.getpid()} on {socket.gethostname()})")
+                handle.flush()
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def point_link(self, link: str, folder: str) -> None:
+        """Swap the symbolic link atomically (a new link renamed over the old one)."""
+        target = self._path(link)
+        relative = os.path.relpath(self._path(folder), target.parent)
+        tmp = target.parent / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
+        os.symlink(relative, tmp)
+        os.replace(tmp, target)
 
     def read_bytes(self, path: str) -> bytes:
         target = self._path(path)
@@ -214,169 +293,264 @@ class LocalLake(Lake):
         return count
 
 
-class S3Lake(Lake):
-    """A lake under ``s3://bucket/prefix`` on any S3 endpoint (AWS, MinIO, SeaweedFS, GCS)."""
+def _cause(err: BaseException, kind: type) -> BaseException | None:
+    """The first exception of ``kind`` in ``err``'s chain (s3fs wraps botocore's)."""
+    while err is not None:
+        if isinstance(err, kind):
+            return err
+        err = err.__cause__ or err.__context__
+    return None
 
-    def __init__(self, bucket: str, prefix: str = "", endpoint_url: str | None = None):
-        import boto3
-        from botocore.config import Config
 
+class ObjectStoreLake(Lake):
+    """A lake under ``s3://bucket/prefix`` (AWS, MinIO, SeaweedFS) or ``gs://bucket/prefix``
+    (Google Cloud Storage with application-default credentials: Workload Identity on GKE),
+    through fsspec's ``s3fs`` and ``gcsfs``.
+
+    Uploads and downloads are streamed in parts (s3fs: 50 MiB), never read whole; an object
+    store's PUT becomes visible whole, so every write is atomic.
+    """
+
+    def __init__(self, scheme: str, bucket: str, prefix: str = "", endpoint_url: str | None = None):
+        self.scheme = scheme
         self.bucket = bucket
         self.prefix = _clean(prefix)
         self.endpoint_url = endpoint_url
-        self.scheme = "s3"
-        self.root_uri = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._client = boto3.client(
-            "s3",
-            endpoint_url=endpoint_url,
-            config=Config(retries={"max_attempts": 3, "mode": "standard"}, connect_timeout=5),
-        )
+        self.root_uri = f"{scheme}://{bucket}/{self.prefix}".rstrip("/")
+        self._fs = None
+
+    @property
+    def fs(self):
+        """The fsspec filesystem, made on first use: naming a lake (an Airflow Asset's URI
+        at DAG parse time) needs no credentials and no network."""
+        if self._fs is None:
+            self._fs = self._call("opening", "", _filesystem, self.scheme, self.endpoint_url)
+        return self._fs
 
     def _key(self, path: str) -> str:
         return "/".join(p for p in (self.prefix, _clean(path)) if p)
 
+    def _full(self, path: str) -> str:
+        return f"{self.bucket}/{self._key(path)}".rstrip("/")
+
     def uri(self, path: str = "") -> str:
-        return f"{self.scheme}://{self.bucket}/{self._key(path)}".rstrip("/")
+        return f"{self.scheme}://{self._full(path)}"
+
+    def _where(self) -> str:
+        if self.scheme == "gs":
+            return "Google Cloud Storage"
+        return self.endpoint_url or "AWS (no endpoint set)"
 
     def _call(self, what: str, path: str, fn, *args, **kwargs):
-        from botocore.exceptions import BotoCoreError, ClientError
-
+        """``fn(*args)``, its errors turned into a `LakeError` that says what to check."""
         try:
             return fn(*args, **kwargs)
-        except ClientError as err:
-            code = err.response.get("Error", {}).get("Code", "")
-            if code in ("NoSuchKey", "404", "NotFound"):
-                raise LakeError(f"{self.uri(path)} does not exist in the lake") from None
+        except LakeError:
+            raise
+        except FileNotFoundError:
+            code = _error_code(sys.exc_info()[1])
             if code == "NoSuchBucket":
                 raise LakeError(
-                    f"bucket {self.bucket!r} does not exist at {self.endpoint_url or 'AWS'}: "
+                    f"bucket {self.bucket!r} does not exist at {self._where()}: "
                     "create it (make services-up does) or fix FRUITOPS_LAKE_URI"
                 ) from None
-            raise LakeError(f"{what} {self.uri(path)} failed: {err}") from err
-        except BotoCoreError as err:
+            raise LakeError(f"{self.uri(path)} does not exist in the lake") from None
+        except PermissionError as err:
             raise LakeError(
-                f"{what} {self.uri(path)} failed: {err}. Is the S3 endpoint "
-                f"{self.endpoint_url or '(AWS default)'} up? Set AWS_ENDPOINT_URL and "
+                f"{what} {self.uri(path)} was refused ({err}): check the credentials "
+                + (
+                    "(application-default credentials, the service account's roles)"
+                    if self.scheme == "gs"
+                    else "(AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY) and the bucket policy"
+                )
+            ) from None
+        except Exception as err:
+            hint = (
+                "Are the application-default credentials set (`gcloud auth "
+                "application-default login`, or Workload Identity on GKE)?"
+                if self.scheme == "gs"
+                else f"Is the S3 endpoint {self._where()} up? Set AWS_ENDPOINT_URL and "
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for a local store."
-            ) from err
+            )
+            raise LakeError(f"{what} {self.uri(path)} failed: {err}. {hint}") from err
 
     def exists(self, path: str) -> bool:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._client.head_object(Bucket=self.bucket, Key=self._key(path))
-            return True
-        except ClientError as err:
-            if err.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise LakeError(f"checking {self.uri(path)} failed: {err}") from err
+        return self._call("checking", path, self.fs.exists, self._full(path))
 
     def read_bytes(self, path: str) -> bytes:
-        response = self._call(
-            "reading", path, self._client.get_object, Bucket=self.bucket, Key=self._key(path)
-        )
-        return response["Body"].read()
+        return self._call("reading", path, self.fs.cat_file, self._full(path))
 
     def write_bytes(self, path: str, data: bytes) -> str:
-        self._call(
-            "writing",
-            path,
-            self._client.put_object,
-            Bucket=self.bucket,
-            Key=self._key(path),
-            Body=data,
-        )
+        self._call("writing", path, self.fs.pipe_file, self._full(path), data)
         return self.uri(path)
 
     def put_file(self, local: Path, path: str) -> str:
-        self._call(
-            "uploading to", path, self._client.upload_file, str(local), self.bucket, self._key(path)
-        )
+        self._call("uploading to", path, self.fs.put_file, str(local), self._full(path))
         return self.uri(path)
 
     def get_file(self, path: str, local: Path) -> Path:
         local.parent.mkdir(parents=True, exist_ok=True)
-        self._call(
-            "downloading",
-            path,
-            self._client.download_file,
-            self.bucket,
-            self._key(path),
-            str(local),
-        )
+        self._call("downloading", path, self.fs.get_file, self._full(path), str(local))
         return local
 
+    def _objects(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
+        """``(key relative to the lake, info)`` of every object under ``prefix``, key order.
+        The listing is held as names and sizes (about 200 bytes an object), never contents."""
+        base = self._full(prefix)
+        found = self._call("listing", prefix, self.fs.find, base, detail=True)
+        if not found:
+            return []
+        strip = len(f"{self.bucket}/{self.prefix}".rstrip("/")) + 1
+        return [
+            (name[strip:], info)
+            for name, info in sorted(found.items())
+            if info.get("type", "file") == "file" and (name == base or name.startswith(base + "/"))
+        ]
+
     def list(self, prefix: str = "") -> Iterator[str]:
-        key_prefix = self._key(prefix)
-        if key_prefix:
-            key_prefix += "/"
-        paginator = self._client.get_paginator("list_objects_v2")
-        pages = paginator.paginate(Bucket=self.bucket, Prefix=key_prefix)
-        strip = len(self.prefix) + 1 if self.prefix else 0
-        iterator = iter(pages)
-        while True:  # S3 lists keys in sorted order, a page (≤1000 keys) at a time
-            page = self._call("listing", prefix, next, iterator, None)
-            if page is None:
-                return
-            for obj in page.get("Contents", []):
-                yield obj["Key"][strip:]
+        for key, _ in self._objects(prefix):
+            yield key
 
     def listing(self, prefix: str = "") -> Iterator[tuple[str, int, str]]:
         """``(key relative to the lake, size, ETag)`` of every object under ``prefix``, raw:
         a key may hold empty or ``..`` segments; the caller decides what to do with them."""
-        key_prefix = self._key(prefix)
-        if key_prefix:
-            key_prefix += "/"
-        pages = iter(
-            self._client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=key_prefix
-            )
-        )
-        strip = len(self.prefix) + 1 if self.prefix else 0
-        while page := self._call("listing", prefix, next, pages, None):
-            for obj in page.get("Contents", []):
-                yield obj["Key"][strip:], int(obj["Size"]), obj["ETag"].strip('"')
+        for key, info in self._objects(prefix):
+            tag = info.get("ETag") or info.get("etag") or info.get("generation") or ""
+            yield key, int(info.get("size") or 0), str(tag).strip('"')
 
     def size(self, path: str) -> int:
-        head = self._call(
-            "checking", path, self._client.head_object, Bucket=self.bucket, Key=self._key(path)
-        )
-        return int(head["ContentLength"])
+        return int(self._call("checking", path, self.fs.size, self._full(path)))
 
     def delete_prefix(self, prefix: str) -> int:
-        keys = [self._key(p) for p in self.list(prefix)]
-        for start in range(0, len(keys), 1000):
-            batch = [{"Key": k} for k in keys[start : start + 1000]]
-            self._call(
-                "deleting",
-                prefix,
-                self._client.delete_objects,
-                Bucket=self.bucket,
-                Delete={"Objects": batch},
-            )
-        return len(keys)
+        names = [f"{self.bucket}/{self.prefix}/{k}".replace("//", "/") for k in self.list(prefix)]
+        if names:
+            self._call("deleting", prefix, self.fs.rm, names)
+        return len(names)
+
+    @contextmanager
+    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[None]:
+        """A lease object ``locks/<name>.lock``, made with a conditional PUT (If-None-Match;
+        a generation match on GCS), renewed while held and taken over once
+        `LEASE_SECONDS` old (its holder died)."""
+        path = _lock_path(name)
+        token = uuid.uuid4().hex
+        body = json.dumps({"holder": holder, "token": token, "host": socket.gethostname()})
+        deadline = time.monotonic() + wait_seconds
+        waiting = False
+        while not self._create(path, body.encode(), token):
+            held = self._lease(path)
+            if held is None:
+                continue  # released meanwhile
+            holder, age = held
+            if age > LEASE_SECONDS:
+                log.warning("taking over %s: its lease by %s is %.0f s old", path, holder, age)
+                self._call("removing a stale lock", path, self.fs.rm, self._full(path))
+                continue
+            if time.monotonic() > deadline:
+                raise LakeError(_lock_timeout(self.uri(path), holder, wait_seconds))
+            if not waiting:
+                log.info("waiting for %s: held by %s", name, holder)
+                waiting = True
+            time.sleep(LOCK_POLL_SECONDS)
+        stop = threading.Event()
+        renew = threading.Thread(target=self._renew, args=(path, body, token, stop), daemon=True)
+        renew.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            renew.join()
+            if self._holder_token(path) == token:
+                self._call("releasing a lock", path, self.fs.rm, self._full(path))
+
+    def _create(self, path: str, data: bytes, token: str) -> bool:
+        """Make ``path`` if no object is there; whether this call made it. The look first
+        keeps a store that ignores the PUT's condition (some emulators) from handing one lock
+        to two runs one after the other; only the store's condition closes the race."""
+        if self.exists(path):
+            return False
+        try:
+            self.fs.pipe_file(self._full(path), data, mode="create")
+        except Exception as err:
+            if not self.exists(path):
+                raise LakeError(f"taking the lock {self.uri(path)} failed: {err}") from err
+            return False
+        # a store that ignored the condition: the read-back shows whose write won
+        return self._holder_token(path) == token
+
+    def _holder_token(self, path: str) -> str | None:
+        try:
+            return json.loads(self.fs.cat_file(self._full(path))).get("token")
+        except Exception:
+            return None
+
+    def _lease(self, path: str) -> tuple[str, float] | None:
+        """The holder of the lease at ``path`` and its age in seconds; None when it is gone."""
+        try:
+            info = self.fs.info(self._full(path))
+            holder = json.loads(self.fs.cat_file(self._full(path))).get("holder", "?")
+        except FileNotFoundError:
+            return None
+        modified = info.get("LastModified") or info.get("updated") or info.get("mtime")
+        if isinstance(modified, str):
+            modified = datetime.fromisoformat(modified.replace("Z", "+00:00"))
+        age = (datetime.now(UTC) - modified).total_seconds() if modified else 0.0
+        return holder, age
+
+    def _renew(self, path: str, body: str, token: str, stop: threading.Event) -> None:
+        while not stop.wait(LEASE_SECONDS / 4):
+            if self._holder_token(path) != token:
+                log.error("lost the lock %s to another run", self.uri(path))
+                return
+            try:
+                self.fs.pipe_file(self._full(path), body.encode())
+            except Exception as err:  # the next renewal tries again
+                log.warning("renewing the lock %s failed: %s", self.uri(path), err)
+
+
+def _error_code(err: BaseException | None) -> str:
+    from botocore.exceptions import ClientError
+
+    client_error = _cause(err, ClientError) if err else None
+    return client_error.response.get("Error", {}).get("Code", "") if client_error else ""
+
+
+def _filesystem(scheme: str, endpoint_url: str | None):
+    """The fsspec filesystem of ``scheme``: fresh (not fsspec's instance cache), so a
+    changed endpoint or credential is always seen; failures fast, not minutes of retries."""
+    if scheme == "s3":
+        import s3fs
+
+        return s3fs.S3FileSystem(
+            endpoint_url=endpoint_url,
+            skip_instance_cache=True,
+            config_kwargs={
+                "connect_timeout": 5,
+                "retries": {"max_attempts": 3, "mode": "standard"},
+            },
+        )
+    # gcsfs.core's class: the JSON API only; the package's default class first asks the
+    # storage-control gRPC API for the bucket's layout (a minute's timeout off Google Cloud)
+    from gcsfs.core import GCSFileSystem
+
+    # an emulator (STORAGE_EMULATOR_HOST) takes no credentials; elsewhere only ADC counts
+    token = "anon" if os.environ.get("STORAGE_EMULATOR_HOST") else "google_default"
+    return GCSFileSystem(token=token, skip_instance_cache=True)
 
 
 def lake_from_uri(uri: str, endpoint_url: str | None = None) -> Lake:
     """Open the lake at ``uri``: a local path, ``file://``, ``s3://`` or ``gs://``.
 
-    ``gs://`` uses the GCS XML API's S3 interoperability (HMAC keys in AWS_* variables).
+    ``endpoint_url`` is the S3 endpoint (MinIO, SeaweedFS); ``gs://`` is Google Cloud
+    Storage itself, with application-default credentials.
     """
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and os.name == "nt"):
         path = unquote(parsed.path) if parsed.scheme == "file" else uri
         return LocalLake(Path(path))
-    if parsed.scheme == "s3":
-        return S3Lake(parsed.netloc, parsed.path, endpoint_url=endpoint_url)
-    if parsed.scheme == "gs":
-        lake = S3Lake(
-            parsed.netloc,
-            parsed.path,
-            endpoint_url=endpoint_url or "https://storage.googleapis.com",
-        )
-        lake.scheme = "gs"
-        lake.root_uri = lake.uri()
-        return lake
+    if parsed.scheme in ("s3", "gs"):
+        endpoint = endpoint_url if parsed.scheme == "s3" else None
+        return ObjectStoreLake(parsed.scheme, parsed.netloc, parsed.path, endpoint_url=endpoint)
     raise LakeError(
         f"unsupported lake URI {uri!r}: use a folder path, file://, s3://bucket/prefix or gs://"
     )

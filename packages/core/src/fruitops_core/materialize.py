@@ -1,11 +1,17 @@
 """`materialize()`: run assets with their upstream values and record the lineage.
 
 The CLI, the Airflow tasks and the tests all call this one function. Each materialization
-writes the artifact and, next to it, a record (run id, upstream versions, code version,
-config, timings, metadata, check results); a copy of the record is kept under ``history/``.
+writes its artifact (and any extra files) into a folder of its own,
+``assets/<key>/versions/<id>/``, and then the record (run id, upstream versions, the
+artifact's path, code version, config, timings, metadata, check results) at
+``assets/<key>/materialization.json``; a copy of the record is kept under ``history/``.
+The record is the commit point: a reader goes through it, so it sees the previous version
+or the new one, never half of one. On a local lake ``assets/<key>/current`` links to the
+version the record names, for people to open. Two materializations of one asset never
+interleave: each holds the asset's lock (`Lake.lock`).
 
-The record is what makes an asset *fresh*: upstream assets are only re-run when they are
-missing or stale (see `staleness`), so asking for an asset never silently redoes, or
+The record is also what makes an asset *fresh*: upstream assets are only re-run when they
+are missing or stale (see `staleness`), so asking for an asset never silently redoes, or
 replaces, work that is done.
 """
 
@@ -25,7 +31,14 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from fruitops_core.assets import AssetContext, AssetSpec, CheckResult
+from fruitops_core.assets import (
+    CURRENT,
+    VERSIONS,
+    AssetContext,
+    AssetSpec,
+    CheckResult,
+    asset_dir,
+)
 from fruitops_core.lake import Lake, LakeError, open_lake
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
@@ -48,6 +61,8 @@ class MaterializationRecord(BaseModel):
     run_id: str
     version: str
     artifact_uri: str
+    artifact_path: str = ""
+    """The artifact's path in the lake; empty in records made before versioned folders."""
     upstream: dict[str, str]
     code_version: str
     started_at: datetime
@@ -97,8 +112,29 @@ def read_record(lake: Lake, spec: AssetSpec) -> MaterializationRecord | None:
     return MaterializationRecord.model_validate(lake.read_json(spec.record_path))
 
 
-def load_value(lake: Lake, spec: AssetSpec) -> Any:
-    return spec.io.load(lake, spec.artifact_path)
+#: Versions of an asset kept besides the one its record names: a reader that read the
+#: previous record a moment ago still finds its artifact.
+KEEP_VERSIONS = 2
+
+#: How long a materialization waits for another one of the same asset to finish.
+LOCK_WAIT_SECONDS = 6 * 3600
+
+
+def stored_path(record: MaterializationRecord, spec: AssetSpec) -> str:
+    """The path of the artifact ``record`` names (the folder layout before versions for
+    records that predate them)."""
+    return record.artifact_path or spec.artifact_path(asset_dir(spec.key))
+
+
+def load_value(lake: Lake, spec: AssetSpec, record: MaterializationRecord | None = None) -> Any:
+    """The value of the artifact the asset's committed record names."""
+    record = record or read_record(lake, spec)
+    if record is None:
+        raise MaterializationError(
+            f"{spec.key} has not been materialized in {lake.root_uri}: "
+            f"run `fruitops materialize {spec.key} --with-upstream`"
+        )
+    return spec.io.load(lake, stored_path(record, spec))
 
 
 def failed_checks(record: MaterializationRecord) -> str:
@@ -170,7 +206,7 @@ def _upstream(
                 f"{spec.key} cannot run: upstream {dep} failed its blocking checks "
                 f"({failed_checks(record)}); its record: {lake.uri(dep_spec.record_path)}"
             )
-        values[dep.rsplit("/", 1)[-1]] = load_value(lake, dep_spec)
+        values[dep.rsplit("/", 1)[-1]] = load_value(lake, dep_spec, record)
         versions[dep] = record.version
     return values, versions
 
@@ -231,13 +267,15 @@ def materialize_one(
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         value = spec.fn(ctx, **upstream_values)
-        artifact_uri, version = spec.io.store(lake, spec.artifact_path, value)
+        artifact_path = spec.artifact_path(ctx.asset_dir)
+        artifact_uri, version = spec.io.store(lake, artifact_path, value)
         checks = _run_checks(ctx, spec, value)
         record = MaterializationRecord(
             asset_key=spec.key,
             run_id=run_id,
             version=version,
             artifact_uri=artifact_uri,
+            artifact_path=artifact_path,
             upstream=upstream_versions,
             code_version=code_version(spec),
             started_at=started,
@@ -247,12 +285,24 @@ def materialize_one(
             metadata={**spec.io.describe(value), **ctx.metadata},
             checks=checks,
         )
-    payload = record.model_dump(mode="json")
-    lake.write_json(f"{spec.record_path.rsplit('/', 1)[0]}/history/{run_id}.json", payload)
-    lake.write_json(spec.record_path, payload)
+    _commit(lake, spec, record, ctx.asset_dir)
     if record.blocked_by:
         raise AssetCheckFailed(f"{spec.key} failed blocking checks: {failed_checks(record)}")
     return record
+
+
+def _commit(lake: Lake, spec: AssetSpec, record: MaterializationRecord, folder: str) -> None:
+    """Write the record (the commit point), point ``current`` at its folder, drop old ones."""
+    payload = record.model_dump(mode="json")
+    lake.write_json(f"{asset_dir(spec.key)}/history/{record.run_id}.json", payload)
+    lake.write_json(spec.record_path, payload)
+    lake.point_link(f"{asset_dir(spec.key)}/{CURRENT}", folder)
+    versions = f"{asset_dir(spec.key)}/{VERSIONS}"
+    committed = folder.rsplit("/", 1)[-1]
+    names = {p[len(versions) + 1 :].split("/", 1)[0] for p in lake.list(versions)}
+    older = sorted(names - {committed})
+    for name in older[: max(0, len(older) - KEEP_VERSIONS)]:
+        lake.delete_prefix(f"{versions}/{name}")
 
 
 def materialize(
@@ -291,13 +341,17 @@ def materialize(
     records = []
     for key in order:
         try:
-            reason = "requested" if force or key in keys else None
-            reason = reason or staleness(graph[key], graph, lake, given[key])
-            if reason is None:
-                log.info("%s is up to date: kept", key)
-                continue
-            log.info("materializing %s: %s", key, reason)
-            records.append(materialize_one(graph[key], graph, settings, lake, run_id, given[key]))
+            # under the asset's lock: another run may have made it fresh while this one waited
+            with lake.lock(asset_dir(key), holder=run_id, wait_seconds=LOCK_WAIT_SECONDS):
+                reason = "requested" if force or key in keys else None
+                reason = reason or staleness(graph[key], graph, lake, given[key])
+                if reason is None:
+                    log.info("%s is up to date: kept", key)
+                    continue
+                log.info("materializing %s: %s", key, reason)
+                records.append(
+                    materialize_one(graph[key], graph, settings, lake, run_id, given[key])
+                )
         except LakeError as err:
             raise MaterializationError(f"{key}: {err}") from err
     return records

@@ -35,9 +35,9 @@ RAW_COLUMNS = {"key": "string", "split": "string", "label": "string", "sha256": 
 class RawImagesConfig(BaseModel):
     source: str | None = Field(
         None,
-        description="folder in the Kaggle layout, .zip, s3://bucket/prefix, kaggle:owner/dataset "
-        "or synthetic:classes=N,per_class=M,size=S,seed=K; default: FRUITOPS_SOURCE, else the "
-        "data set already ingested",
+        description="folder in the Kaggle layout, .zip, s3:// or gs://bucket/prefix, "
+        "kaggle:owner/dataset or synthetic:classes=N,per_class=M,size=S,seed=K; "
+        "default: FRUITOPS_SOURCE, else the data set already ingested",
     )
     workers: int = Field(8, ge=1, le=64, description="files read and uploaded at once")
 

@@ -46,7 +46,7 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
         "quarantined": quarantined,
         "classes": sorted(set().union(*summary.labels.values())),
         "splits": dict(sorted(summary.splits.items())),
-        "manifest_uri": lake.uri(graph["data/image_manifest"].artifact_path),
+        "manifest_uri": read_record(lake, graph["data/image_manifest"]).artifact_uri,
     }
 
 

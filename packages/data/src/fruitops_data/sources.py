@@ -2,7 +2,8 @@
 
 - a folder path (or ``file://`` URI) in the Kaggle layout;
 - a ``.zip`` of such a folder (extracted safely into the FruitOps home);
-- ``s3://bucket/prefix`` on any S3 endpoint (mirrored into the FruitOps home);
+- ``s3://bucket/prefix`` on any S3 endpoint, or ``gs://bucket/prefix`` (mirrored into the
+  FruitOps home);
 - ``kaggle:owner/dataset`` through ``kagglehub`` (optional extra ``fruitops-data[kaggle]``);
 - ``synthetic:classes=N,per_class=M,size=S,seed=K`` draws a set (see `synthetic`).
 
@@ -75,14 +76,15 @@ def resolve(
         name = source.removeprefix("kaggle:").replace("/", "-")
         return ResolvedSource(source, f"kaggle-{name}", find_dataset_root(folder))
     parsed = urlparse(source)
-    if parsed.scheme == "s3":
-        target = workdir / "sources" / f"s3-{parsed.netloc}-{_short_hash(source)}"
-        refused = _mirror_s3(source, target, endpoint_url)
+    if parsed.scheme in ("s3", "gs"):
+        target = workdir / "sources" / f"{parsed.scheme}-{parsed.netloc}-{_short_hash(source)}"
+        refused = _mirror(source, target, endpoint_url)
         return ResolvedSource(source, target.name, find_dataset_root(target), tuple(refused))
     if parsed.scheme not in ("", "file"):
         raise SourceError(
             f"source {source!r}: scheme {parsed.scheme!r} is not supported; give a folder in "
-            "the Kaggle layout, a .zip, s3://bucket/prefix, kaggle:owner/dataset or "
+            "the Kaggle layout, a .zip, s3://bucket/prefix, gs://bucket/prefix, "
+            "kaggle:owner/dataset or "
             "synthetic:classes=N,per_class=M,size=S,seed=K"
         )
     path = local_path(source)
@@ -227,7 +229,7 @@ def _extract_members(
 MIRROR_STATE = ".mirror.json"
 
 
-def _mirror_s3(
+def _mirror(
     uri: str, target: Path, endpoint_url: str | None, workers: int = 16
 ) -> list[dict[str, str]]:
     """Make ``target`` an exact copy of the objects under the prefix; return the keys that

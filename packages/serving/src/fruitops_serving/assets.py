@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import date
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.lake import lake_from_uri
@@ -22,10 +23,33 @@ class ScoringConfig(BaseModel):
     backend: Literal["openvino", "torch"] = Field(
         "openvino", description="inference engine (openvino: the faster, see benchmarks/)"
     )
+    date: str | None = Field(
+        None,
+        description="the batch's day, YYYY-MM-DD (the scoring DAG gives its run's): its table "
+        "is kept as predictions/<date>/predictions.parquet, one per day; default: in the "
+        "asset's own folder",
+    )
+
+    @field_validator("date")
+    @classmethod
+    def _a_day(cls, value: str | None) -> str | None:
+        # checked here, not as a schema pattern: the DAG's param holds "{ds}" until the run
+        if value is not None:
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(f"{value!r} is not a day in the form YYYY-MM-DD") from None
+        return value
 
 
-#: Where `fruitops score` notes the table it wrote last (`fruitops monitor drift` reads it).
+#: Where `fruitops score` and each dated scoring note the table they wrote last
+#: (`fruitops monitor drift` reads it).
 LATEST_PREDICTIONS = "predictions/latest.json"
+
+
+def dated_folder(date: str) -> str:
+    """The lake folder of one day's scoring: its table and its quarantine list."""
+    return f"predictions/{date}"
 
 
 class OutputConfig(BaseModel):
@@ -63,14 +87,18 @@ def batch_predictions(
         incoming_batch["uri"],
         incoming_batch.get("ignored", []),
     )
+    folder = dated_folder(ctx.config.date) if ctx.config.date else ctx.asset_dir
     summary = score(
         source,
         predictor,
         ctx.lake,
-        f"{ctx.asset_dir}/predictions.parquet",
+        f"{folder}/predictions.parquet",
         batch_size=ctx.config.batch_size,
     )
-    quarantine_uri = ctx.lake.write_json(f"{ctx.asset_dir}/quarantine.json", summary["quarantined"])
+    quarantine_uri = ctx.lake.write_json(f"{folder}/quarantine.json", summary["quarantined"])
+    if ctx.config.date:
+        latest = {"predictions_uri": summary["predictions_uri"], "date": ctx.config.date}
+        ctx.lake.write_json(LATEST_PREDICTIONS, latest)
     ctx.add_metadata(
         images=summary["images"],
         scored=summary["scored"],
