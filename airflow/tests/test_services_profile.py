@@ -93,6 +93,26 @@ def listening_ports(pid: int) -> set[int]:
     return ports
 
 
+def assert_needs_a_client_certificate(port: int, ca: Path) -> None:
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(ca))  # the server's chain is trusted
+    context.set_alpn_protocols(["h2"])
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with pytest.raises(ssl.SSLError, match="CERTIFICATE_REQUIRED"):
+            with context.wrap_socket(raw, server_hostname="127.0.0.1") as tls:
+                tls.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+                tls.recv(64)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        raw.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
+        try:
+            answer = raw.recv(64)
+        except ConnectionResetError:
+            answer = b""
+        assert answer == b"", f"port {port} answered gRPC in plain text"
+
+
 def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):
     import urllib.error
     import urllib.request
@@ -121,6 +141,13 @@ def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):
     own = listening_ports(stack.services._pid_alive("seaweedfs"))
     chosen = set(ports.values())
     assert own and own <= chosen | {p + 10000 for p in chosen}, sorted(own - chosen)
+    # every gRPC listener wants mutual TLS: a client without the profile's certificate is
+    # turned away in the handshake, one in plain text gets nothing
+    ca = stack.services.root / "seaweedfs" / "tls" / "ca.crt"
+    grpc = sorted(own - chosen)
+    assert grpc, "no gRPC listener found"
+    for port in grpc:
+        assert_needs_a_client_certificate(port, ca)
 
 
 def test_training_runs_and_alias_are_in_mlflow_and_in_its_postgres_tables(stack, trained):

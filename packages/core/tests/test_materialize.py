@@ -364,3 +364,23 @@ def test_two_runs_of_one_asset_never_interleave(settings, tmp_path, store, reque
     assert read_record(shared, graph["slow/value"]).run_id == sorted(spans)[1][2]
     if store == "s3":
         assert not list(shared.list("locks")), "the lease object outlived its holder"
+
+
+def test_a_lake_copied_without_its_links_still_takes_new_versions(settings, lake, tmp_path):
+    """``cp -r`` turns ``current`` into a plain folder; the next materialization makes it a
+    link to the committed version again."""
+    import shutil
+
+    graph = toy_graph()
+    materialize(["toy/numbers"], settings=settings, graph=graph, lake=lake)
+    copied = LocalLake(shutil.copytree(lake.root, tmp_path / "copied"))  # links followed
+    assert not copied.local_path("assets/toy/numbers/current").is_symlink()
+    materialize(
+        ["toy/numbers"],
+        settings=settings,
+        graph=graph,
+        lake=copied,
+        config={"toy/numbers": {"n": 4}},
+    )
+    current = copied.local_path("assets/toy/numbers/current")
+    assert current.is_symlink() and len(pd.read_parquet(current / "data.parquet")) == 4

@@ -209,11 +209,14 @@ class LocalLake(Lake):
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
     def point_link(self, link: str, folder: str) -> None:
-        """Swap the symbolic link atomically (a new link renamed over the old one)."""
+        """Swap the symbolic link atomically (a new link renamed over the old one). A lake
+        copied without its links (``cp -r``) holds a plain folder there: it goes first."""
         target = self._path(link)
         relative = os.path.relpath(self._path(folder), target.parent)
         tmp = target.parent / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         os.symlink(relative, tmp)
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
         os.replace(tmp, target)
 
     def read_bytes(self, path: str) -> bytes:
@@ -422,7 +425,11 @@ class ObjectStoreLake(Lake):
         return int(self._call("checking", path, self.fs.size, self._full(path)))
 
     def delete_prefix(self, prefix: str) -> int:
-        names = [f"{self.bucket}/{self.prefix}/{k}".replace("//", "/") for k in self.list(prefix)]
+        # the listed keys as they are (not cleaned): an odd key is deleted, not its look-alike
+        names = [
+            "/".join(p for p in (self.bucket, self.prefix) if p) + "/" + k
+            for k in self.list(prefix)
+        ]
         if names:
             self._call("deleting", prefix, self.fs.rm, names)
         return len(names)

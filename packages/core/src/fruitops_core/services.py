@@ -12,8 +12,9 @@ project's own with its data and log under ``<FRUITOPS_HOME>/services/``:
 Passwords and S3 keys are generated on the first start into ``secrets.json`` (made with
 mode 600); no secret is ever on a command line (``ps`` shows none). SeaweedFS signs its
 filer and volume traffic with JWT keys of its own (a ``security.toml`` of mode 600), so
-only the S3 gateway, with its keys, can write or read objects; its Iceberg and Lance
-listeners are off. `fruitops services env` prints the variables that point FruitOps,
+only the S3 gateway, with its keys, can write or read objects; its gRPC listeners require
+mutual TLS with certificates of a CA of the profile's own (`service_tls`); its Iceberg and
+Lance listeners are off. `fruitops services env` prints the variables that point FruitOps,
 MLflow and Airflow at the services.
 """
 
@@ -37,6 +38,7 @@ from typing import Any
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fruitops_core.service_tls import ensure_certificates, grpc_sections
 from fruitops_core.settings import FruitOpsSettings
 
 SUPERUSER = "fruitops"
@@ -368,13 +370,16 @@ class Services:
         data.mkdir(parents=True, exist_ok=True)
         s = self.secrets()
         # weed reads security.toml from its working folder: filer and volume requests must
-        # carry a JWT signed with these keys, which only its own S3 gateway holds
+        # carry a JWT signed with these keys, which only its own S3 gateway holds, and its
+        # gRPC listeners take only clients with a certificate of the profile's own CA
+        tls = ensure_certificates(data / "tls", self.config.host, write_private)
         write_private(
             data / "security.toml",
             "".join(
                 f'[{section}]\nkey = "{s[f"seaweed_{name}_key"]}"\n'
                 for name, section in JWT_KEYS.items()
-            ),
+            )
+            + grpc_sections(*tls),
         )
         command = [
             weed,

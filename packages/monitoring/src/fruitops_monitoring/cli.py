@@ -92,7 +92,7 @@ def drift(
 
 
 def last_scored(lake: Lake) -> str:
-    """The predictions table `fruitops score` wrote last."""
+    """The predictions table scored last: by `fruitops score` or a dated scoring run."""
     from fruitops_serving.assets import LATEST_PREDICTIONS
 
     if not lake.exists(LATEST_PREDICTIONS):
