@@ -119,3 +119,22 @@ def test_unexpected_json_error_names_the_log(settings, capfd):
     payload = json.loads(capfd.readouterr().out)
     assert payload["error_type"] == "TypeError"
     assert payload["traceback"].endswith("logs/errors.log") and "--debug" in payload["hint"]
+
+
+def test_a_lake_without_credentials_is_a_plain_error_naming_the_setting(
+    settings, monkeypatch, tmp_path
+):
+    """A gs:// lake and no Google credentials: a sentence that names FRUITOPS_LAKE_URI and
+    the credentials to set, not an 'unexpected' error with a traceback to read."""
+    for var in ("STORAGE_EMULATOR_HOST", "GOOGLE_APPLICATION_CREDENTIALS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path / "no-gcloud"))
+    monkeypatch.setenv("GCE_METADATA_HOST", "127.0.0.1:9")
+    monkeypatch.setenv("GCE_METADATA_IP", "127.0.0.1:9")
+    monkeypatch.setenv("FRUITOPS_LAKE_URI", "gs://some-bucket/lake")
+    result = run("data", "validate", "--json")
+    payload = json.loads(result.stdout)
+    assert result.returncode == 1
+    assert "FRUITOPS_LAKE_URI" in payload["error"]
+    assert "application-default login" in payload["error"] and ".." not in payload["error"]
+    assert "hint" not in payload and "traceback" not in payload

@@ -83,3 +83,25 @@ def test_validate_draws_no_gx_bars_and_leaves_no_temporary_folder(settings, tmp_
     assert done.returncode == 0, done.stderr
     assert "Calculating Metrics" not in done.stderr and "validation passed" in done.stdout
     assert not list(scratch.glob("fruitops-gx-*"))
+
+
+def test_ingest_names_every_file_it_set_aside_with_why(settings, tmp_path: Path, real_sample):
+    """The plain output, not only --json, lists the links and junk left out and the files
+    quarantined, each with its reason (as `fruitops score` does)."""
+    from fruitops_data.layout import JUNK_REASON, LINK_REASON
+
+    photos = shutil.copytree(real_sample, tmp_path / "photos")
+    kiwi = photos / "Fruit_dataset" / "train1" / "kiwi"
+    (kiwi / "x.jpg").symlink_to("/etc/passwd")
+    (kiwi / ".hidden.jpg").write_bytes(b"junk")
+    (kiwi / "broken.jpg").write_bytes(b"no jpeg")
+    done = subprocess.run(
+        [FRUITOPS, "data", "ingest", str(photos)], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any("left out" in line and "x.jpg" in line and LINK_REASON in line for line in lines)
+    assert any(
+        "left out" in line and ".hidden.jpg" in line and JUNK_REASON in line for line in lines
+    )
+    assert any(line.strip().startswith("quarantined") and "broken.jpg" in line for line in lines)

@@ -375,7 +375,10 @@ class ObjectStoreLake(Lake):
                 else f"Is the S3 endpoint {self._where()} up? Set AWS_ENDPOINT_URL and "
                 "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY for a local store."
             )
-            raise LakeError(f"{what} {self.uri(path)} failed: {err}. {hint}") from err
+            raise LakeError(
+                f"{what} {self.uri(path)} failed: {str(err).rstrip('.')}. {hint} "
+                "If this is not the store you meant, fix FRUITOPS_LAKE_URI (or the source)."
+            ) from err
 
     def exists(self, path: str) -> bool:
         return self._call("checking", path, self.fs.exists, self._full(path))

@@ -33,9 +33,11 @@ DEBUG_VARIABLE = "FRUITOPS_DEBUG"
 def _expected(err: BaseException) -> bool:
     """Errors raised on purpose, whose message says what to do (a wrong value, a missing
     file or step, a failed check); any other is a bug, worth its traceback."""
+    from fruitops_core.lake import LakeError
     from fruitops_core.materialize import MaterializationError
 
-    return isinstance(err, ValueError | OSError | MaterializationError | CommandFailed)
+    expected = ValueError | OSError | MaterializationError | LakeError | CommandFailed
+    return isinstance(err, expected)
 
 
 def error_log() -> Path:
@@ -163,3 +165,17 @@ def run_command(
 def plain_console() -> Console:
     """The human output on stdout: text is printed as it is, brackets and all (no markup)."""
     return Console(soft_wrap=True, markup=False)
+
+
+#: How many quarantined or left-out files a command's human output names (--json: all).
+LISTED_FILES = 20
+
+
+def print_set_aside(out: Console, quarantined: list[dict], ignored: list[dict]) -> None:
+    """Name the files a command quarantined (undecodable) or left out (links, junk, too
+    big), each with its reason, the same way in every command."""
+    for what, items, field in (("quarantined", quarantined, "key"), ("left out", ignored, "path")):
+        for item in items[:LISTED_FILES]:
+            out.print(f"  {what} {item[field]}: {item['reason']}")
+        if len(items) > LISTED_FILES:
+            out.print(f"  … and {len(items) - LISTED_FILES} more {what} (--json lists all)")

@@ -13,7 +13,13 @@ from fruitops_core.cli import open_workspace
 from fruitops_core.lake import Lake
 from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
 from fruitops_core.options import ConfigOption, with_options
-from fruitops_core.output import JSON_OPTION, CommandFailed, plain_console, run_command
+from fruitops_core.output import (
+    JSON_OPTION,
+    CommandFailed,
+    plain_console,
+    print_set_aside,
+    run_command,
+)
 from fruitops_core.registry import AssetGraph
 from fruitops_data.assets import SUMMARY_COLUMNS, ManifestConfig, ManifestSummary, RawImagesConfig
 from fruitops_data.layout import find_dataset_root, walk
@@ -82,8 +88,7 @@ def ingest(
             f"{len(result['quarantined'])} quarantined, {len(result['ignored'])} ignored; "
             f"{len(result['classes'])} classes; splits {result['splits']}"
         )
-        for item in result["quarantined"][:20]:
-            out.print(f"  quarantined {item['key']}: {item['reason']}")
+        print_set_aside(out, result["quarantined"], result["ignored"])
         out.print(f"manifest: {result['manifest_uri']}")
 
     run_command(json_mode, action, human)

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 
 from fruitops_core.options import ConfigOption, with_options
-from fruitops_core.output import JSON_OPTION, plain_console, run_command
+from fruitops_core.output import JSON_OPTION, plain_console, print_set_aside, run_command
 from fruitops_serving.assets import LATEST_PREDICTIONS, OutputConfig, ScoringConfig
 
 SCORE_OPTIONS = [
@@ -88,11 +88,6 @@ def score_command(
                 f"{gate['agreement']:.1%} of {gate['images']} held-out images (needs "
                 f"{GATE_AGREEMENT:.1%}), so fp32 was used"
             )
-        for item in result["quarantined"][:20]:
-            out.print(f"  quarantined {item['key']}: {item['reason']}")
-        if result["ignored"]:
-            out.print(f"{len(result['ignored'])} files left out:")
-        for item in result["ignored"][:20]:
-            out.print(f"  left out {item['path']}: {item['reason']}")
+        print_set_aside(out, result["quarantined"], result["ignored"])
 
     run_command(json_mode, action, human)
