@@ -51,11 +51,25 @@ def _lock_path(name: str) -> str:
     return f"locks/{_clean(name)}.lock"
 
 
-def _lock_timeout(where: str, holder: str, seconds: float) -> str:
-    return (
-        f"gave up after {seconds:.0f} s waiting for the lock {where}, held by {holder}: "
-        "another run of this asset is still going; wait for it, or stop it"
-    )
+class _LockWait:
+    """The waiting half of taking a lock, the same on every lake: say once who holds it,
+    poll, and give up at the deadline naming the holder."""
+
+    def __init__(self, name: str, where: str, seconds: float):
+        self.name, self.where, self.seconds = name, where, seconds
+        self.deadline = time.monotonic() + seconds
+        self.said = False
+
+    def held_by(self, holder: str) -> None:
+        if time.monotonic() > self.deadline:
+            raise LakeError(
+                f"gave up after {self.seconds:.0f} s waiting for the lock {self.where}, held "
+                f"by {holder}: another run of this asset is still going; wait for it, or stop it"
+            ) from None
+        if not self.said:
+            log.info("waiting for %s: held by %s", self.name, holder)
+            self.said = True
+        time.sleep(LOCK_POLL_SECONDS)
 
 
 def _clean(path: str) -> str:
@@ -184,22 +198,15 @@ class LocalLake(Lake):
         process dies, so a killed run never leaves the asset locked."""
         path = self.root / _lock_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        deadline = time.monotonic() + wait_seconds
+        wait = _LockWait(name, str(path), wait_seconds)
         with open(path, "a+") as handle:
-            waiting = False
             while True:
                 try:
                     fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                     break
                 except BlockingIOError:
                     handle.seek(0)
-                    held_by = handle.read().strip() or "?"
-                    if time.monotonic() > deadline:
-                        raise LakeError(_lock_timeout(str(path), held_by, wait_seconds)) from None
-                    if not waiting:
-                        log.info("waiting for %s: held by %s", name, held_by)
-                        waiting = True
-                    time.sleep(LOCK_POLL_SECONDS)
+                    wait.held_by(handle.read().strip() or "?")
             try:
                 handle.truncate(0)
                 handle.write(f"{holder} (pid {os.getpid()} on {socket.gethostname()})")
@@ -445,8 +452,7 @@ class ObjectStoreLake(Lake):
         path = _lock_path(name)
         token = uuid.uuid4().hex
         body = json.dumps({"holder": holder, "token": token, "host": socket.gethostname()})
-        deadline = time.monotonic() + wait_seconds
-        waiting = False
+        wait = _LockWait(name, self.uri(path), wait_seconds)
         while not self._create(path, body.encode(), token):
             held = self._lease(path)
             if held is None:
@@ -456,12 +462,7 @@ class ObjectStoreLake(Lake):
                 log.warning("taking over %s: its lease by %s is %.0f s old", path, holder, age)
                 self._call("removing a stale lock", path, self.fs.rm, self._full(path))
                 continue
-            if time.monotonic() > deadline:
-                raise LakeError(_lock_timeout(self.uri(path), holder, wait_seconds))
-            if not waiting:
-                log.info("waiting for %s: held by %s", name, holder)
-                waiting = True
-            time.sleep(LOCK_POLL_SECONDS)
+            wait.held_by(holder)
         stop = threading.Event()
         renew = threading.Thread(target=self._renew, args=(path, body, token, stop), daemon=True)
         renew.start()
