@@ -3,15 +3,15 @@
 
   # Only nixpkgs: the Python environment is built by `make setup` (pip for the pinned torch,
   # then Poetry), exactly as CI builds it, so no poetry2nix (unmaintained) is involved.
-  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-25.05";
+  # flake.lock pins nixos-26.05 at 78e9c78 (2026-09-30). Nix could not fetch nixpkgs where it
+  # was written, so its narHash is the one Nix wrote in public locks of that same commit
+  # (they agree); `nix flake metadata` verifies it, `nix flake update` moves to the newest.
+  inputs.nixpkgs.url = "github:NixOS/nixpkgs/nixos-26.05";
 
   outputs = { self, nixpkgs }:
     let
       systems = [ "x86_64-linux" "aarch64-linux" "x86_64-darwin" "aarch64-darwin" ];
-      forAllSystems = f: builtins.listToAttrs (map (system: {
-        name = system;
-        value = f nixpkgs.legacyPackages.${system};
-      }) systems);
+      forAllSystems = f: nixpkgs.lib.genAttrs systems (system: f nixpkgs.legacyPackages.${system});
     in {
       devShells = forAllSystems (pkgs: {
         default = pkgs.mkShell {
@@ -29,6 +29,9 @@
             pkgs.gnumake
             pkgs.git
           ];
+          # pip's manylinux wheels (torch, numpy, Pillow, OpenVINO) link libstdc++ and libz,
+          # which NixOS keeps out of the default search path
+          env.LD_LIBRARY_PATH = pkgs.lib.makeLibraryPath [ pkgs.stdenv.cc.cc.lib pkgs.zlib ];
           shellHook = ''
             export FRUITOPS_HOME="$PWD/.fruitops"
             export AIRFLOW_HOME="$FRUITOPS_HOME/airflow"

@@ -1,5 +1,7 @@
 """DAG integrity: imports cleanly, no cycles, owner/tags/retries, a task per asset."""
 
+import json
+
 import pytest
 from airflow.dag_processing.dagbag import DagBag
 from airflow.sdk.definitions.mappedoperator import MappedOperator
@@ -229,10 +231,42 @@ def test_docker_mode_runs_fruitops_task_in_the_task_image(monkeypatch, dags_fold
     assert train.command[:3] == ["fruitops", "task", "models/trained_model"]
     assert "--params" in train.command and train.environment["FRUITOPS_PROFILE"] == "compose"
     assert train.network_mode == "fruitops" and train.do_xcom_push
+    assert "AWS_SECRET_ACCESS_KEY" not in train.environment  # a template field: rendered, shown
     assert [o.name for o in train.outlets] == ["models/trained_model"]
     mapped = dag.get_task("train_architecture")
     assert isinstance(mapped, MappedOperator) and mapped.operator_class is DockerOperator
     assert dag.get_task("train_architecture_commands").downstream_task_ids == {"train_architecture"}
+
+
+def test_docker_mode_containers_get_the_workers_lake_mlflow_and_s3_keys(monkeypatch, dags_folder):
+    bag = _dagbag_in_mode(
+        monkeypatch, dags_folder, "docker",
+        FRUITOPS_LAKE_URI="s3://team-lake/fruit", MLFLOW_TRACKING_URI="http://mlflow:5000",
+        AWS_ENDPOINT_URL="http://minio:9000", AWS_ACCESS_KEY_ID="fruitops-tasks",
+        AWS_SECRET_ACCESS_KEY="s3cret-of-the-tasks-user",
+    )  # fmt: skip
+    ingest = bag.dags["fruitops_pipeline"].get_task("data__raw_images")
+    assert ingest.environment["FRUITOPS_LAKE_URI"] == "s3://team-lake/fruit"
+    assert ingest.environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
+    assert ingest.environment["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert ingest._private_environment == {
+        "AWS_ACCESS_KEY_ID": "fruitops-tasks",
+        "AWS_SECRET_ACCESS_KEY": "s3cret-of-the-tasks-user",
+    }
+    assert "s3cret" not in json.dumps(ingest.environment)
+
+
+def test_kubernetes_pods_get_the_lake_and_mlflow_but_no_keys(monkeypatch, dags_folder):
+    bag = _dagbag_in_mode(
+        monkeypatch, dags_folder, "kubernetes", FRUITOPS_LAKE_URI="gs://p-fruitops-lake",
+        MLFLOW_TRACKING_URI="http://mlflow.fruitops.svc.cluster.local:5000",
+        AWS_SECRET_ACCESS_KEY="must-not-travel",
+    )  # fmt: skip
+    ingest = bag.dags["fruitops_pipeline"].get_task("data__raw_images")
+    env = ingest.env_vars  # a dict until the pod is built
+    assert env["FRUITOPS_LAKE_URI"] == "gs://p-fruitops-lake"
+    assert env["MLFLOW_TRACKING_URI"].startswith("http://mlflow.fruitops")
+    assert "must-not-travel" not in json.dumps(env)
 
 
 def test_kubernetes_mode_gives_training_pods_a_gpu_and_others_none(monkeypatch, dags_folder):

@@ -1,5 +1,6 @@
 # FruitOps on Google Cloud: the `gcp` profile. Each module holds one concern; this root only
-# wires them. `terraform init && terraform apply -var-file=envs/dev.tfvars`.
+# wires them. `terraform init -backend-config=envs/dev.backend.hcl`, then
+# `terraform apply -var-file=envs/dev.tfvars` (README.md).
 
 module "network" {
   source = "./modules/network"
@@ -32,14 +33,17 @@ module "iam" {
 }
 
 module "database" {
-  source            = "./modules/database"
-  name              = var.name
-  project_id        = var.project_id
-  region            = var.region
-  tier              = var.db_tier
-  network_id        = module.network.network_id
-  private_vpc_ready = module.network.private_service_access
-  secret_accessors  = [module.iam.airflow_sa_email, module.iam.mlflow_sa_email]
+  source                         = "./modules/database"
+  name                           = var.name
+  project_id                     = var.project_id
+  region                         = var.region
+  edition                        = var.db_edition
+  tier                           = var.db_tier
+  transaction_log_retention_days = var.db_log_retention_days
+  password_version               = var.db_password_version
+  network_id                     = module.network.network_id
+  private_vpc_ready              = module.network.private_service_access
+  secret_accessors               = [module.iam.airflow_sa_email, module.iam.mlflow_sa_email]
 }
 
 module "compute" {

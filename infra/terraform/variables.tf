@@ -32,10 +32,28 @@ variable "gpu_max_nodes" {
   default     = 2
 }
 
+variable "db_edition" {
+  description = "Cloud SQL edition: ENTERPRISE (custom and shared-core tiers) or ENTERPRISE_PLUS (db-perf-optimized-N-* tiers)"
+  type        = string
+  default     = "ENTERPRISE"
+}
+
 variable "db_tier" {
-  description = "Cloud SQL machine tier"
+  description = "Cloud SQL machine tier, one db_edition accepts"
   type        = string
   default     = "db-custom-2-7680"
+}
+
+variable "db_log_retention_days" {
+  description = "Days of transaction logs for point-in-time recovery (ENTERPRISE: 1-7, ENTERPRISE_PLUS: 1-35)"
+  type        = number
+  default     = 7
+}
+
+variable "db_password_version" {
+  description = "Bump to rotate the airflow and mlflow database passwords"
+  type        = number
+  default     = 1
 }
 
 variable "k8s_namespace" {

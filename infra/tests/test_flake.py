@@ -1,8 +1,10 @@
-"""flake.nix parses, and its outputs evaluate (with stub inputs: nothing is downloaded)."""
+"""flake.nix parses, its outputs evaluate (with stub inputs: nothing is downloaded), and
+flake.lock pins the nixpkgs release it names."""
 
 from __future__ import annotations
 
 import json
+import re
 
 from infra_checks import INFRA, ROOT
 
@@ -25,3 +27,28 @@ def test_flake_dev_shell_has_the_tools_and_points_fruitops_at_the_project(run):
         assert package in shell["packages"], package
     assert 'export FRUITOPS_HOME="$PWD/.fruitops"' in shell["shellHook"]
     assert "FRUITOPS_SERVICES_PG_BIN" in shell["shellHook"]
+    # pip's manylinux wheels (torch) need libstdc++ and libz on NixOS
+    assert shell["ldLibraryPath"].split(":") == ["libstdcxx/lib", "zlib/lib"]
+    assert shell["outputNames"] == ["devShells"]  # what `nix flake check` checks
+
+
+def test_flake_lock_pins_a_supported_nixpkgs_release(run):
+    result = run(
+        "nix-instantiate", "--eval", "--strict", "--json", str(INFRA / "tests/flake_stub_eval.nix")
+    )
+    assert result.returncode == 0, result.stderr
+    url = json.loads(result.stdout)["nixpkgs"]
+    owner, repo, ref = re.fullmatch(r"github:([^/]+)/([^/]+)/(.+)", url).groups()
+    release = re.fullmatch(r"nixos-(\d\d)\.(05|11)", ref)
+    # 25.05 ended 2025-12-31 and 25.11 on 2026-06-30: a newer release, or the lock is stale
+    assert release and (int(release[1]), int(release[2])) >= (26, 5), ref
+    lock = json.loads((ROOT / "flake.lock").read_text())
+    assert lock["version"] == 7 and lock["root"] == "root"
+    assert lock["nodes"]["root"]["inputs"] == {"nixpkgs": "nixpkgs"}
+    node = lock["nodes"]["nixpkgs"]
+    assert node["original"] == {"owner": owner, "ref": ref, "repo": repo, "type": "github"}
+    locked = node["locked"]
+    assert locked["owner"] == owner and locked["repo"] == repo and locked["type"] == "github"
+    assert re.fullmatch(r"[0-9a-f]{40}", locked["rev"])
+    assert re.fullmatch(r"sha256-[A-Za-z0-9+/]{43}=", locked["narHash"])
+    assert isinstance(locked["lastModified"], int)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
 from pathlib import Path
 
 import hcl2
 import pytest
 
-from infra_checks import INFRA
+from infra_checks import INFRA, ROOT, terraform_cli
 
 TF = INFRA / "terraform"
 META_ARGUMENTS = {"source", "providers", "depends_on", "count", "for_each", "version"}
@@ -56,6 +58,8 @@ def test_every_tf_file_parses_and_every_module_is_used(root):
     for folder in TF.glob("modules/*"):
         parsed = parse_dir(folder)
         assert parsed.get("resource"), folder  # each module makes something
+    # the one nested module, Cloud SQL's rules, is called by its parent
+    assert "./edition" in (TF / "modules/database/main.tf").read_text()
     called = {
         clean(call["source"]).removeprefix("./modules/") for call in module_calls(root).values()
     }
@@ -131,3 +135,116 @@ def test_checkov_passes_with_every_skip_justified(run):
             check, _, reason = skip.partition(":")
             assert re.fullmatch(r"CKV2?_GCP_\d+", check.strip()), skip
             assert len(reason.strip()) > 30, f"{path.name}: {check} needs a real reason"
+
+
+def terraform(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1", "NO_COLOR": "1"}
+    return subprocess.run([terraform_cli(), *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=300)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def edition_root(tmp_path_factory) -> Path:
+    """A root that calls only modules/database/edition: no provider, so Terraform runs here."""
+    folder = tmp_path_factory.mktemp("edition-root")
+    (folder / "main.tf").write_text(f"""
+module "edition" {{
+  source                         = "{TF / "modules/database/edition"}"
+  edition                        = var.edition
+  tier                           = var.tier
+  transaction_log_retention_days = var.days
+}}
+variable "edition" {{ type = string }}
+variable "tier" {{ type = string }}
+variable "days" {{ type = number }}
+output "settings" {{ value = module.edition.settings }}
+""")
+    done = terraform("init", "-backend=false", "-input=false", "-no-color", cwd=folder)
+    assert done.returncode == 0, done.stdout + done.stderr
+    return folder
+
+
+def plan_edition(folder: Path, edition: str, tier: str, days: int) -> subprocess.CompletedProcess:
+    variables = {"edition": edition, "tier": tier, "days": days}
+    flags = [f"-var={name}={value}" for name, value in variables.items()]
+    return terraform("plan", "-input=false", "-no-color", *flags, cwd=folder)
+
+
+def root_default(name: str):
+    variables = {clean(k): v for k, v in names(parse_dir(TF), "variable").items()}
+    default = variables[name]["default"]
+    return clean(default) if isinstance(default, str) else default
+
+
+@pytest.mark.parametrize(
+    ("edition", "tier", "days"),
+    [("ENTERPRISE", "db-custom-2-7680", 7), ("ENTERPRISE", "db-g1-small", 1),
+     ("ENTERPRISE_PLUS", "db-perf-optimized-N-8", 35)],
+)  # fmt: skip
+def test_cloud_sql_takes_the_tiers_each_edition_has(edition_root, edition, tier, days):
+    done = plan_edition(edition_root, edition, tier, days)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    ("edition", "tier", "days", "says"),
+    [("ENTERPRISE_PLUS", "db-custom-2-7680", 7, "is not a tier of the ENTERPRISE_PLUS edition"),
+     ("ENTERPRISE", "db-perf-optimized-N-8", 7, "is not a tier of the ENTERPRISE edition"),
+     ("ENTERPRISE", "db-custom-2-7680", 14, "the ENTERPRISE edition keeps transaction logs 1 to 7"),
+     ("STANDARD", "db-custom-2-7680", 7, "editions are ENTERPRISE and ENTERPRISE_PLUS")],
+)  # fmt: skip
+def test_pairs_cloud_sql_refuses_fail_at_plan_time_naming_the_setting(
+    edition_root, edition, tier, days, says
+):
+    done = plan_edition(edition_root, edition, tier, days)
+    assert done.returncode != 0
+    message = " ".join((done.stdout + done.stderr).replace("│", " ").split())
+    assert says in message and "precondition failed" in message, message
+
+
+def test_the_root_defaults_are_a_pair_cloud_sql_takes(edition_root):
+    done = plan_edition(edition_root, root_default("db_edition"), root_default("db_tier"),
+                        root_default("db_log_retention_days"))  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    instance = (TF / "modules/database/main.tf").read_text()
+    # the instance takes all three from the checked output, never straight from a variable
+    for setting in ("edition", "tier", "transaction_log_retention_days"):
+        taken = rf"{setting}\s+= module\.edition\.settings\.{setting}\n"
+        assert re.search(taken, instance), setting
+
+
+def test_no_secret_is_kept_in_state():
+    everything = "".join(p.read_text() for p in TF.rglob("*.tf"))
+    # write-only arguments fed by ephemeral values: Terraform never stores them
+    assert not re.search(r"\bsecret_data\s*=", everything)
+    assert not re.search(r"^\s*password\s*=", everything, re.M)
+    assert 'resource "random_password"' not in everything
+    assert 'ephemeral "random_password" "users"' in everything
+    for argument in ("secret_data_wo", "secret_data_wo_version", "password_wo",
+                     "password_wo_version"):  # fmt: skip
+        assert re.search(rf"\b{argument}\s*=", everything), argument
+
+
+def test_providers_are_pinned_to_current_majors_and_state_is_remote():
+    (settings,) = parse_dir(TF)["terraform"]
+    required = settings["required_providers"][0]
+    majors = {name: int(re.search(r"~>\s*(\d+)\.", spec["version"])[1])
+              for name, spec in required.items() if not name.startswith("__")}  # fmt: skip
+    assert majors == {"google": 8, "random": 3}, majors
+    # write-only arguments and ephemeral resources need 1.11; ephemeral random_password 3.7
+    assert clean(settings["required_version"]) == ">= 1.11"
+    assert re.search(r"~>\s*3\.(7|8|9|\d\d)", required["random"]["version"])
+    assert "gcs" in {clean(name) for block in settings["backend"] for name in block}
+    example = (TF / "envs/dev.backend.hcl.example").read_text()
+    assert {"bucket", "prefix"} <= set(plain(hcl2.loads(example)))
+    # the lock file, once made, is committed
+    ignored = subprocess.run(["git", "check-ignore", "-q", "infra/terraform/.terraform.lock.hcl"],
+                             cwd=ROOT)  # fmt: skip
+    assert ignored.returncode == 1
+    readme = (TF / "README.md").read_text()
+    assert "terraform providers lock -platform=linux_amd64 -platform=darwin_arm64" in readme
+
+
+def test_terraform_files_are_formatted():
+    done = terraform("fmt", "-check", "-recursive", "-diff", str(TF), cwd=TF)
+    assert done.returncode == 0, done.stdout

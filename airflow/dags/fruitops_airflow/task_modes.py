@@ -12,6 +12,7 @@ Every mode ends in `fruitops_core.orchestration`, so they differ only in where i
 from __future__ import annotations
 
 import json
+import os
 import sys
 from enum import StrEnum
 from typing import Any
@@ -20,6 +21,7 @@ from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from fruitops_core.orchestration import ParamMap
+from fruitops_core.settings import FruitOpsSettings
 
 #: Templates every mode passes: the run's params, id and date. A run started by an Asset
 #: event or by REST with ``"logical_date": null`` has no ``logical_date`` nor ``ds`` in its
@@ -37,6 +39,10 @@ DS = "{{ ds if ds is defined and ds else dag_run.run_after | ds }}"
 GPU_ASSETS = frozenset({"models/trained_model"})
 #: Where KubernetesPodOperator's sidecar reads a pod's XCom from.
 XCOM_FILE = "/airflow/xcom/return.json"
+#: The S3 keys a docker-mode task container gets from the worker, outside the rendered
+#: template fields (DockerOperator's ``private_environment``). Kubernetes pods get none: they
+#: reach ``gs://`` with Workload Identity.
+S3_CREDENTIALS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
 class TaskMode(StrEnum):
@@ -93,7 +99,22 @@ def task_command(key: str, param_map: ParamMap, slice_json: str | None = None) -
 
 
 def container_env(settings: TaskSettings) -> dict[str, str]:
-    return {"FRUITOPS_PROFILE": settings.task_profile, "FRUITOPS_TASK_MODE": "in_process"}
+    """A task container's settings: its profile, and where the lake and MLflow are when the
+    worker names them (the ``gcp`` profile has no default for either)."""
+    env = {"FRUITOPS_PROFILE": settings.task_profile, "FRUITOPS_TASK_MODE": "in_process"}
+    worker = FruitOpsSettings()
+    named = {
+        "FRUITOPS_LAKE_URI": worker.lake_uri,
+        "MLFLOW_TRACKING_URI": worker.mlflow_tracking_uri,
+        "AWS_ENDPOINT_URL": worker.s3_endpoint_url,
+        "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION"),
+    }
+    return env | {name: value for name, value in named.items() if value}
+
+
+def s3_credentials() -> dict[str, str]:
+    """The worker's S3 keys, for a docker-mode container (never a template field)."""
+    return {name: os.environ[name] for name in S3_CREDENTIALS if os.environ.get(name)}
 
 
 def container_operator(
@@ -113,6 +134,7 @@ def container_operator(
             "docker_url": settings.docker_url,
             "network_mode": settings.docker_network,
             "environment": container_env(settings),
+            "private_environment": s3_credentials(),
             "auto_remove": "success",
             "mount_tmp_dir": False,
             "do_xcom_push": True,

@@ -1,5 +1,14 @@
 # Cloud SQL PostgreSQL on a private IP only, with backups, point-in-time recovery, deletion
 # protection and TLS; databases and users for Airflow and MLflow, passwords in Secret Manager.
+# The passwords are ephemeral and go only into write-only arguments: none is in the state.
+
+# Cloud SQL's edition/tier/retention rules, refused at plan time (see edition/main.tf)
+module "edition" {
+  source                         = "./edition"
+  edition                        = var.edition
+  tier                           = var.tier
+  transaction_log_retention_days = var.transaction_log_retention_days
+}
 
 resource "google_sql_database_instance" "this" {
   # checkov:skip=CKV_GCP_6: TLS is enforced by ssl_mode = "ENCRYPTED_ONLY"; require_ssl, which this check reads, is gone from provider 6
@@ -10,7 +19,8 @@ resource "google_sql_database_instance" "this" {
   depends_on          = [var.private_vpc_ready]
 
   settings {
-    tier              = var.tier
+    edition           = module.edition.settings.edition
+    tier              = module.edition.settings.tier
     availability_type = "REGIONAL"
     disk_autoresize   = true
 
@@ -23,6 +33,7 @@ resource "google_sql_database_instance" "this" {
     backup_configuration {
       enabled                        = true
       point_in_time_recovery_enabled = true
+      transaction_log_retention_days = module.edition.settings.transaction_log_retention_days
       start_time                     = "02:00"
       backup_retention_settings {
         retained_backups = 14
@@ -94,27 +105,26 @@ resource "google_sql_database_instance" "this" {
   }
 }
 
-resource "random_password" "users" {
-  for_each = toset(["airflow", "mlflow"])
+locals {
+  users = toset(["airflow", "mlflow"])
+}
+
+# made anew on each run, but sent only when a secret version is created (first apply, or a
+# bump of var.password_version)
+ephemeral "random_password" "users" {
+  for_each = local.users
   length   = 32
   special  = false
 }
 
 resource "google_sql_database" "this" {
-  for_each = random_password.users
+  for_each = local.users
   name     = each.key
   instance = google_sql_database_instance.this.name
-}
-
-resource "google_sql_user" "this" {
-  for_each = random_password.users
-  name     = each.key
-  instance = google_sql_database_instance.this.name
-  password = each.value.result
 }
 
 resource "google_secret_manager_secret" "passwords" {
-  for_each  = random_password.users
+  for_each  = local.users
   secret_id = "${var.name}-${each.key}-db-password"
   replication {
     auto {}
@@ -122,14 +132,30 @@ resource "google_secret_manager_secret" "passwords" {
 }
 
 resource "google_secret_manager_secret_version" "passwords" {
-  for_each    = random_password.users
-  secret      = google_secret_manager_secret.passwords[each.key].id
-  secret_data = each.value.result
+  for_each               = local.users
+  secret                 = google_secret_manager_secret.passwords[each.key].id
+  secret_data_wo         = ephemeral.random_password.users[each.key].result
+  secret_data_wo_version = tostring(var.password_version)
+}
+
+# the user's password is read back from the secret, so the two never disagree
+ephemeral "google_secret_manager_secret_version" "passwords" {
+  for_each = local.users
+  secret   = google_secret_manager_secret.passwords[each.key].id
+  version  = google_secret_manager_secret_version.passwords[each.key].version
+}
+
+resource "google_sql_user" "this" {
+  for_each            = local.users
+  name                = each.key
+  instance            = google_sql_database_instance.this.name
+  password_wo         = ephemeral.google_secret_manager_secret_version.passwords[each.key].secret_data
+  password_wo_version = var.password_version
 }
 
 resource "google_secret_manager_secret_iam_member" "accessors" {
   for_each = {
-    for pair in setproduct(keys(random_password.users), var.secret_accessors) :
+    for pair in setproduct(local.users, var.secret_accessors) :
     "${pair[0]}/${pair[1]}" => { secret = pair[0], member = pair[1] }
   }
   secret_id = google_secret_manager_secret.passwords[each.value.secret].id

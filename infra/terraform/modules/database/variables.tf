@@ -13,9 +13,24 @@ variable "region" {
   type        = string
 }
 
-variable "tier" {
-  description = "Machine tier"
+variable "edition" {
+  description = "Cloud SQL edition: ENTERPRISE (custom tiers) or ENTERPRISE_PLUS"
   type        = string
+}
+
+variable "tier" {
+  description = "Machine tier, one the edition accepts"
+  type        = string
+}
+
+variable "transaction_log_retention_days" {
+  description = "Days of transaction logs for point-in-time recovery (ENTERPRISE: at most 7)"
+  type        = number
+}
+
+variable "password_version" {
+  description = "Bump to rotate the airflow and mlflow passwords (write-only: never in state)"
+  type        = number
 }
 
 variable "network_id" {

@@ -9,12 +9,17 @@ locals {
     mlflow  = "MLflow server: artifacts and its database"
     airflow = "Airflow components: metadata database"
   }
-  # Kubernetes service account → Google service account it acts as
-  workload_identity = {
-    "fruitops-tasks" = "tasks"
-    "mlflow"         = "mlflow"
-    "airflow"        = "airflow"
-  }
+  # Kubernetes service account → Google service account it acts as. The Airflow chart gives
+  # each component a service account of its own (infra/deploy/airflow-values.yaml names
+  # them); all of them act as the airflow account.
+  airflow_components = [
+    "airflow-scheduler", "airflow-api-server", "airflow-dag-processor", "airflow-triggerer",
+    "airflow-worker", "airflow-migrate-database-job",
+  ]
+  workload_identity = merge(
+    { "fruitops-tasks" = "tasks", "mlflow" = "mlflow" },
+    { for ksa in local.airflow_components : ksa => "airflow" },
+  )
 }
 
 resource "google_service_account" "this" {

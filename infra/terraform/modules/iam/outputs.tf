@@ -14,6 +14,11 @@ output "mlflow_sa_email" {
 }
 
 output "airflow_sa_email" {
-  description = "Service account of the Airflow components (KSA airflow)"
+  description = "Service account of the Airflow components (KSAs airflow-<component>)"
   value       = google_service_account.this["airflow"].email
+}
+
+output "airflow_ksas" {
+  description = "Kubernetes service accounts of the Airflow components bound to the airflow account"
+  value       = local.airflow_components
 }
