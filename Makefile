@@ -113,6 +113,8 @@ compose-env: ## Write infra/compose/.env with generated passwords (kept if it ex
 	scripts/compose-env
 
 up: compose-env ## Build and start the container stack (needs Docker), wait until healthy
+	@docker compose version > /dev/null 2>&1 || { echo "make up needs Docker with its Compose" \
+	  "plugin (\`docker compose version\` fails here): install docker-compose-plugin"; exit 2; }
 	$(COMPOSE) up -d --build --wait
 
 down: ## Stop the container stack (volumes are kept; `docker compose down -v` drops them)

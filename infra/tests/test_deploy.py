@@ -90,7 +90,7 @@ def test_each_component_has_a_workload_identity_account_that_terraform_binds(val
 def test_airflow_values_run_tasks_as_pods_of_the_task_image_on_cloud_sql(values):
     env = {e["name"]: e["value"] for e in values["env"]}
     assert env["FRUITOPS_PROFILE"] == "gcp" and env["FRUITOPS_TASK_MODE"] == "kubernetes"
-    assert env["FRUITOPS_LAKE_URI"].startswith("gs://")
+    assert env["FRUITOPS_LAKE_URI"] == "<lake_uri>"  # gs://<bucket>, terraform's output
     assert values["postgresql"]["enabled"] is False and values["executor"] == "KubernetesExecutor"
 
 
@@ -100,6 +100,20 @@ def test_mlflow_manifest_serves_artifacts_from_gcs_with_no_key():
     assert kinds.count("ServiceAccount") == 2 and "Deployment" in kinds and "Service" in kinds
     deployment = next(d for d in docs if d["kind"] == "Deployment")
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert any(a.startswith("--artifacts-destination=gs://") for a in container["args"])
+    assert "--artifacts-destination=<mlflow_artifacts_destination>" in container["args"]
     assert container["env"][0]["valueFrom"]["secretKeyRef"]["name"] == "mlflow-db-password"
     assert "AWS_SECRET_ACCESS_KEY" not in (DEPLOY / "mlflow.yaml").read_text()
+
+
+def test_every_placeholder_is_a_terraform_output_and_the_stores_are_gcs():
+    outputs = {}
+    for item in hcl2.loads((INFRA / "terraform/outputs.tf").read_text())["output"]:
+        for name, body in item.items():
+            outputs[name.strip('"')] = str(body["value"])
+    for name in ("airflow-values.yaml", "mlflow.yaml", "README.md"):
+        for placeholder in set(
+            re.findall(r"<([a-z_]+)(?:\.[a-z-]+)?>", (DEPLOY / name).read_text())
+        ):
+            assert placeholder in outputs or placeholder == "region", (name, placeholder)
+    assert "gs://" in outputs["lake_uri"]
+    assert "gs://" in outputs["mlflow_artifacts_destination"]

@@ -271,3 +271,17 @@ def test_object_store_listing_gives_each_objects_etag(s3_server, tmp_path: Path)
     lake.write_bytes("a/two.jpg", b"33")  # same size, new content
     after = dict((k, tag) for k, _, tag in lake.listing("a"))
     assert after["a/one.jpg"] == before["a/one.jpg"] and after["a/two.jpg"] != before["a/two.jpg"]
+
+
+def test_a_local_disk_refusal_is_not_blamed_on_the_store():
+    """A download whose local target cannot be written names that file, not the credentials
+    (the error mapping alone: as root, which CI is, no folder refuses a write)."""
+    lake = lake_from_uri("s3://bucket/refusal", endpoint_url="http://127.0.0.1:9")
+
+    def refused(*_args, **_kwargs):  # what the OS raises for a folder this user cannot write
+        raise PermissionError(13, "Permission denied", "/srv/theirs/t.bin")
+
+    with pytest.raises(LakeError) as caught:
+        lake._call("downloading", "t.bin", refused)
+    assert "cannot write /srv/theirs/t.bin" in str(caught.value)
+    assert "credentials" not in str(caught.value)

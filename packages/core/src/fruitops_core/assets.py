@@ -25,6 +25,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from fruitops_core.lake import Lake
+from fruitops_core.scratch import user_scratch
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tables import ParquetTable
 
@@ -102,7 +103,7 @@ class _ParquetFileIO(IOPolicy):
         if local is not None:  # a local lake: read the stored file in place
             return ParquetTable(local)
         digest = hashlib.sha256(lake.uri(path).encode()).hexdigest()[:16]
-        local = Path(tempfile.gettempdir()) / "fruitops-tables" / digest / Path(path).name
+        local = user_scratch("tables") / digest / Path(path).name
         return ParquetTable(lake.get_file(path, local))
 
     def describe(self, value: ParquetTable) -> dict[str, Any]:

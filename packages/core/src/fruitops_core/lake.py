@@ -366,6 +366,11 @@ class ObjectStoreLake(Lake):
                 ) from None
             raise LakeError(f"{self.uri(path)} does not exist in the lake") from None
         except PermissionError as err:
+            if isinstance(err.filename, str) and os.path.isabs(err.filename):
+                raise LakeError(  # this machine's disk refused, not the store
+                    f"{what} {self.uri(path)}: cannot write {err.filename} here "
+                    f"({err.strerror}): check that folder's owner and permissions"
+                ) from None
             raise LakeError(
                 f"{what} {self.uri(path)} was refused ({err}): check the credentials "
                 + (

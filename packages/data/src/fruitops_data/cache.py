@@ -8,7 +8,6 @@ memory-maps them (`open_split`), so a data set bigger than memory trains all the
 from __future__ import annotations
 
 import io
-import tempfile
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,6 +19,7 @@ import pandas as pd
 
 from fruitops_core.lake import Lake
 from fruitops_core.progress import progress_bar
+from fruitops_core.scratch import user_scratch
 from fruitops_data.images import decode_array
 
 SPLITS = ("train", "val", "test")
@@ -119,7 +119,7 @@ def open_split(
     lake: Lake, cache: dict[str, Any], split: str, workdir: Path | None = None
 ) -> CachedSplit:
     """Memory-map a split of the cache built by `build_cache`."""
-    workdir = workdir or Path(tempfile.gettempdir()) / "fruitops-cache"
+    workdir = workdir or user_scratch("cache")
     info = cache["splits"][split]
     size = cache["image_size"]
     shards, labels = [], []
