@@ -285,3 +285,25 @@ def test_a_local_disk_refusal_is_not_blamed_on_the_store():
         lake._call("downloading", "t.bin", refused)
     assert "cannot write /srv/theirs/t.bin" in str(caught.value)
     assert "credentials" not in str(caught.value)
+
+
+def test_a_download_is_whole_or_absent_for_other_readers(lake, tmp_path: Path, monkeypatch):
+    """Two tasks copying one cache shard share its local path: the copy appears whole, by a
+    rename, and a copy that fails half-way leaves neither a file nor a temporary behind."""
+    lake.write_bytes("shards/a.npy", b"x" * 10_000)
+    target = tmp_path / "copies" / "a.npy"
+    assert lake.get_file("shards/a.npy", target).read_bytes() == b"x" * 10_000
+    target.unlink()
+
+    import shutil
+
+    def half_then_fail(source, destination, *args, **kwargs):
+        Path(destination).write_bytes(b"x" * 10)  # what a reader would have seen
+        raise OSError("connection reset")
+
+    monkeypatch.setattr(shutil, "copyfile", half_then_fail)
+    if lake.local_path() is None:
+        monkeypatch.setattr(lake.fs, "get_file", half_then_fail)
+    with pytest.raises((OSError, LakeError)):
+        lake.get_file("shards/a.npy", target)
+    assert list((tmp_path / "copies").iterdir()) == []

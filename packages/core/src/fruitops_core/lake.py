@@ -22,7 +22,7 @@ import threading
 import time
 import uuid
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -102,7 +102,8 @@ class Lake(ABC):
 
     @abstractmethod
     def get_file(self, path: str, local: Path) -> Path:
-        """Copy a lake object to a local file without loading it into memory."""
+        """Copy a lake object to a local file without loading it into memory, atomically
+        (`_fetch_atomically`): processes sharing a local copy never read half of one."""
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -149,6 +150,23 @@ class Lake(ABC):
         buffer = io.BytesIO()
         frame.to_parquet(buffer, index=False)
         return self.write_bytes(path, buffer.getvalue())
+
+
+def _fetch_atomically(local: Path, fetch: Callable[[str], object]) -> Path:
+    """``fetch(tmp)`` into ``.<name>.<pid>-<random>.tmp`` beside ``local``, then rename it over
+    ``local``: two tasks copying the same object (mapped training tasks and their cache
+    shards) each see no file or a whole one, and a failed copy leaves nothing behind."""
+    local.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.{os.getpid()}-",
+                               suffix=".tmp")  # fmt: skip
+    os.close(fd)
+    try:
+        fetch(tmp)
+        os.replace(tmp, local)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return local
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
@@ -270,9 +288,7 @@ class LocalLake(Lake):
             return self._atomic(path, lambda handle: shutil.copyfileobj(source, handle))
 
     def get_file(self, path: str, local: Path) -> Path:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(self._path(path), local)
-        return local
+        return _fetch_atomically(local, lambda tmp: shutil.copyfile(self._path(path), tmp))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(prefix)
@@ -407,9 +423,10 @@ class ObjectStoreLake(Lake):
         return self.uri(path)
 
     def get_file(self, path: str, local: Path) -> Path:
-        local.parent.mkdir(parents=True, exist_ok=True)
-        self._call("downloading", path, self.fs.get_file, self._full(path), str(local))
-        return local
+        return _fetch_atomically(
+            local,
+            lambda tmp: self._call("downloading", path, self.fs.get_file, self._full(path), tmp),
+        )
 
     def _objects(self, prefix: str) -> list[tuple[str, dict[str, Any]]]:
         """``(key relative to the lake, info)`` of every object under ``prefix``, key order.

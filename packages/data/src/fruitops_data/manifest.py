@@ -1,4 +1,4 @@
-"""The manifest: one row per file found, readable or not (DESIGN.md §4).
+"""The manifest: one row per file found, readable or not (docs/design.md §4).
 
 "Readable" means the image decoded completely, not just that its header parsed. Files are
 inspected in parallel threads, a bounded window at a time, so memory stays flat however

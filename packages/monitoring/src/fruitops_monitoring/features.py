@@ -41,8 +41,6 @@ IMAGE_COLUMNS = [
     "file_size",
 ]
 MODEL_COLUMNS = ["confidence", "entropy", "margin"]
-#: kept for callers that only look at pixels
-FEATURE_COLUMNS = IMAGE_COLUMNS
 _STATS_SIZE = 128  # statistics on a 128 px copy: the same numbers to 2 decimals, far faster
 _LAPLACE = ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], scale=1, offset=128)
 
