@@ -1,8 +1,9 @@
 """Training: new data in, a better model (maybe) out as `fruit-classifier@champion`.
 
 raw_images (ingest) → image_manifest → data_validation (a blocking gate: nothing trains on
-data that failed it) → class_mapping → training_cache → `train_architecture`, one mapped task
-per item of the `architectures` param (each an MLflow run and a registered version) →
+data that failed it) → class_mapping → training_cache → `models__trained_model__architectures`,
+one mapped task per item of the `architectures` param (each an MLflow run and a registered
+version; `fan_out` below) →
 trained_model (gathers them) → model_evaluation (candidates and champion on one split) →
 champion_model (the alias moves only if the best candidate beats the champion by the margin)
 → training_report (table, curves, winner and why; in the lake and MLflow).
@@ -14,13 +15,9 @@ versions of the earlier try, and continues an unfinished one from its checkpoint
 
 from __future__ import annotations
 
-from fruitops_airflow.factory import dag_from_assets, fan_out
-from fruitops_airflow.task_modes import TaskSettings
-from fruitops_core.options import param_map
+from fruitops_airflow.factory import dag_from_assets
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_models.options import TRAINING_PARAMS
-
-task_settings = TaskSettings()
 
 dag = dag_from_assets(
     "fruitops_training",
@@ -28,17 +25,8 @@ dag = dag_from_assets(
     "data/training_cache models/*",
     schedule=None,
     options=TRAINING_PARAMS,
+    fan_out={"models/trained_model": "architectures"},
     tags=["training"],
     doc_md=__doc__,
     settings=FruitOpsSettings(),
-    task_settings=task_settings,
-)
-fan_out(
-    dag,
-    "models/trained_model",
-    param="architectures",
-    field="architectures",
-    task_id="train_architecture",
-    param_map=param_map(TRAINING_PARAMS),
-    task_settings=task_settings,
 )

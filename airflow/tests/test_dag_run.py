@@ -66,7 +66,7 @@ def test_scoring_and_monitoring_dags_branch_on_drift_and_trigger_retraining(
     trained = cli("airflow", "dags", "test", "fruitops_training", "-c", conf)
     log = trained.stdout + trained.stderr
     assert trained.returncode == 0 and "state=success" in log, log[-5000:]
-    assert ran(log, "train_architecture") and ran(log, "models__training_report")
+    assert ran(log, "models__trained_model__architectures") and ran(log, "models__training_report")
     scored = cli("airflow", "dags", "test", "fruitops_scoring")  # the ingested test split
     assert scored.returncode == 0, (scored.stdout + scored.stderr)[-5000:]
 

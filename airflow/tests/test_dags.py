@@ -76,14 +76,17 @@ def test_every_asset_task_is_named_after_its_asset_and_declares_it(dagbag):
 
 def test_training_maps_one_task_per_architecture_between_cache_and_gathering(dagbag):
     dag = dagbag.dags["fruitops_training"]
-    train = dag.get_task("train_architecture")
+    train = dag.get_task("models__trained_model__architectures")
     assert isinstance(train, MappedOperator)
     assert train.upstream_task_ids == {"list_architectures"}
     assert dag.get_task("list_architectures").upstream_task_ids == {
         "data__training_cache",
         "data__data_validation",
     }
-    assert "train_architecture" in dag.get_task("models__trained_model").upstream_task_ids
+    assert (
+        "models__trained_model__architectures"
+        in dag.get_task("models__trained_model").upstream_task_ids
+    )
     order = [t.task_id for t in dag.topological_sort()]
     assert order[-4:] == [
         "models__trained_model",
@@ -233,9 +236,11 @@ def test_docker_mode_runs_fruitops_task_in_the_task_image(monkeypatch, dags_fold
     assert train.network_mode == "fruitops" and train.do_xcom_push
     assert "AWS_SECRET_ACCESS_KEY" not in train.environment  # a template field: rendered, shown
     assert [o.name for o in train.outlets] == ["models/trained_model"]
-    mapped = dag.get_task("train_architecture")
+    mapped = dag.get_task("models__trained_model__architectures")
     assert isinstance(mapped, MappedOperator) and mapped.operator_class is DockerOperator
-    assert dag.get_task("train_architecture_commands").downstream_task_ids == {"train_architecture"}
+    assert dag.get_task("models__trained_model__architectures_commands").downstream_task_ids == {
+        "models__trained_model__architectures"
+    }
 
 
 def test_docker_mode_containers_get_the_workers_lake_mlflow_and_s3_keys(monkeypatch, dags_folder):
@@ -340,19 +345,30 @@ def test_runs_without_a_logical_date_render_in_every_task_mode(monkeypatch, dags
     assert "2026-12-01" in text and "{{" not in text  # {ds}: the day the run was made
 
 
-def test_in_process_run_key_and_date_without_a_logical_date():
+def test_in_process_run_key_and_date_without_a_logical_date(dagbag):
+    """The in-process tasks render the same `RUN_ID` and `DS` templates the containers get."""
     from datetime import UTC, datetime
     from types import SimpleNamespace
 
-    from fruitops_airflow.factory import run_date, run_key
+    from fruitops_airflow.factory import render
+    from fruitops_airflow.task_modes import DS, RUN_ID
 
     context = {
-        "dag": SimpleNamespace(dag_id="fruitops_scoring"),
+        "dag": dagbag.dags["fruitops_scoring"],
         "run_id": "manual__2026-12-01T09:00:00+00:00",
         "dag_run": SimpleNamespace(run_after=datetime(2026, 12, 1, 9, tzinfo=UTC)),
     }
-    assert run_key(context) == "fruitops_scoring__manual__2026-12-01T09:00:00+00:00"
-    assert run_date(context) == "2026-12-01"
+    assert render(RUN_ID, context) == "fruitops_scoring__manual__2026-12-01T09:00:00+00:00"
+    assert render(DS, context) == "2026-12-01"
     dated = {**context, "logical_date": datetime(2026, 11, 27, tzinfo=UTC), "ds": "2026-11-27"}
-    assert run_key(dated) == "fruitops_scoring__2026-11-27T00:00:00+00:00"
-    assert run_date(dated) == "2026-11-27"
+    assert render(RUN_ID, dated) == "fruitops_scoring__2026-11-27T00:00:00+00:00"
+    assert render(DS, dated) == "2026-11-27"
+
+
+def test_fan_out_names_a_list_param_of_its_own_asset(dags_folder):
+    from fruitops_airflow.factory import dag_from_assets
+    from fruitops_models.options import TRAINING_PARAMS
+
+    with pytest.raises(ValueError, match="configures data/"):
+        dag_from_assets("bad_fan_out", select="data/* models/*", options=TRAINING_PARAMS,
+                        fan_out={"models/trained_model": "source"})  # fmt: skip

@@ -248,7 +248,7 @@ def test_a_drifted_batch_starts_monitoring_whose_drift_retrains(airflow, champio
     states = airflow.task_states("fruitops_training", retraining["dag_run_id"])
     assert done["state"] == "success", states
     assert done["conf"]["source"] and done["conf"]["epochs"] == 1  # the Variable's conf
-    assert states["train_architecture[0]"] == "success"
+    assert states["models__trained_model__architectures[0]"] == "success"
     after = stack.mlflow().search_model_versions("name = 'fruit-classifier'")
     (candidate,) = [v for v in after if v.version not in {o.version for o in versions}]
     assert candidate.tags["arch"] == "cnn"
@@ -295,7 +295,7 @@ def test_the_ui_shows_the_dags_the_mapped_training_graph_an_xcom_and_the_assets(
         browser.settle()
         shots = [browser.screenshot(out / "airflow-dags.png")]
         browser.open(f"{training}/runs/{run_id}")
-        browser.wait_for_text("train_architecture", "models__trained_model")
+        browser.wait_for_text("models__trained_model__architectures", "models__trained_model")
         nodes = "document.querySelectorAll('.react-flow__node').length"
         browser.wait_for(f"{nodes} >= 11", "drew the graph's 11 tasks")
         browser.settle()

@@ -18,9 +18,9 @@ pytestmark = pytest.mark.slow
 TINY = "synthetic:classes=3,per_class=20,size=40,seed=11"
 TRAIN_DATE = "2026-11-20"
 ARCHS = ["cnn", "resnet18"]
-#: train_architecture (a mapped task: every slice) and the gathering task fail once each,
-#: through the test-only cluster policy in fail_first_try/ (on PYTHONPATH)
-FAIL_ONCE = "train_architecture,models__trained_model"
+#: models__trained_model__architectures (a mapped task: every slice) and the gathering task
+#: fail once each, through the test-only cluster policy in fail_first_try/ (on PYTHONPATH)
+FAIL_ONCE = "models__trained_model__architectures,models__trained_model"
 FAIL_FIRST_TRY = Path(__file__).resolve().parent / "fail_first_try"
 
 
@@ -201,8 +201,8 @@ def test_tasks_failed_once_succeeded_on_retry_without_a_second_model_version(sta
     )
     assert rows == [
         ("models__trained_model", -1, 2, "success"),
-        ("train_architecture", 0, 2, "success"),
-        ("train_architecture", 1, 2, "success"),
+        ("models__trained_model__architectures", 0, 2, "success"),
+        ("models__trained_model__architectures", 1, 2, "success"),
     ]
     assert "failing its first try on purpose" in trained
     assert len(stack.mlflow().search_model_versions("name = 'fruit-classifier'")) == len(ARCHS)

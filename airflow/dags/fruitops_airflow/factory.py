@@ -8,7 +8,7 @@ artifacts stay in the lake. Where a task runs is `TaskSettings.task_mode`.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -55,16 +55,10 @@ def airflow_asset(key: str, lake: Lake) -> Asset:
     return Asset(name=key, uri=lake.uri(asset_dir(key)), group="fruitops")
 
 
-def run_key(context: Any) -> str:
-    """`RUN_ID` for a task running in this process (same value as the template)."""
-    logical = context.get("logical_date")
-    return f"{context['dag'].dag_id}__{logical.isoformat() if logical else context['run_id']}"
-
-
-def run_date(context: Any) -> str:
-    """`DS` for a task running in this process: the logical date's day, else the day the run
-    was made (a run from an Asset event or REST with a null logical date has no ``ds``)."""
-    return context.get("ds") or context["dag_run"].run_after.strftime("%Y-%m-%d")
+def render(template: str, context: Any) -> str:
+    """``template`` (`RUN_ID`, `DS`) filled in for a task running in this process, with the
+    DAG's own Jinja environment: the templates are the one definition of both values."""
+    return context["dag"].get_template_env().from_string(template).render(**context)
 
 
 def run_in_process(
@@ -82,8 +76,8 @@ def run_in_process(
     common = {
         "params": dict(context["params"]),
         "param_map": param_map,
-        "run_id": run_key(context),
-        "logical_date": run_date(context),
+        "run_id": render(RUN_ID, context),
+        "logical_date": render(DS, context),
     }
     try:
         if overrides is not None:
@@ -115,109 +109,121 @@ def slice_in_venv(
     )
 
 
-def asset_task(
-    key: str,
-    graph: AssetGraph,
-    lake: Lake,
-    param_map: ParamMap,
-    task_settings: TaskSettings,
-):
-    """The task that materializes ``key`` in the configured mode, with its Asset outlet."""
-    common = {
-        "task_id": task_id_for(key),
-        "outlets": [airflow_asset(key, lake)],
-        "doc_md": graph[key].description,
-    }
-    mode = task_settings.task_mode
-    if mode is TaskMode.in_process:
-        return task(**common)(run_in_process)(key, param_map)
-    if mode is TaskMode.external_python:
-        return task.external_python(python=task_settings.task_python, **common)(run_in_venv)(
-            key, param_map, PARAMS_JSON, RUN_ID, DS
+class Runner:
+    """How one task mode runs an asset: ``whole`` (its own task) or ``sliced`` (one mapped
+    task per item of a list, each running the asset with ``field = [item]``)."""
+
+    def __init__(self, key: str, param_map: ParamMap, task_settings: TaskSettings):
+        self.key, self.param_map, self.task_settings = key, param_map, task_settings
+
+    def whole(self, **common: Any) -> Any:
+        raise NotImplementedError
+
+    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+        raise NotImplementedError
+
+
+class InProcess(Runner):
+    def whole(self, **common: Any) -> Any:
+        return task(**common)(run_in_process)(self.key, self.param_map)
+
+    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+        key, param_map = self.key, self.param_map
+
+        @task(task_id=task_id, map_index_template="{{ fan_out_item }}")
+        def run_slice(item: Any) -> Any:
+            """Run one slice of the asset (its item in the label) and return it compacted."""
+            get_current_context()["fan_out_item"] = str(item)  # type: ignore[typeddict-unknown-key]
+            return run_in_process(key, param_map, {field: [item]})
+
+        return run_slice.expand(item=listed)
+
+
+class InVenv(Runner):
+    def _python(self, **common: Any):
+        return task.external_python(python=self.task_settings.task_python, **common)
+
+    def whole(self, **common: Any) -> Any:
+        return self._python(**common)(run_in_venv)(
+            self.key, self.param_map, PARAMS_JSON, RUN_ID, DS
         )
-    operator, kwargs = container_operator(mode, key, task_settings)
-    return operator(**common, **kwargs, **command_kwargs(mode, task_command(key, param_map)))
+
+    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+        return (
+            self._python(task_id=task_id)(slice_in_venv)
+            .partial(
+                key=self.key,
+                field=field,
+                param_map=self.param_map,
+                params_json=PARAMS_JSON,
+                asset_run=RUN_ID,
+                date=DS,
+            )  # fmt: skip
+            .expand(item=listed)
+        )
 
 
-def fan_out(
-    dag: DAG,
-    key: str,
-    *,
-    param: str,
-    field: str,
-    task_id: str,
-    param_map: ParamMap,
-    task_settings: TaskSettings,
-):
-    """One mapped task per item of the list param ``param``, each running ``key`` with
-    ``field = [item]`` (e.g. one training per architecture), before ``key``'s own task.
+class InContainer(Runner):
+    """The docker and kubernetes modes: ``fruitops task`` in the task image."""
 
-    ``key``'s asset function must find a slice done by the same run instead of redoing it;
-    its own task then only gathers the slices.
-    """
-    asset_id = task_id_for(key)
-    gather = dag.get_task(asset_id)
-    mode = task_settings.task_mode
-    with dag:
+    def whole(self, **common: Any) -> Any:
+        mode = self.task_settings.task_mode
+        operator, kwargs = container_operator(mode, self.key, self.task_settings)
+        command = task_command(self.key, self.param_map)
+        return operator(**common, **kwargs, **command_kwargs(mode, command))
 
-        @task(task_id=f"list_{param}")
-        def items() -> list:
-            """The list the mapped task fans out over, read from the run's params."""
-            return list(get_current_context()["params"][param])
+    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+        key, param_map, mode = self.key, self.param_map, self.task_settings.task_mode
 
-        listed = items()
-        if mode in (TaskMode.docker, TaskMode.kubernetes):
+        @task(task_id=f"{task_id}_commands")
+        def commands(values: list) -> list[dict[str, Any]]:
+            """The per-item ``fruitops task --slice`` commands, templates filled in."""
+            context = get_current_context()
+            filled = {template: render(template, context) for template in (RUN_ID, DS)}
+            filled[PARAMS_JSON] = json.dumps(dict(context["params"]))
+            return [
+                command_kwargs(
+                    mode,
+                    [
+                        filled.get(part, part)
+                        for part in task_command(key, param_map, json.dumps({field: [v]}))
+                    ],
+                )  # fmt: skip
+                for v in values
+            ]
 
-            @task(task_id=f"{task_id}_commands")
-            def commands(values: list) -> list[list[str]]:
-                """The per-item ``fruitops task --slice`` commands, templates filled in."""
-                context = get_current_context()
-                filled = {
-                    RUN_ID: run_key(context),
-                    DS: run_date(context),
-                    PARAMS_JSON: json.dumps(dict(context["params"])),
-                }
-                return [
-                    command_kwargs(
-                        mode,
-                        [
-                            filled.get(part, part)
-                            for part in task_command(key, param_map, json.dumps({field: [v]}))
-                        ],
-                    )
-                    for v in values
-                ]
+        operator, kwargs = container_operator(mode, key, self.task_settings)
+        return operator.partial(task_id=task_id, **kwargs).expand_kwargs(commands(listed))
 
-            operator, kwargs = container_operator(mode, key, task_settings)
-            mapped = operator.partial(task_id=task_id, **kwargs).expand_kwargs(commands(listed))
-        elif mode is TaskMode.external_python:
-            mapped = (
-                task.external_python(python=task_settings.task_python, task_id=task_id)(
-                    slice_in_venv
-                )
-                .partial(
-                    key=key,
-                    field=field,
-                    param_map=param_map,
-                    params_json=PARAMS_JSON,
-                    asset_run=RUN_ID,
-                    date=DS,
-                )
-                .expand(item=listed)
-            )
-        else:
 
-            @task(task_id=task_id, map_index_template="{{ fan_out_item }}")
-            def run_slice(item: Any) -> Any:
-                """Run one slice of the asset (its item in the label) and return it compacted."""
-                get_current_context()["fan_out_item"] = str(item)  # type: ignore[typeddict-unknown-key]
-                return run_in_process(key, param_map, {field: [item]})
+RUNNERS: dict[TaskMode, type[Runner]] = {
+    TaskMode.in_process: InProcess,
+    TaskMode.external_python: InVenv,
+    TaskMode.docker: InContainer,
+    TaskMode.kubernetes: InContainer,
+}
 
-            mapped = run_slice.expand(item=listed)
-        for upstream in gather.upstream_list:
-            upstream >> listed
-        mapped >> gather
-    return mapped
+
+def sliced_task_id(key: str, param: str) -> str:
+    """The mapped task of `key`'s slices over `param`: `models__trained_model__architectures`."""
+    return f"{task_id_for(key)}__{param}"
+
+
+def fan_out_tasks(key: str, param: str, runner: Runner, param_map: ParamMap) -> tuple[Any, Any]:
+    """The task listing the items of the list param ``param``, and the mapped task running
+    ``key`` once per item. ``key``'s asset function must find a slice done by the same run
+    instead of redoing it: its own task then only gathers the slices."""
+    asset, field = param_map[param]
+    if asset != key:
+        raise ValueError(f"fan_out: param {param!r} configures {asset}, not {key}")
+
+    @task(task_id=f"list_{param}")
+    def items() -> list:
+        """The list the mapped task fans out over, read from the run's params."""
+        return list(get_current_context()["params"][param])
+
+    listed = items()
+    return listed, runner.sliced(field, listed, sliced_task_id(key, param))
 
 
 def dag_params(options: Sequence[ConfigOption]) -> dict[str, Param]:
@@ -242,13 +248,19 @@ def dag_from_assets(
     select: str,
     schedule: Any = None,
     options: Sequence[ConfigOption] = (),
+    fan_out: Mapping[str, str] | None = None,
     tags: list[str] | None = None,
     doc_md: str | None = None,
     settings: FruitOpsSettings | None = None,
     graph: AssetGraph | None = None,
     task_settings: TaskSettings | None = None,
 ) -> DAG:
-    """A DAG with a task per selected asset, wired by the assets' dependencies."""
+    """A DAG with a task per selected asset, wired by the assets' dependencies.
+
+    ``fan_out`` maps an asset to one of its list params (``{"models/trained_model":
+    "architectures"}``): that asset first runs as one mapped task per item, after its
+    upstream tasks, and its own task gathers them.
+    """
     settings = settings or FruitOpsSettings()
     task_settings = task_settings or TaskSettings()
     graph = graph or AssetGraph.from_entry_points()
@@ -256,6 +268,7 @@ def dag_from_assets(
     keys = graph.select(select)
     params = dag_params(options)
     param_map = options_param_map(options)
+    runner = RUNNERS[task_settings.task_mode]
     with DAG(
         dag_id=dag_id,
         schedule=schedule,
@@ -267,9 +280,23 @@ def dag_from_assets(
         tags=["fruitops", *(tags or [])],
         doc_md=doc_md,
     ) as dag:
-        tasks = {key: asset_task(key, graph, lake, param_map, task_settings) for key in keys}
+        tasks = {
+            key: runner(key, param_map, task_settings).whole(
+                task_id=task_id_for(key),
+                outlets=[airflow_asset(key, lake)],
+                doc_md=graph[key].description,
+            )
+            for key in keys
+        }
         for key in keys:
             for dep in graph[key].deps:
                 if dep in tasks:
                     tasks[dep] >> tasks[key]
+        for key, param in (fan_out or {}).items():
+            listed, mapped = fan_out_tasks(key, param, runner(key, param_map, task_settings),
+                                           param_map)  # fmt: skip
+            gather = dag.get_task(task_id_for(key))
+            for upstream in gather.upstream_list:
+                upstream >> listed
+            mapped >> gather
     return dag
