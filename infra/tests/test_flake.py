@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 
-from infra_checks import INFRA, ROOT
+import pytest
+
+from infra_checks import INFRA, ROOT, tool
 
 #: Evaluation needs no store: with a dummy one no Nix daemon is asked (a user outside
 #: Debian's nix-users group may not reach its socket)
@@ -18,17 +21,17 @@ def test_flake_parses(run):
     assert result.returncode == 0, result.stderr
 
 
-def test_flake_dev_shell_has_the_tools_and_points_fruitops_at_the_project(run):
-    result = run(
-        "nix-instantiate",
-        *NO_STORE,
-        "--eval",
-        "--strict",
-        "--json",
-        str(INFRA / "tests/flake_stub_eval.nix"),
-    )
+@pytest.fixture(scope="module")
+def shell() -> dict:
+    """flake.nix's outputs evaluated once with stub inputs (flake_stub_eval.nix)."""
+    stub = str(INFRA / "tests/flake_stub_eval.nix")
+    result = subprocess.run([tool("nix-instantiate"), *NO_STORE, "--eval", "--strict", "--json",
+                             stub], capture_output=True, text=True, timeout=300)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    shell = json.loads(result.stdout)
+    return json.loads(result.stdout)
+
+
+def test_flake_dev_shell_has_the_tools_and_points_fruitops_at_the_project(shell):
     assert shell["inputs"] == ["nixpkgs"]  # no poetry2nix, no other input
     assert set(shell["systems"]) >= {"x86_64-linux", "aarch64-darwin"}
     for package in ("python311", "poetry", "postgresql_16", "seaweedfs", "opentofu", "checkov",
@@ -41,17 +44,8 @@ def test_flake_dev_shell_has_the_tools_and_points_fruitops_at_the_project(run):
     assert shell["outputNames"] == ["devShells"]  # what `nix flake check` checks
 
 
-def test_flake_lock_pins_a_supported_nixpkgs_release(run):
-    result = run(
-        "nix-instantiate",
-        *NO_STORE,
-        "--eval",
-        "--strict",
-        "--json",
-        str(INFRA / "tests/flake_stub_eval.nix"),
-    )
-    assert result.returncode == 0, result.stderr
-    url = json.loads(result.stdout)["nixpkgs"]
+def test_flake_lock_pins_a_supported_nixpkgs_release(shell):
+    url = shell["nixpkgs"]
     owner, repo, ref = re.fullmatch(r"github:([^/]+)/([^/]+)/(.+)", url).groups()
     release = re.fullmatch(r"nixos-(\d\d)\.(05|11)", ref)
     # 25.05 ended 2025-12-31 and 25.11 on 2026-06-30: a newer release, or the lock is stale

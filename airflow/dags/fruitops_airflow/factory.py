@@ -113,8 +113,11 @@ class Runner:
     """How one task mode runs an asset: ``whole`` (its own task) or ``sliced`` (one mapped
     task per item of a list, each running the asset with ``field = [item]``)."""
 
-    def __init__(self, key: str, param_map: ParamMap, task_settings: TaskSettings):
+    def __init__(
+        self, key: str, param_map: ParamMap, task_settings: TaskSettings, settings: FruitOpsSettings
+    ):
         self.key, self.param_map, self.task_settings = key, param_map, task_settings
+        self.settings = settings  # the DAG's: what a container is told of the lake and MLflow
 
     def whole(self, **common: Any) -> Any:
         raise NotImplementedError
@@ -158,7 +161,7 @@ class InVenv(Runner):
                 params_json=PARAMS_JSON,
                 asset_run=RUN_ID,
                 date=DS,
-            )  # fmt: skip
+            )
             .expand(item=listed)
         )
 
@@ -168,7 +171,7 @@ class InContainer(Runner):
 
     def whole(self, **common: Any) -> Any:
         mode = self.task_settings.task_mode
-        operator, kwargs = container_operator(mode, self.key, self.task_settings)
+        operator, kwargs = container_operator(mode, self.key, self.task_settings, self.settings)
         command = task_command(self.key, self.param_map)
         return operator(**common, **kwargs, **command_kwargs(mode, command))
 
@@ -188,11 +191,11 @@ class InContainer(Runner):
                         filled.get(part, part)
                         for part in task_command(key, param_map, json.dumps({field: [v]}))
                     ],
-                )  # fmt: skip
+                )
                 for v in values
             ]
 
-        operator, kwargs = container_operator(mode, key, self.task_settings)
+        operator, kwargs = container_operator(mode, key, self.task_settings, self.settings)
         return operator.partial(task_id=task_id, **kwargs).expand_kwargs(commands(listed))
 
 
@@ -281,7 +284,7 @@ def dag_from_assets(
         doc_md=doc_md,
     ) as dag:
         tasks = {
-            key: runner(key, param_map, task_settings).whole(
+            key: runner(key, param_map, task_settings, settings).whole(
                 task_id=task_id_for(key),
                 outlets=[airflow_asset(key, lake)],
                 doc_md=graph[key].description,
@@ -293,8 +296,8 @@ def dag_from_assets(
                 if dep in tasks:
                     tasks[dep] >> tasks[key]
         for key, param in (fan_out or {}).items():
-            listed, mapped = fan_out_tasks(key, param, runner(key, param_map, task_settings),
-                                           param_map)  # fmt: skip
+            slices = runner(key, param_map, task_settings, settings)
+            listed, mapped = fan_out_tasks(key, param, slices, param_map)
             gather = dag.get_task(task_id_for(key))
             for upstream in gather.upstream_list:
                 upstream >> listed

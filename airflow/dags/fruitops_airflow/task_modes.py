@@ -98,11 +98,10 @@ def task_command(key: str, param_map: ParamMap, slice_json: str | None = None) -
     return command
 
 
-def container_env(settings: TaskSettings) -> dict[str, str]:
+def container_env(settings: TaskSettings, worker: FruitOpsSettings) -> dict[str, str]:
     """A task container's settings: its profile, and where the lake and MLflow are when the
     worker names them (the ``gcp`` profile has no default for either)."""
     env = {"FRUITOPS_PROFILE": settings.task_profile, "FRUITOPS_TASK_MODE": "in_process"}
-    worker = FruitOpsSettings()
     named = {
         "FRUITOPS_LAKE_URI": worker.lake_uri,
         "MLFLOW_TRACKING_URI": worker.mlflow_tracking_uri,
@@ -118,7 +117,7 @@ def s3_credentials() -> dict[str, str]:
 
 
 def container_operator(
-    mode: TaskMode, key: str, settings: TaskSettings
+    mode: TaskMode, key: str, settings: TaskSettings, worker: FruitOpsSettings
 ) -> tuple[type, dict[str, Any]]:
     """The operator class and its fixed arguments for ``key`` in the docker/kubernetes modes.
 
@@ -133,7 +132,7 @@ def container_operator(
             "image": settings.task_image,
             "docker_url": settings.docker_url,
             "network_mode": settings.docker_network,
-            "environment": container_env(settings),
+            "environment": container_env(settings, worker),
             "private_environment": s3_credentials(),
             "auto_remove": "success",
             "mount_tmp_dir": False,
@@ -158,7 +157,7 @@ def container_operator(
         "namespace": settings.k8s_namespace,
         "image": settings.task_image,
         "service_account_name": settings.k8s_service_account,
-        "env_vars": container_env(settings),
+        "env_vars": container_env(settings, worker),
         "do_xcom_push": True,
         "get_logs": True,
         # a failed pod's last log lines become the error Airflow sees (`retries.py` reads it)

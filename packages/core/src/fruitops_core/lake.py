@@ -103,7 +103,7 @@ class Lake(ABC):
     @abstractmethod
     def get_file(self, path: str, local: Path) -> Path:
         """Copy a lake object to a local file without loading it into memory, atomically
-        (`_fetch_atomically`): processes sharing a local copy never read half of one."""
+        (`_replace_atomically`): processes sharing a local copy never read half of one."""
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -152,21 +152,21 @@ class Lake(ABC):
         return self.write_bytes(path, buffer.getvalue())
 
 
-def _fetch_atomically(local: Path, fetch: Callable[[str], object]) -> Path:
-    """``fetch(tmp)`` into ``.<name>.<pid>-<random>.tmp`` beside ``local``, then rename it over
-    ``local``: two tasks copying the same object (mapped training tasks and their cache
-    shards) each see no file or a whole one, and a failed copy leaves nothing behind."""
-    local.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=local.parent, prefix=f".{local.name}.{os.getpid()}-",
+def _replace_atomically(target: Path, fill: Callable[[str], object]) -> Path:
+    """``fill(tmp)`` writes ``.<name>.<pid>-<random>.tmp`` beside ``target``, which is then
+    renamed over it: a reader (another task copying the same cache shard, a reader of the
+    lake) sees the old file or the whole new one, and a failed write leaves nothing behind."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-",
                                suffix=".tmp")  # fmt: skip
     os.close(fd)
     try:
-        fetch(tmp)
-        os.replace(tmp, local)
+        fill(tmp)
+        os.replace(tmp, target)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return local
+    return target
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
@@ -259,22 +259,16 @@ class LocalLake(Lake):
             return handle.read()
 
     def _atomic(self, path: str, write) -> str:
-        """Write to ``.<name>.<pid>-<random>.tmp`` beside the target, then rename it over the
-        target: a reader sees the old file or the new one, never half of one. After the
-        first successful write into a folder, the leftovers there of writers that were killed
-        (their PID gone) are removed: one listing per folder, not one per write."""
-        target = self._path(path)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        prefix = f".{target.name}.{os.getpid()}-"
-        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=prefix, suffix=".tmp")
-        try:
-            os.fchmod(fd, self._file_mode)
-            with os.fdopen(fd, "wb") as handle:
+        """Write the target through `_replace_atomically`, with ordinary permissions. After
+        the first successful write into a folder, the leftovers there of writers that were
+        killed (their PID gone) are removed: one listing per folder, not one per write."""
+
+        def fill(tmp: str) -> None:
+            with open(tmp, "wb") as handle:
+                os.fchmod(handle.fileno(), self._file_mode)
                 write(handle)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+
+        target = _replace_atomically(self._path(path), fill)
         if target.parent not in self._swept:
             self._swept.add(target.parent)
             _remove_stale_temporaries(target.parent)
@@ -288,7 +282,7 @@ class LocalLake(Lake):
             return self._atomic(path, lambda handle: shutil.copyfileobj(source, handle))
 
     def get_file(self, path: str, local: Path) -> Path:
-        return _fetch_atomically(local, lambda tmp: shutil.copyfile(self._path(path), tmp))
+        return _replace_atomically(local, lambda tmp: shutil.copyfile(self._path(path), tmp))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(prefix)
@@ -423,7 +417,7 @@ class ObjectStoreLake(Lake):
         return self.uri(path)
 
     def get_file(self, path: str, local: Path) -> Path:
-        return _fetch_atomically(
+        return _replace_atomically(
             local,
             lambda tmp: self._call("downloading", path, self.fs.get_file, self._full(path), tmp),
         )
