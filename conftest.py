@@ -15,10 +15,11 @@ from pathlib import Path
 import pytest
 
 from fruitops_core.lake import Lake, lake_from_uri
-from fruitops_core.materialize import MaterializationRecord, materialize
+from fruitops_core.materialize import materialize
+from fruitops_core.records import MaterializationRecord
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import configure_mlflow
+from fruitops_core.tracking import Tracking
 
 #: Small enough to train in seconds, big enough that a CNN learns it.
 TINY_SOURCE = "synthetic:classes=4,per_class=24,size=48,seed=3"
@@ -177,5 +178,5 @@ def _pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> PipelineRun:
 def pipeline(_pipeline_run: PipelineRun) -> PipelineRun:
     """Every asset materialized once per session, in-process, on a tiny synthetic set (trains
     a CNN); MLflow points at that run's store for the test."""
-    configure_mlflow(_pipeline_run.settings)
+    Tracking(_pipeline_run.settings).activate()
     return _pipeline_run

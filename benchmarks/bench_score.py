@@ -47,10 +47,10 @@ from PIL import Image
 from torch.utils.data import DataLoader, Dataset
 from torchvision import transforms
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import champion_uri, configure_mlflow
+from fruitops_core.tracking import Tracking
 from fruitops_models.registry import load_model
-configure_mlflow(FruitOpsSettings())
-model = load_model(champion_uri(FruitOpsSettings()))
+tracking = Tracking(FruitOpsSettings())
+model = load_model(tracking, tracking.champion_uri)
 files = json.load(open(sys.argv[1]))
 tf = transforms.Compose(
     [transforms.Resize((model.image_size, model.image_size)), transforms.ToTensor()])
@@ -189,7 +189,7 @@ def _onnxruntime(model, size: int, workdir: Path):
 
 def backend_table(model, images: torch.Tensor, workdir: Path) -> dict[str, dict]:
     """Model-only images/s of each back end and its top-1 agreement with the fp32 module."""
-    from fruitops_serving.scoring import Predictor
+    from fruitops_serving.predictor import Predictor
 
     reference = Predictor(model).probabilities(images).argmax(1)
     candidates = {
@@ -226,12 +226,13 @@ def rss_of_score(home: Path, list_file: Path) -> dict:
         "from pathlib import Path\n"
         "from fruitops_core.lake import LocalLake, open_lake\n"
         "from fruitops_core.settings import FruitOpsSettings\n"
-        "from fruitops_core.tracking import champion_uri, configure_mlflow\n"
+        "from fruitops_core.tracking import Tracking\n"
+        "from fruitops_models.registry import load_model\n"
         "from fruitops_serving.gate import choose_predictor\n"
         "from fruitops_serving.inputs import resolve_input\n"
-        "from fruitops_serving.scoring import load_model, score\n"
-        "s = FruitOpsSettings(); configure_mlflow(s)\n"
-        "m = load_model(champion_uri(s)); p, _ = choose_predictor(m, open_lake(s), s)\n"
+        "from fruitops_serving.scoring import score\n"
+        "s = FruitOpsSettings(); t = Tracking(s)\n"
+        "m = load_model(t, t.champion_uri); p, _ = choose_predictor(m, open_lake(s), s)\n"
         f"out = LocalLake(Path({str(list_file.parent)!r}))\n"
         f"r = score(resolve_input({str(list_file)!r}), p, out, 'out.parquet')\n"
         "print(json.dumps({'images': r['images'], 'seconds': r['seconds'],"
@@ -256,14 +257,14 @@ def main() -> None:
 
     from fruitops_core.lake import open_lake
     from fruitops_core.settings import FruitOpsSettings
-    from fruitops_core.tracking import champion_uri, configure_mlflow
+    from fruitops_core.tracking import Tracking
     from fruitops_data.images import decode_array
+    from fruitops_models.registry import load_model
     from fruitops_serving.gate import choose_predictor
-    from fruitops_serving.scoring import load_model
 
     settings = FruitOpsSettings()
-    configure_mlflow(settings)
-    model = load_model(champion_uri(settings))
+    tracking = Tracking(settings)
+    model = load_model(tracking, tracking.champion_uri)
     predictor, gate = choose_predictor(model, open_lake(settings), settings)
     files = sorted((REAL / "Fruit_dataset").rglob("*.jpg"))
     held_out = sorted((REAL / "Fruit_dataset" / "val1").rglob("*.jpg"))

@@ -34,12 +34,13 @@ class Reached(Exception):
 def fruitops_run(home: Path, target: float) -> dict:
     os.environ["FRUITOPS_HOME"] = str(home)
     from fruitops_core.lake import lake_from_uri
-    from fruitops_core.materialize import load_value, materialize
+    from fruitops_core.materialize import materialize
+    from fruitops_core.records import load_value
     from fruitops_core.registry import AssetGraph
     from fruitops_core.settings import FruitOpsSettings
     from fruitops_models.config import TrainConfig
     from fruitops_models.train import train
-    from fruitops_models.training_run import TrainingInputs, open_splits
+    from fruitops_models.training_run import open_splits
 
     settings = FruitOpsSettings()
     start = time.perf_counter()
@@ -47,7 +48,7 @@ def fruitops_run(home: Path, target: float) -> dict:
     materialize(["data/training_cache"], with_upstream=True, settings=settings, config=config)
     lake = lake_from_uri(settings.lake_root)
     cache = load_value(lake, AssetGraph.from_entry_points()["data/training_cache"])
-    splits = open_splits(TrainingInputs(cache, {}, lake, settings, "bench"))
+    splits = open_splits(lake, cache, settings)
     cache_seconds = time.perf_counter() - start
     curve: list[dict] = []
 

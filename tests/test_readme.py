@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fruitops_data.assets import TrainingCacheConfig
+from fruitops_data.config import TrainingCacheConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "fruits-real-mini"

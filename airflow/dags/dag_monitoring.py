@@ -22,7 +22,7 @@ from fruitops_core.lake import open_lake
 from fruitops_core.options import ConfigOption
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_monitoring.assets import DriftConfig
+from fruitops_monitoring.config import DriftConfig
 
 settings = FruitOpsSettings()
 graph = AssetGraph.from_entry_points()

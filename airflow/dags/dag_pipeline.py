@@ -1,6 +1,7 @@
 """Every FruitOps asset in one run, from raw images to the drift report (what `make demo` runs).
 
-ingest → manifest (blocking check) → train → promote champion → score batch → drift report
+ingest → manifest (blocking check) → train → promote champion → precision gate → score batch
+→ drift report
 """
 
 from __future__ import annotations

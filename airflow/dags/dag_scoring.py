@@ -1,6 +1,8 @@
 """Daily scoring: the day's incoming images labelled by the champion.
 
-incoming_batch (the folder or s3:// prefix of the run's date) → batch_predictions
+incoming_batch (the folder or s3:// prefix of the run's date) and precision_gate (bf16 of
+each back end against fp32 on the training cache's held-out split; its verdict kept while
+the champion and the cache stay the same) → batch_predictions
 (``predictions/<date>/predictions.parquet`` in the lake, one table per day, and
 ``predictions/latest.json`` naming the last; undecodable files quarantined). Every run updates the
 `serving/batch_predictions` Asset, which schedules `fruitops_monitoring`. The `batch` param
@@ -15,14 +17,14 @@ from fruitops_airflow.factory import dag_from_assets
 from fruitops_airflow.task_modes import TaskSettings
 from fruitops_core.options import ConfigOption
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_data.assets import IncomingBatchConfig
-from fruitops_serving.assets import ScoringConfig
+from fruitops_data.config import IncomingBatchConfig
+from fruitops_serving.config import ScoringConfig
 
 task_settings = TaskSettings()
 
 dag = dag_from_assets(
     "fruitops_scoring",
-    select="data/incoming_batch serving/batch_predictions",
+    select="data/incoming_batch serving/precision_gate serving/batch_predictions",
     schedule=task_settings.scoring_schedule,
     options=[
         ConfigOption("data/incoming_batch", IncomingBatchConfig, "source", name="batch"),

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fruitops_core.services import Services, ServicesConfig
+from fruitops_devservices.config import ServicesConfig
+from fruitops_devservices.stack import Services
 
 BIN = Path(sys.executable).parent
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"

@@ -127,9 +127,9 @@ def test_params_reach_the_asset_configs(dagbag):
 
 def test_dag_params_are_made_from_the_config_fields(dagbag):
     """One default, bound, choice list and help per option: the CLI's and the DAGs' agree."""
-    from fruitops_data.assets import TrainingCacheConfig
+    from fruitops_data.config import TrainingCacheConfig
     from fruitops_models.config import ARCHITECTURES, DAG_CANDIDATES, CandidatesConfig
-    from fruitops_monitoring.assets import DriftConfig
+    from fruitops_monitoring.config import DriftConfig
 
     for dag_id in ("fruitops_training", "fruitops_pipeline"):
         params = dagbag.dags[dag_id].params
@@ -150,6 +150,16 @@ def test_dag_params_are_made_from_the_config_fields(dagbag):
     assert monitoring.get_param("drift_share").schema["exclusiveMinimum"] == 0
     scoring = dagbag.dags["fruitops_scoring"].params
     assert scoring.get_param("backend").schema["enum"] == ["openvino", "torch"]
+
+
+def test_the_precision_gate_runs_between_the_champion_and_the_scoring(dagbag):
+    pipeline = dagbag.dags["fruitops_pipeline"]
+    gate = pipeline.get_task("serving__precision_gate")
+    assert gate.upstream_task_ids == {"models__champion_model", "data__training_cache"}
+    assert "serving__batch_predictions" in gate.downstream_task_ids
+    assert [o.name for o in gate.outlets] == ["serving/precision_gate"]
+    training = dagbag.dags["fruitops_training"]
+    assert "serving__precision_gate" not in {t.task_id for t in training.tasks}
 
 
 def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dagbag):
@@ -178,8 +188,15 @@ def test_scoring_runs_daily_on_the_days_folder(dagbag):
     scoring = dagbag.dags["fruitops_scoring"]
     assert [t.task_id for t in scoring.topological_sort()] == [
         "data__incoming_batch",
+        "serving__precision_gate",
         "serving__batch_predictions",
     ]
+    # the gate's own upstreams (champion, training cache) come from fruitops_training's runs
+    assert scoring.get_task("serving__precision_gate").upstream_task_ids == set()
+    assert scoring.get_task("serving__batch_predictions").upstream_task_ids == {
+        "data__incoming_batch",
+        "serving__precision_gate",
+    }
     assert scoring.schedule == "@daily" and set(scoring.params) == {
         "batch",
         "backend",

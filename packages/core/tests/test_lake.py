@@ -165,7 +165,7 @@ def test_a_killed_writers_temporary_file_goes_with_the_next_write(tmp_path):
 
 @pytest.fixture
 def quick_polls(monkeypatch: pytest.MonkeyPatch) -> None:
-    import fruitops_core.lake as lake_module
+    import fruitops_core.lake_base as lake_module
 
     monkeypatch.setattr(lake_module, "LOCK_POLL_SECONDS", 0.05)
 
@@ -233,7 +233,7 @@ def test_a_dead_holders_lease_on_an_object_store_is_taken_over(
     import json
     import time
 
-    import fruitops_core.lake as lake_module
+    import fruitops_core.lake_object_store as lake_module
 
     monkeypatch.setattr(lake_module, "LEASE_SECONDS", 1.0)
     lake = lake_from_uri(f"s3://{s3_server.bucket}/{tmp_path.name}", s3_server.endpoint)
@@ -250,7 +250,7 @@ def test_a_held_lease_is_renewed_so_it_is_never_taken_over(
 ):
     import time
 
-    import fruitops_core.lake as lake_module
+    import fruitops_core.lake_object_store as lake_module
 
     monkeypatch.setattr(lake_module, "LEASE_SECONDS", 3.0)  # S3 dates are whole seconds
     lake = lake_from_uri(f"s3://{s3_server.bucket}/{tmp_path.name}", s3_server.endpoint)

@@ -8,13 +8,8 @@ from pydantic import BaseModel
 
 from fruitops_core.assets import CheckResult, asset, asset_check, parquet
 from fruitops_core.lake import LocalLake
-from fruitops_core.materialize import (
-    KEEP_VERSIONS,
-    AssetCheckFailed,
-    MaterializationError,
-    materialize,
-    read_record,
-)
+from fruitops_core.materialize import materialize
+from fruitops_core.records import KEEP_VERSIONS, AssetCheckFailed, MaterializationError, read_record
 from fruitops_core.registry import AssetGraph, AssetGraphError
 
 
@@ -208,7 +203,7 @@ def test_with_upstream_runs_only_what_is_missing_or_stale(lake):
 
 
 def load_total(lake, graph) -> int:
-    from fruitops_core.materialize import load_value
+    from fruitops_core.records import load_value
 
     return load_value(lake, graph["toy/total"])["total"]
 
@@ -285,7 +280,7 @@ def test_each_materialization_gets_its_own_folder_and_old_ones_go(settings, lake
 def test_a_reader_sees_the_committed_version_while_a_new_one_is_written(settings, lake):
     """Between the new artifact's write and its record (checks run there), a reader still
     gets the value the committed record names, whole."""
-    from fruitops_core.materialize import load_value
+    from fruitops_core.records import load_value
 
     seen = {}
 
@@ -324,7 +319,7 @@ def test_two_runs_of_one_asset_never_interleave(settings, tmp_path, store, reque
     import threading
     import time
 
-    import fruitops_core.lake as lake_module
+    import fruitops_core.lake_base as lake_module
     from fruitops_core.lake import lake_from_uri
 
     monkeypatch.setattr(lake_module, "LOCK_POLL_SECONDS", 0.05)

@@ -10,7 +10,8 @@ import pandas as pd
 from PIL import Image
 
 from fruitops_core.lake import LocalLake
-from fruitops_core.materialize import MaterializationRecord, materialize
+from fruitops_core.materialize import materialize
+from fruitops_core.records import MaterializationRecord
 from fruitops_core.registry import AssetGraph
 from fruitops_data.synthetic import draw_image
 

@@ -9,9 +9,11 @@ import numpy as np
 import pytest
 from corpus import EXPECTED, JUNK, add_leak_and_val_only_class, build_corpus, ingest
 
-from fruitops_core.materialize import AssetCheckFailed, materialize
+from fruitops_core.materialize import materialize
+from fruitops_core.records import AssetCheckFailed
 from fruitops_core.registry import AssetGraph
 from fruitops_core.tables import ParquetTable
+from fruitops_core.tracking import Tracking
 from fruitops_data.images import decode_rgb
 
 FRUITOPS = str(Path(sys.executable).parent / "fruitops")
@@ -212,6 +214,18 @@ def test_clean_data_passes_and_builds_the_cache(settings, tmp_path):
     cache = lake.read_json("assets/data/training_cache/current/data.json")
     assert cache["splits"]["train"]["count"] == int((manifest["split"] == "train").sum())
     assert len(cache["splits"]["train"]["shards"]) > 1  # sharded
+    stored = ParquetTable(lake.root / "assets/data/image_manifest/current/data.parquet")
+    assert cache["manifest_hash"] == stored.meta["manifest_hash"]  # read from the footer
+    # the validation run, logged through the Tracking resource
+    tracking = Tracking(settings)
+    (run,) = tracking.search_runs("tags.fruitops_kind = 'validation'")
+    logged = {a.path for a in tracking.client.list_artifacts(run.info.run_id, "validation")}
+    assert logged == {"validation/result.json", "validation/data_docs"}
+    assert run.info.run_name.startswith("validation-")
+    assert run.data.tags["manifest_hash"] == cache["manifest_hash"]
+    assert run.data.tags["validation_success"] == "True"
+    assert run.data.metrics["validation_success"] == 1.0
+    assert {"failed_expectations", "warnings"} <= set(run.data.metrics)
     again = materialize(
         ["data/training_cache"],
         settings=settings,

@@ -98,24 +98,6 @@ def test_walk_streams_files_in_key_string_order(tmp_path: Path):
     assert walker.count() == 4
 
 
-def test_sorted_lookup_merges_a_previous_listing(tmp_path: Path):
-    import pandas as pd
-
-    from fruitops_core.tables import TableWriter
-    from fruitops_data.assets import RAW_COLUMNS, SortedLookup
-
-    with TableWriter(tmp_path / "prev.parquet", RAW_COLUMNS) as writer:
-        writer.write(
-            pd.DataFrame(
-                {"key": ["a", "c", "e"], "split": "train", "label": None, "sha256": ["1", "3", "5"]}
-            )
-        )
-        previous = writer.close()
-    lookup = SortedLookup(previous)
-    assert [lookup.get(k) for k in ("a", "b", "c", "d", "f")] == ["1", None, "3", None, None]
-    assert SortedLookup(None).get("a") is None
-
-
 def test_data_commands_join_the_fruitops_cli(tmp_path: Path, real_sample: Path):
     import json
     import subprocess

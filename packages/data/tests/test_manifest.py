@@ -1,12 +1,24 @@
 """Every file gets a row, readable or not, with a reason a person can act on."""
 
+import hashlib
 import io
 from pathlib import Path
 
 import pandas as pd
 from PIL import Image
 
-from fruitops_data.manifest import MANIFEST_COLUMNS, build_manifest, inspect_image
+from fruitops_core.lake import LocalLake
+from fruitops_core.tables import ParquetTable, TableWriter
+from fruitops_data.ingest import RAW_COLUMNS
+from fruitops_data.manifest import (
+    MANIFEST_COLUMNS,
+    build_manifest,
+    inspect_image,
+    manifest_hash,
+    stored_manifest_hash,
+    table_manifest_hash,
+    write_manifest,
+)
 
 
 def jpeg_bytes(size=(40, 30), mode="RGB") -> bytes:
@@ -64,3 +76,51 @@ def test_build_manifest_schema_and_order(real_sample: Path):
     broken = frame.iloc[-1]
     assert not broken["readable"] and broken["split"] == "val" and broken["label"] == "kiwi"
     assert pd.isna(broken["width"])
+
+
+def _raw_listing(tmp_path: Path) -> tuple[LocalLake, ParquetTable]:
+    """A lake with four files (one unlabelled, one broken) and their raw_images listing."""
+    lake = LocalLake(tmp_path / "lake")
+    files = {
+        "raw/ds/test/x.jpg": (None, jpeg_bytes((20, 20))),
+        "raw/ds/train/apple/a.jpg": ("apple", jpeg_bytes()),
+        "raw/ds/train/apple/b.jpg": ("apple", b"\xff\xd8garbage"),
+        "raw/ds/val/kiwi/c.jpg": ("kiwi", jpeg_bytes((30, 30))),
+    }
+    for key, (_, data) in files.items():
+        lake.write_bytes(key, data)
+    listing = pd.DataFrame(
+        {
+            "key": list(files),
+            "split": [k.split("/")[2] for k in files],
+            "label": [label for label, _ in files.values()],
+            "sha256": [hashlib.sha256(data).hexdigest() for _, data in files.values()],
+        }
+    )
+    with TableWriter(tmp_path / "raw.parquet", RAW_COLUMNS) as writer:
+        writer.write(listing)
+        raw = writer.close(dataset_id="ds", source="test")
+    return lake, raw
+
+
+def test_manifest_hash_rides_in_the_footer_and_equals_the_recomputed_one(tmp_path: Path):
+    lake, raw = _raw_listing(tmp_path)
+    written = write_manifest(raw, lake, tmp_path / "manifest.parquet", workers=2)
+    table = written.table
+    assert table.meta["dataset_id"] == "ds" and table.meta["source"] == "test"
+    assert table.meta["manifest_hash"] == table_manifest_hash(table) == written.manifest_hash
+    assert stored_manifest_hash(table) == manifest_hash(table.read())
+    assert [q["key"] for q in written.quarantined] == ["raw/ds/train/apple/b.jpg"]
+    assert lake.read_json("quarantine/ds/reasons.json") == written.quarantined
+
+
+def test_a_manifest_without_the_footer_entry_still_gives_the_hash(tmp_path: Path):
+    """A lake made before the hash rode in the footer keeps working: it is computed."""
+    lake, raw = _raw_listing(tmp_path)
+    written = write_manifest(raw, lake, tmp_path / "manifest.parquet", workers=2)
+    with TableWriter(tmp_path / "old.parquet", MANIFEST_COLUMNS) as writer:
+        for frame in written.table.batches():
+            writer.write(frame)
+        old = writer.close(dataset_id="ds", source="test")
+    assert "manifest_hash" not in old.meta
+    assert stored_manifest_hash(old) == table_manifest_hash(old) == written.manifest_hash

@@ -3,14 +3,15 @@
 import mlflow
 import pytest
 
-from fruitops_core.tracking import configure_mlflow
+from fruitops_core.tracking import Tracking
 from fruitops_models.registry import promote_if_better
 
 
 @pytest.fixture
 def registry(settings):
-    configure_mlflow(settings)
-    client = mlflow.MlflowClient()
+    tracking = Tracking(settings)
+    tracking.activate()
+    client = tracking.client
     client.create_registered_model(settings.registered_model)
 
     def new_version() -> int:
@@ -47,7 +48,7 @@ def champion_version(client, name) -> int:
 def test_first_model_becomes_champion(registry):
     settings, client, new = registry
     v1 = new()
-    decision = promote_if_better(settings, evaluation((v1, 0.5), None), margin=0.01)
+    decision = promote_if_better(Tracking(settings), evaluation((v1, 0.5), None), margin=0.01)
     assert decision["promoted"] and decision["previous_champion_version"] is None
     assert champion_version(client, settings.registered_model) == v1
 
@@ -55,17 +56,17 @@ def test_first_model_becomes_champion(registry):
 def test_worse_or_barely_better_candidates_stay_out(registry):
     settings, client, new = registry
     v1, v2, v3, v4 = new(), new(), new(), new()
-    promote_if_better(settings, evaluation((v1, 0.70), None), 0.02)
-    worse = promote_if_better(settings, evaluation((v2, 0.60), (v1, 0.70)), 0.02)
+    promote_if_better(Tracking(settings), evaluation((v1, 0.70), None), 0.02)
+    worse = promote_if_better(Tracking(settings), evaluation((v2, 0.60), (v1, 0.70)), 0.02)
     assert not worse["promoted"] and "does not beat" in worse["reason"]
-    barely = promote_if_better(settings, evaluation((v3, 0.71), (v1, 0.70)), 0.02)
+    barely = promote_if_better(Tracking(settings), evaluation((v3, 0.71), (v1, 0.70)), 0.02)
     assert not barely["promoted"]
     assert champion_version(client, settings.registered_model) == v1
     tags = client.get_model_version(settings.registered_model, str(v3)).tags
     assert tags["promotion.promoted"] == "False"
     assert tags["promotion.candidate_score"] == "0.71"
     assert tags["promotion.previous_champion_score"] == "0.7"
-    better = promote_if_better(settings, evaluation((v4, 0.80), (v1, 0.70)), 0.02)
+    better = promote_if_better(Tracking(settings), evaluation((v4, 0.80), (v1, 0.70)), 0.02)
     assert better["promoted"] and champion_version(client, settings.registered_model) == v4
 
 
@@ -77,7 +78,7 @@ def test_pending_candidates_are_the_unweighed_versions_after_the_champion(regist
     v1, v2, v3 = new(), new(), new()
     assert [p["version"] for p in pending_candidates(client, name, None)] == [v1, v2, v3]
     assert [p["version"] for p in pending_candidates(client, name, v1)] == [v2, v3]
-    promote_if_better(settings, evaluation((v2, 0.4), (v1, 0.5)), 0.0)  # v2 weighed, lost
+    promote_if_better(Tracking(settings), evaluation((v2, 0.4), (v1, 0.5)), 0.0)  # v2 weighed, lost
     assert client.get_model_version(name, str(v2)).tags[WEIGHED_TAG] == str(v1)
     assert [p["version"] for p in pending_candidates(client, name, v1)] == [v3]
 
@@ -89,14 +90,15 @@ def test_the_first_model_and_one_of_other_classes_are_crowned_at_registration(se
     from fruitops_models.architectures import build_model
     from fruitops_models.registry import log_and_register
 
-    configure_mlflow(settings)
-    client = mlflow.MlflowClient()
+    tracking = Tracking(settings)
+    tracking.activate()
+    client = tracking.client
     example = torch.rand(2, 3, 32, 32)
 
     def register(classes: list[str]) -> int:
         with mlflow.start_run():
             model = build_model("cnn", len(classes))
-            return log_and_register(model, classes, 32, example, settings, "cnn")["version"]
+            return log_and_register(model, classes, 32, example, tracking, "cnn")["version"]
 
     first = register(["apple", "kiwi"])
     assert champion_version(client, settings.registered_model) == first

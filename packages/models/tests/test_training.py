@@ -14,8 +14,9 @@ import torch
 
 from fruitops_data.cache import CachedSplit
 from fruitops_models.architectures import PretrainedUnavailable, build_model
+from fruitops_models.augment import _resampling, augment
 from fruitops_models.config import ARCHITECTURES, TrainConfig
-from fruitops_models.train import _resampling, augment, train
+from fruitops_models.train import train
 
 CLASSES = ["apple", "banana"]
 

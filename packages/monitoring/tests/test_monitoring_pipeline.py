@@ -118,10 +118,11 @@ def test_a_reference_of_another_champion_is_rebuilt(pipeline, tmp_path: Path):
     home = tmp_path / "home"
     shutil.copytree(pipeline.settings.home, home)
     settings = FruitOpsSettings(home=home, source=pipeline.settings.source)
-    from fruitops_core.tracking import configure_mlflow
+    from fruitops_core.tracking import Tracking
 
-    configure_mlflow(settings)
-    v1 = mlflow.MlflowClient().get_model_version("fruit-classifier", "1")
+    tracking = Tracking(settings)
+    tracking.activate()
+    v1 = tracking.client.get_model_version("fruit-classifier", "1")
     v2 = mlflow.register_model(f"runs:/{v1.run_id}/model", "fruit-classifier")
     assert int(v2.version) == 2
     records = materialize(

@@ -14,16 +14,14 @@ import torch
 from PIL import Image
 
 from fruitops_core.lake import LocalLake, lake_from_uri
+from fruitops_core.tracking import Tracking
 from fruitops_data.layout import JUNK_REASON, LINK_REASON
+from fruitops_models.registry import ModelNotFound, load_model
 from fruitops_serving.inputs import InputError, resolve_input
-from fruitops_serving.scoring import (
-    PREDICTION_COLUMNS,
-    ModelNotFound,
-    Predictor,
-    load_model,
-    precision_gate,
-    score,
-)
+from fruitops_serving.precision import precision_gate
+from fruitops_serving.predictions import PREDICTION_COLUMNS
+from fruitops_serving.predictor import Predictor
+from fruitops_serving.scoring import score
 
 pytestmark = pytest.mark.slow
 FRUITOPS = str(Path(sys.executable).parent / "fruitops")
@@ -106,7 +104,7 @@ def test_daily_scoring_keeps_one_table_per_day_and_names_the_latest(pipeline, tm
 
 
 def test_bf16_agrees_with_fp32_on_real_photos(pipeline):
-    model = load_model("models:/fruit-classifier/1")
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     files = sorted(REAL_SAMPLE.rglob("*.jpg"))
     from fruitops_data.images import decode_array
 
@@ -115,13 +113,15 @@ def test_bf16_agrees_with_fp32_on_real_photos(pipeline):
     )
     gate = precision_gate(model, images, None)
     assert gate["agreement"] >= 0.99
+    few = precision_gate(model, images[:3], None)
+    assert few["passed"] is False and "only 3 held-out images (needs 20)" in few["refused"]
     fp32 = Predictor(model).probabilities(torch.from_numpy(images))
     assert torch.allclose(fp32.sum(1), torch.ones(len(files)), atol=1e-4)
 
 
 @pytest.mark.parametrize("bf16", [False, True], ids=["f32", "bf16"])
 def test_openvino_agrees_with_the_fp32_module_on_real_photos(pipeline, bf16):
-    model = load_model("models:/fruit-classifier/1")
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     from fruitops_data.images import decode_array
 
     files = sorted(REAL_SAMPLE.rglob("*.jpg"))
@@ -143,7 +143,7 @@ def test_openvino_model_is_cached_per_run_and_reused_without_the_pt2(pipeline, t
     """A second start finds the converted model: it neither loads the pt2 nor converts it."""
     from fruitops_models.registry import LoadedModel
 
-    model = load_model("models:/fruit-classifier/1")
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     images = torch.randint(0, 256, (3, 3, model.image_size, model.image_size), dtype=torch.uint8)
     first = Predictor(model, backend="openvino", cache_dir=tmp_path).probabilities(images)
     assert len(list(tmp_path.glob("*/model.xml"))) == 1
@@ -212,7 +212,7 @@ def test_missing_input_and_model_are_clear(pipeline, tmp_path: Path):
         bad.write_text("name\nx.jpg\n")
         resolve_input(str(bad))
     with pytest.raises(ModelNotFound, match="does not exist in the registry"):
-        load_model("models:/no-such-model@champion")
+        load_model(Tracking(pipeline.settings), "models:/no-such-model@champion")
     code, result = cli(pipeline, str(tmp_path), "--model", "models:/fruit-classifier/99")
     assert code == 1 and "fruitops train" in result["error"]
 
@@ -223,7 +223,7 @@ def test_rerun_replaces_atomically_and_interruption_leaves_old_table(pipeline, t
     for image in sorted((pipeline.lake.root / "raw").rglob("*.jpg"))[:6]:
         shutil.copy(image, folder / image.name)
     out_lake = LocalLake(tmp_path / "out")
-    model = load_model("models:/fruit-classifier/1")
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     source = resolve_input(str(folder))
     first = score(source, Predictor(model), out_lake, "p.parquet", batch_size=2)
     before = (tmp_path / "out" / "p.parquet").read_bytes()
@@ -252,7 +252,7 @@ def test_s3_input_and_output_against_a_real_s3_server(pipeline, s3_server, tmp_p
     images = sorted((pipeline.lake.root / "raw").rglob("*.jpg"))[:4]
     for image in images:
         bucket.put_file(image, f"day1/{image.name}")
-    model = load_model("models:/fruit-classifier/1")
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     source = resolve_input(
         f"s3://{s3_server.bucket}/incoming/day1", endpoint_url=s3_server.endpoint
     )

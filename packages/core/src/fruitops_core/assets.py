@@ -28,6 +28,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.scratch import user_scratch
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tables import ParquetTable
+from fruitops_core.tracking import Tracking
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
@@ -136,9 +137,13 @@ class AssetContext(Generic[ConfigT]):
     asset_dir: str = ""
     """This materialization's own lake folder (`version_dir`): its artifact and every extra
     file it writes go there, so nothing a committed record names is ever overwritten."""
+    tracking: Tracking = None  # type: ignore[assignment]
+    """The MLflow resource (`fruitops_core.tracking.Tracking`): every MLflow call of an asset
+    goes through it. Built from ``settings`` unless the caller injects one."""
 
     def __post_init__(self) -> None:
         self.asset_dir = self.asset_dir or version_dir(self.key, new_version_id())
+        self.tracking = self.tracking or Tracking(self.settings)
 
     def add_metadata(self, **values: Any) -> None:
         """Record small facts (counts, metrics, URIs) in the materialization record."""

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from fruitops_core.demo import DEMO_CONFIG, demo_summary
@@ -50,7 +49,6 @@ def _root(
 
 assets_app = typer.Typer(help="Inspect the asset graph.", no_args_is_help=True)
 app.add_typer(assets_app, name="assets")
-console = Console(stderr=True)
 
 
 def parse_config(items: list[str]) -> dict[str, dict[str, Any]]:
@@ -159,62 +157,6 @@ def materialize(
         plain_console().print(table)
 
     run_command(json_mode, action, human)
-
-
-services_app = typer.Typer(
-    help="The services profile: PostgreSQL, SeaweedFS S3 and MLflow server on 127.0.0.1.",
-    no_args_is_help=True,
-)
-app.add_typer(services_app, name="services")
-
-
-def _services_table(result: dict[str, Any]) -> None:
-    table = Table("service", "state", "address")
-    table.add_row("postgres", result["postgres"]["state"], result["postgres"]["dsn"])
-    s3 = result["s3"]
-    table.add_row("s3", s3["state"], f"{s3['s3_endpoint']} (buckets: {', '.join(s3['buckets'])})")
-    table.add_row("mlflow", result["mlflow"]["state"], result["mlflow"]["mlflow_url"])
-    table.add_row("airflow db", "", result["airflow_db"])
-    plain_console().print(table)
-    plain_console().print(f"logs: {result['logs']}")
-
-
-@services_app.command("up")
-def services_up(json_mode: bool = JSON_OPTION) -> None:
-    """Start whatever is not running yet (idempotent); logs under <home>/services/."""
-    from fruitops_core.services import Services
-
-    run_command(json_mode, lambda: Services(log=console.print).up(), _services_table)
-
-
-@services_app.command("down")
-def services_down(json_mode: bool = JSON_OPTION) -> None:
-    """Stop the MLflow server, the S3 server and PostgreSQL (data is kept)."""
-    from fruitops_core.services import Services
-
-    run_command(json_mode, lambda: Services(log=console.print).down(), _services_table)
-
-
-@services_app.command("status")
-def services_status(json_mode: bool = JSON_OPTION) -> None:
-    """Each service's state and address (no passwords)."""
-    from fruitops_core.services import Services
-
-    run_command(json_mode, lambda: Services().status(), _services_table)
-
-
-@services_app.command("env")
-def services_env() -> None:
-    """`export` lines pointing FruitOps, MLflow, boto3 and Airflow at the services.
-
-    Use: eval "$(fruitops services env)"
-    """
-    import shlex
-
-    from fruitops_core.services import Services
-
-    for name, value in Services().env().items():
-        typer.echo(f"export {name}={shlex.quote(value)}")
 
 
 @app.command("task")

@@ -10,10 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from fruitops_core.lake import Lake
-from fruitops_core.materialize import read_record
+from fruitops_core.records import read_record
 from fruitops_core.registry import AssetGraph, AssetGraphError
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import champion, configure_mlflow
+from fruitops_core.tracking import Tracking
 
 #: The real photos shipped with the repository (8 classes, 208 photos, MIT; see its SOURCE.md).
 DEMO_SOURCE = str(Path(__file__).resolve().parents[4] / "samples" / "fruits-real-mini")
@@ -41,16 +41,8 @@ def _record_field(graph: AssetGraph, lake: Lake, key: str, field: str) -> str | 
     return record.metadata.get(field)
 
 
-def training_runs(settings: FruitOpsSettings, limit: int = 20) -> list[dict[str, Any]]:
-    import mlflow
-
-    experiment_id = configure_mlflow(settings)
-    runs = mlflow.MlflowClient().search_runs(
-        [experiment_id],
-        filter_string="tags.fruitops_kind = 'training'",
-        order_by=["attributes.start_time DESC"],
-        max_results=limit,
-    )
+def training_runs(tracking: Tracking, limit: int = 20) -> list[dict[str, Any]]:
+    runs = tracking.search_runs("tags.fruitops_kind = 'training'", max_results=limit)
     return [
         {
             "run_id": run.info.run_id,
@@ -65,9 +57,10 @@ def training_runs(settings: FruitOpsSettings, limit: int = 20) -> list[dict[str,
 
 
 def demo_summary(settings: FruitOpsSettings, graph: AssetGraph, lake: Lake) -> dict[str, Any]:
+    tracking = Tracking(settings)
     return {
-        "runs": training_runs(settings),
-        "champion": champion(settings),
+        "runs": training_runs(tracking),
+        "champion": tracking.champion_summary(),
         "predictions_uri": _record_field(graph, lake, PREDICTIONS_ASSET, "predictions_uri"),
         "drift_report_uri": _record_field(graph, lake, DRIFT_ASSET, "report_html_uri"),
         "validation_report_uri": _record_field(graph, lake, VALIDATION_ASSET, "report_uri"),

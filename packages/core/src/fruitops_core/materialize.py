@@ -17,155 +17,42 @@ replaces, work that is done.
 
 from __future__ import annotations
 
-import hashlib
-import inspect
 import logging
 import tempfile
 import time
 import uuid
 from datetime import UTC, datetime
-from functools import cache
-from importlib.metadata import PackageNotFoundError, packages_distributions, version
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from fruitops_core.assets import (
-    CURRENT,
-    VERSIONS,
     AssetContext,
     AssetSpec,
     CheckResult,
     asset_dir,
 )
-from fruitops_core.lake import Lake, LakeError, open_lake
+from fruitops_core.lake import Lake, LakeError
+from fruitops_core.records import (
+    AssetCheckFailed,
+    CheckOutcome,
+    MaterializationError,
+    MaterializationRecord,
+    code_version,
+    commit_record,
+    failed_checks,
+    load_value,
+    read_record,
+    staleness,
+)
 from fruitops_core.registry import AssetGraph
+from fruitops_core.resources import Resources
 from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.tracking import Tracking
 
 log = logging.getLogger("fruitops.materialize")
 
-
-class CheckOutcome(BaseModel):
-    name: str
-    passed: bool
-    blocking: bool
-    description: str = ""
-    metadata: dict[str, Any] = Field(default_factory=dict)
-
-
-class MaterializationRecord(BaseModel):
-    """The lineage of one artifact: what made it, from what, when."""
-
-    asset_key: str
-    run_id: str
-    version: str
-    artifact_uri: str
-    artifact_path: str = ""
-    """The artifact's path in the lake; empty in records made before versioned folders."""
-    upstream: dict[str, str]
-    code_version: str
-    started_at: datetime
-    finished_at: datetime
-    seconds: float
-    config: dict[str, Any] = Field(default_factory=dict)
-    metadata: dict[str, Any] = Field(default_factory=dict)
-    checks: list[CheckOutcome] = Field(default_factory=list)
-
-    @property
-    def blocked_by(self) -> list[CheckOutcome]:
-        return [c for c in self.checks if c.blocking and not c.passed]
-
-
-class MaterializationError(RuntimeError):
-    """An asset could not be materialized; the message says which and what to do."""
-
-
-class AssetCheckFailed(MaterializationError):
-    """A blocking check failed: the artifact is kept for inspection, downstream must not run."""
-
-
-@cache
-def _distribution_version(top_module: str) -> str:
-    """Version of the distribution that ships ``top_module`` (scanning them all takes ~0.3 s,
-    so the answer is kept for the life of the process)."""
-    dist = (packages_distributions().get(top_module) or [top_module])[0]
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return "0+unknown"
-
-
-def code_version(spec: AssetSpec) -> str:
-    """Distribution version plus a hash of the asset function's source."""
-    dist_version = _distribution_version(spec.fn.__module__.split(".")[0])
-    try:
-        source = inspect.getsource(spec.fn)
-    except (OSError, TypeError):
-        source = spec.fn.__qualname__
-    return f"{dist_version}+{hashlib.sha256(source.encode()).hexdigest()[:10]}"
-
-
-def read_record(lake: Lake, spec: AssetSpec) -> MaterializationRecord | None:
-    if not lake.exists(spec.record_path):
-        return None
-    return MaterializationRecord.model_validate(lake.read_json(spec.record_path))
-
-
-#: Versions of an asset kept besides the one its record names: a reader that read the
-#: previous record a moment ago still finds its artifact.
-KEEP_VERSIONS = 2
-
 #: How long a materialization waits for another one of the same asset to finish.
 LOCK_WAIT_SECONDS = 6 * 3600
-
-
-def stored_path(record: MaterializationRecord, spec: AssetSpec) -> str:
-    """The path of the artifact ``record`` names (the folder layout before versions for
-    records that predate them)."""
-    return record.artifact_path or spec.artifact_path(asset_dir(spec.key))
-
-
-def load_value(lake: Lake, spec: AssetSpec, record: MaterializationRecord | None = None) -> Any:
-    """The value of the artifact the asset's committed record names."""
-    record = record or read_record(lake, spec)
-    if record is None:
-        raise MaterializationError(
-            f"{spec.key} has not been materialized in {lake.root_uri}: "
-            f"run `fruitops materialize {spec.key} --with-upstream`"
-        )
-    return spec.io.load(lake, stored_path(record, spec))
-
-
-def failed_checks(record: MaterializationRecord) -> str:
-    """The blocking checks a record failed, with what each said."""
-    return "; ".join(f"{c.name}: {c.description}" for c in record.blocked_by)
-
-
-def staleness(spec: AssetSpec, graph: AssetGraph, lake: Lake, given: dict[str, Any]) -> str | None:
-    """Why ``spec`` must be (re)made, or None when its stored artifact is fresh.
-
-    Stale means: never made; made by other code; made from other versions of its upstream
-    assets; or made with other values of the config fields the caller ``given`` now.
-    """
-    record = read_record(lake, spec)
-    if record is None:
-        return "not materialized yet"
-    code = code_version(spec)
-    if record.code_version != code:
-        return f"its code changed ({record.code_version} → {code})"
-    for dep in spec.deps:
-        current = read_record(lake, graph[dep])
-        if current is None or record.upstream.get(dep) != current.version:
-            return f"upstream {dep} changed since"
-    parsed = spec.parse_config(given)
-    wanted = parsed.model_dump(mode="json", include=set(given))
-    changed = {k: v for k, v in wanted.items() if record.config.get(k) != v}
-    if changed:
-        return "config changed: " + ", ".join(
-            f"{k} {record.config.get(k)!r} → {v!r}" for k, v in changed.items()
-        )
-    return None
 
 
 def _run_checks(ctx: AssetContext, spec: AssetSpec, value: Any) -> list[CheckOutcome]:
@@ -214,8 +101,7 @@ def _upstream(
 def compute(
     spec: AssetSpec,
     graph: AssetGraph,
-    settings: FruitOpsSettings,
-    lake: Lake,
+    resources: Resources,
     run_id: str,
     config: dict[str, Any] | None = None,
 ) -> Any:
@@ -225,45 +111,46 @@ def compute(
     in an Airflow mapped task): the asset's own materialization then finds that work done.
     The value must not need the scratch folder, which is gone on return.
     """
-    upstream, _ = _upstream(spec, graph, lake)
-    config = spec.given_config(config, settings)
+    upstream, _ = _upstream(spec, graph, resources.lake)
+    config = spec.given_config(config, resources.settings)
     with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
-        return spec.fn(_context(spec, settings, lake, run_id, config, Path(workdir)), **upstream)
+        ctx = _context(spec, resources, run_id, config, Path(workdir))
+        return spec.fn(ctx, **upstream)
 
 
 def _context(
     spec: AssetSpec,
-    settings: FruitOpsSettings,
-    lake: Lake,
+    resources: Resources,
     run_id: str,
     config: dict[str, Any] | None,
     workdir: Path,
 ) -> AssetContext:
-    previous = read_record(lake, spec)
+    previous = read_record(resources.lake, spec)
     return AssetContext(
         key=spec.key,
         run_id=run_id,
-        settings=settings,
-        lake=lake,
+        settings=resources.settings,
+        lake=resources.lake,
         config=spec.parse_config(config),
         log=logging.getLogger(f"fruitops.{spec.key.replace('/', '.')}"),
         workdir=workdir,
         previous=previous.metadata if previous else None,
+        tracking=resources.tracking,
     )
 
 
 def materialize_one(
     spec: AssetSpec,
     graph: AssetGraph,
-    settings: FruitOpsSettings,
-    lake: Lake,
+    resources: Resources,
     run_id: str,
     config: dict[str, Any] | None = None,
 ) -> MaterializationRecord:
     """Materialize one asset from the stored values of its upstream assets."""
+    lake = resources.lake
     upstream_values, upstream_versions = _upstream(spec, graph, lake)
     with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
-        ctx = _context(spec, settings, lake, run_id, config, Path(workdir))
+        ctx = _context(spec, resources, run_id, config, Path(workdir))
         started = datetime.now(UTC)
         t0 = time.perf_counter()
         value = spec.fn(ctx, **upstream_values)
@@ -285,24 +172,10 @@ def materialize_one(
             metadata={**spec.io.describe(value), **ctx.metadata},
             checks=checks,
         )
-    _commit(lake, spec, record, ctx.asset_dir)
+    commit_record(lake, spec, record, ctx.asset_dir)
     if record.blocked_by:
         raise AssetCheckFailed(f"{spec.key} failed blocking checks: {failed_checks(record)}")
     return record
-
-
-def _commit(lake: Lake, spec: AssetSpec, record: MaterializationRecord, folder: str) -> None:
-    """Write the record (the commit point), point ``current`` at its folder, drop old ones."""
-    payload = record.model_dump(mode="json")
-    lake.write_json(f"{asset_dir(spec.key)}/history/{record.run_id}.json", payload)
-    lake.write_json(spec.record_path, payload)
-    lake.point_link(f"{asset_dir(spec.key)}/{CURRENT}", folder)
-    versions = f"{asset_dir(spec.key)}/{VERSIONS}"
-    committed = folder.rsplit("/", 1)[-1]
-    names = {p[len(versions) + 1 :].split("/", 1)[0] for p in lake.list(versions)}
-    older = sorted(names - {committed})
-    for name in older[: max(0, len(older) - KEEP_VERSIONS)]:
-        lake.delete_prefix(f"{versions}/{name}")
 
 
 def materialize(
@@ -315,17 +188,19 @@ def materialize(
     run_id: str | None = None,
     lake: Lake | None = None,
     force: bool = False,
+    tracking: Tracking | None = None,
 ) -> list[MaterializationRecord]:
     """Materialize ``keys`` and, with ``with_upstream``, what they depend on, in order.
 
     The named ``keys`` always run. Their upstream assets run only when missing or stale
     (`staleness`), or always with ``force``. ``config`` maps asset keys to config values;
     every given config is validated before anything runs. Returns the records of the
-    assets that ran.
+    assets that ran. ``tracking`` (the MLflow resource) is built from ``settings`` unless
+    given, and shared by every asset of the run.
     """
-    settings = settings or FruitOpsSettings()
+    resources = Resources.of(settings, lake, tracking)
+    settings, lake = resources.settings, resources.lake
     graph = graph or AssetGraph.from_entry_points()
-    lake = lake or open_lake(settings)
     run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     config = config or {}
     unknown = sorted(set(config) - set(graph.assets))
@@ -349,9 +224,7 @@ def materialize(
                     log.info("%s is up to date: kept", key)
                     continue
                 log.info("materializing %s: %s", key, reason)
-                records.append(
-                    materialize_one(graph[key], graph, settings, lake, run_id, given[key])
-                )
+                records.append(materialize_one(graph[key], graph, resources, run_id, given[key]))
         except LakeError as err:
             raise MaterializationError(f"{key}: {err}") from err
     return records

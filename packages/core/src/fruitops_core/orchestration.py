@@ -8,20 +8,17 @@ Airflow imports, means every mode runs the same code and the task image needs no
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from fruitops_core.lake import LakeError, open_lake
-from fruitops_core.materialize import (
-    MaterializationError,
-    MaterializationRecord,
-    compute,
-    materialize,
-)
+from fruitops_core.lake import LakeError
+from fruitops_core.materialize import compute, materialize
+from fruitops_core.names import slug
 from fruitops_core.options import ParamMap
+from fruitops_core.records import MaterializationError, MaterializationRecord
 from fruitops_core.registry import AssetGraph
+from fruitops_core.resources import Resources
 from fruitops_core.settings import FruitOpsSettings
 
 
@@ -38,7 +35,7 @@ BAD_INPUT_PREFIX = "bad input, not retried: "
 
 def safe_run_id(run_id: str) -> str:
     """An orchestrator's run id as a lake- and MLflow-safe name (same id → same name)."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", run_id)
+    return slug(run_id, sep="_")
 
 
 #: The DAG param that sets any asset's config, ``{"asset/key": {"field": value}}``.
@@ -155,8 +152,8 @@ def run_asset_slice(
     graph = AssetGraph.from_entry_points()
     config = {**config_from_params(params, param_map, logical_date).get(key, {}), **overrides}
     with bad_input_raised_as_such(key):
-        lake = open_lake(settings)
-        value = compute(graph[key], graph, settings, lake, safe_run_id(run_id), config)
+        resources = Resources.of(settings)
+        value = compute(graph[key], graph, resources, safe_run_id(run_id), config)
     return compact(value)
 
 

@@ -34,7 +34,7 @@ def _expected(err: BaseException) -> bool:
     """Errors raised on purpose, whose message says what to do (a wrong value, a missing
     file or step, a failed check); any other is a bug, worth its traceback."""
     from fruitops_core.lake import LakeError
-    from fruitops_core.materialize import MaterializationError
+    from fruitops_core.records import MaterializationError
 
     expected = ValueError | OSError | MaterializationError | LakeError | CommandFailed
     return isinstance(err, expected)

@@ -20,6 +20,7 @@ import pandas as pd
 from fruitops_core.lake import Lake
 from fruitops_core.progress import progress_bar
 from fruitops_core.scratch import user_scratch
+from fruitops_core.tables import ParquetTable
 from fruitops_data.images import decode_array
 
 SPLITS = ("train", "val", "test")
@@ -75,6 +76,27 @@ def build_cache(
                 shards.append({"path": name, "count": len(chunk)})
         splits[split] = {"count": len(keys), "shards": shards, "keys": keys}
     return {"prefix": prefix, "image_size": size, "classes": classes, "splits": splits}
+
+
+def cached_or_built(
+    manifest: ParquetTable,
+    classes: list[str],
+    size: int,
+    lake: Lake,
+    manifest_hash: str,
+    shard_size: int = 2048,
+) -> tuple[dict[str, Any], bool]:
+    """The shard index of the cache for this data set and size, and whether it was already
+    there: a cache is built once per manifest hash and image size, then reused."""
+    prefix = cache_prefix(manifest_hash, size)
+    index_path = f"{prefix}/index.json"
+    if lake.exists(index_path):
+        return lake.read_json(index_path), True
+    # the columns that pick usable images (the cache's index lists their keys anyway)
+    usable = manifest.read(columns=["key", "split", "label", "readable"])
+    cache = build_cache(usable, classes, size, lake.read_bytes, lake, prefix, shard_size=shard_size)
+    lake.write_json(index_path, cache)
+    return cache, False
 
 
 def _npy(array: np.ndarray) -> bytes:

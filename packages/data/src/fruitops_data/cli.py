@@ -11,7 +11,7 @@ from rich.table import Table
 from fruitops_core.assets import AssetSpec
 from fruitops_core.cli import open_workspace
 from fruitops_core.lake import Lake
-from fruitops_core.materialize import AssetCheckFailed, load_value, materialize, read_record
+from fruitops_core.materialize import materialize
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import (
     JSON_OPTION,
@@ -20,11 +20,13 @@ from fruitops_core.output import (
     print_set_aside,
     run_command,
 )
+from fruitops_core.records import AssetCheckFailed, load_value, read_record
 from fruitops_core.registry import AssetGraph
-from fruitops_data.assets import SUMMARY_COLUMNS, ManifestConfig, ManifestSummary, RawImagesConfig
+from fruitops_data.config import ManifestConfig, RawImagesConfig, ValidationConfig
 from fruitops_data.layout import find_dataset_root, walk
+from fruitops_data.quarantine import unusable
+from fruitops_data.summary import SUMMARY_COLUMNS, ManifestSummary
 from fruitops_data.synthetic import SyntheticSpec, generate
-from fruitops_data.validation import ValidationConfig
 
 app = typer.Typer(help="Data: ingest, validate, draw a synthetic set.", no_args_is_help=True)
 
@@ -40,10 +42,7 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
     summary, quarantined = ManifestSummary(), []
     for frame in manifest.batches(columns=[*SUMMARY_COLUMNS, "key", "error"]):
         summary.add(frame)
-        bad = frame[~frame["readable"]]
-        quarantined += [
-            {"key": k, "reason": r} for k, r in zip(bad["key"], bad["error"], strict=True)
-        ]
+        quarantined += unusable(frame)
     return {
         "source": raw.meta.get("source"),
         "files": summary.files,

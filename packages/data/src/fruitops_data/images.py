@@ -1,8 +1,13 @@
-"""Decoding image bytes the same way everywhere: EXIF orientation applied, RGB, optional resize."""
+"""Decoding image bytes the same way everywhere: EXIF orientation applied, RGB, optional resize.
+
+`try_decode` is the one decode-or-quarantine rule that ingest (the manifest), scoring and
+monitoring share: the same limits, the same errors caught, the same reasons recorded.
+"""
 
 from __future__ import annotations
 
 import io
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -80,3 +85,33 @@ def decode_failure_reason(err: BaseException) -> str:
     if isinstance(err, UnidentifiedImageError):
         return "not an image (Pillow cannot identify the format)"
     return f"undecodable: {err}"
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """One file's bytes decoded by the shared rules, or the reason they could not be."""
+
+    image: Image.Image | None
+    """RGB, EXIF-oriented, fully decoded; resized to ``size``×``size`` when asked."""
+    stored_size: tuple[int, int] | None
+    """Width and height as stored in the file (before orientation or resizing)."""
+    format: str | None
+    mode: str | None
+    """Pillow's mode of the stored image (``L``, ``CMYK``, ``I;16``…)."""
+    error: str | None
+    """The quarantine reason (`decode_failure_reason`); None when decoded."""
+
+
+def try_decode(data: bytes, size: int | None = None, draft: int | None = None) -> Decoded:
+    """`decode_rgb` that never raises for bad bytes: an empty, truncated, unknown or oversized
+    file comes back with its reason instead."""
+    if not data:
+        return Decoded(None, None, None, None, "empty file (0 bytes)")
+    try:
+        with open_image(data) as probe:  # the header: size, format and mode as stored
+            stored, fmt, mode = probe.size, probe.format, probe.mode
+        image = decode_rgb(data, size, draft)
+        image.load()  # the whole decode (decode_rgb may hand back a lazy image): truncation
+        return Decoded(image, stored, fmt, mode, None)
+    except DECODE_ERRORS as err:
+        return Decoded(None, None, None, None, decode_failure_reason(err))

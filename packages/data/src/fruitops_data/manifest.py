@@ -2,7 +2,9 @@
 
 "Readable" means the image decoded completely, not just that its header parsed. Files are
 inspected in parallel threads, a bounded window at a time, so memory stays flat however
-many files there are.
+many files there are. The manifest hash (the data set's content) is computed while the rows
+are written and rides in the table's footer with ``dataset_id`` and ``source``: downstream
+reads it (`stored_manifest_hash`) instead of hashing the table again.
 """
 
 from __future__ import annotations
@@ -10,15 +12,19 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from PIL import ImageOps
 
+from fruitops_core.lake import Lake
 from fruitops_core.progress import progress_bar
-from fruitops_core.tables import ParquetTable
-from fruitops_data.images import DECODE_ERRORS, decode_failure_reason, open_image
+from fruitops_core.tables import ParquetTable, TableWriter
+from fruitops_data.images import try_decode
+from fruitops_data.quarantine import quarantine, write_reasons
+from fruitops_data.summary import ManifestSummary
 
 MANIFEST_COLUMNS = {
     "key": "string",
@@ -36,34 +42,20 @@ MANIFEST_COLUMNS = {
 
 
 def inspect_image(data: bytes, sha256: str | None = None) -> dict[str, Any]:
-    """Decode fully; return format, size after EXIF orientation, mode, or the error.
-
-    ``sha256`` may be passed when the caller already hashed these bytes.
-    """
-    row: dict[str, Any] = {
+    """Decode fully (`try_decode`); return format, size after EXIF orientation, mode, or the
+    error. ``sha256`` may be passed when the caller already hashed these bytes."""
+    decoded = try_decode(data)
+    width, height = decoded.image.size if decoded.image is not None else (None, None)
+    return {
         "sha256": sha256 or hashlib.sha256(data).hexdigest(),
         "bytes": len(data),
-        "format": None,
-        "width": None,
-        "height": None,
-        "mode": None,
-        "readable": False,
-        "error": None,
+        "format": decoded.format,
+        "width": width,
+        "height": height,
+        "mode": decoded.mode,
+        "readable": decoded.error is None,
+        "error": decoded.error,
     }
-    if not data:
-        row["error"] = "empty file (0 bytes)"
-        return row
-    try:
-        with open_image(data) as image:
-            row["format"] = image.format
-            image.load()  # the whole decode: catches truncated files
-            oriented = ImageOps.exif_transpose(image)
-            row["width"], row["height"] = oriented.size
-            row["mode"] = image.mode
-        row["readable"] = True
-    except DECODE_ERRORS as err:
-        row["error"] = decode_failure_reason(err)
-    return row
 
 
 def windows(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
@@ -155,3 +147,52 @@ def table_manifest_hash(table: ParquetTable) -> str:
         if not digest.in_order:
             return manifest_hash(table.read(columns=["key", "sha256", "label"]))
     return digest.hexdigest()
+
+
+#: the footer entry that holds the manifest hash
+HASH_META_KEY = "manifest_hash"
+
+
+def stored_manifest_hash(table: ParquetTable) -> str:
+    """The manifest hash from the table's footer; a manifest written before the footer held
+    it (a lake made by an older version) is hashed here instead (`table_manifest_hash`)."""
+    return table.meta.get(HASH_META_KEY) or table_manifest_hash(table)
+
+
+def raw_entries(raw_images: ParquetTable) -> Iterator[tuple[str, str, str | None, str]]:
+    """``(key, split, label, sha256)`` of each file of the raw_images listing, in its order."""
+    for frame in raw_images.batches(columns=["key", "split", "label", "sha256"]):
+        labels = frame["label"].astype(object).where(frame["label"].notna(), None)
+        yield from zip(frame["key"], frame["split"], labels, frame["sha256"], strict=True)
+
+
+@dataclass(frozen=True)
+class WrittenManifest:
+    table: ParquetTable
+    summary: ManifestSummary
+    quarantined: list[dict[str, str]]
+    manifest_hash: str
+
+
+def write_manifest(
+    raw_images: ParquetTable, lake: Lake, path: Path, workers: int = 8
+) -> WrittenManifest:
+    """Inspect every file of the raw_images listing into a manifest table at ``path``,
+    quarantining the unusable ones; the footer gets ``dataset_id``, ``source`` and the hash."""
+    dataset_id = raw_images.meta["dataset_id"]
+    summary, digest = ManifestSummary(), ManifestDigest()
+    quarantined: list[dict[str, str]] = []
+    with TableWriter(path, MANIFEST_COLUMNS) as writer:
+        frames = manifest_frames(
+            raw_entries(raw_images), lake.read_bytes, total=len(raw_images), workers=workers
+        )
+        for frame in frames:
+            writer.write(frame)
+            digest.update(frame)
+            summary.add(frame)
+            quarantined += quarantine(lake, frame, dataset_id)
+        # rows out of key order cannot be hashed as they stream: left to stored_manifest_hash
+        hashed = {HASH_META_KEY: digest.hexdigest()} if digest.in_order else {}
+        table = writer.close(dataset_id=dataset_id, source=raw_images.meta["source"], **hashed)
+    write_reasons(lake, dataset_id, quarantined)
+    return WrittenManifest(table, summary, quarantined, stored_manifest_hash(table))

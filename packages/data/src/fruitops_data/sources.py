@@ -7,7 +7,9 @@
 - ``kaggle:owner/dataset`` through ``kagglehub`` (optional extra ``fruitops-data[kaggle]``);
 - ``synthetic:classes=N,per_class=M,size=S,seed=K`` draws a set (see `synthetic`).
 
-Every source ends as a local folder whose children are the split folders.
+Every source ends as a local folder whose children are the split folders. The kinds stay in
+one module (over 300 lines, one section each: zip, S3/GCS mirror, Kaggle) because they share
+`SourceError`, the size limits and `resolve`'s dispatch (docs/design.md §4).
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ train), and a per-class count table (minimum count, imbalance ratio). Each expec
 
 The manifest is streamed into a SQLite file and GX validates it through its SQL data source:
 every expectation becomes a query, so memory stays flat however many files there are.
+Storing and logging the outcome is `fruitops_data.validation_report`'s (docs/design.md §4).
 """
 
 from __future__ import annotations
@@ -21,9 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from pydantic import BaseModel, Field
 
 from fruitops_core.tables import ParquetTable
+from fruitops_data.config import ValidationConfig
 from fruitops_data.manifest import MANIFEST_COLUMNS
 
 KNOWN_MODES = [
@@ -46,13 +47,6 @@ KNOWN_MODES = [
     "HSV",
 ]
 KNOWN_FORMATS = ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "MPO"]
-
-
-class ValidationConfig(BaseModel):
-    min_train_per_class: int = Field(10, ge=1, description="train images each class needs")
-    max_imbalance_ratio: float = Field(10.0, ge=1, description="largest / smallest train class")
-    min_side: int = Field(16, ge=1, description="smallest width or height accepted")
-    max_side: int = Field(12_000, ge=1, description="largest width or height accepted")
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,6 @@ from __future__ import annotations
 from typing import Any
 
 from fruitops_core.assets import AssetContext, asset
-from fruitops_core.tracking import champion_uri, configure_mlflow
 from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
 
 # torch, MLflow and the training code are imported inside the asset functions: the asset
@@ -30,7 +29,9 @@ def trained_model(
     """One model per architecture, trained on the cache, tracked and registered in MLflow."""
     from fruitops_models.training_run import TrainingInputs, train_and_log
 
-    inputs = TrainingInputs(training_cache, data_validation, ctx.lake, ctx.settings, ctx.run_id)
+    inputs = TrainingInputs(
+        training_cache, data_validation, ctx.lake, ctx.settings, ctx.run_id, ctx.tracking
+    )
     candidates = []
     for arch in ctx.config.architectures:
         candidates.append(train_and_log(ctx.config.for_arch(arch), inputs))
@@ -60,9 +61,13 @@ def model_evaluation(
     """Every candidate and the current champion scored on the same split of the same data."""
     from fruitops_models.evaluation import score_versions
 
-    configure_mlflow(ctx.settings)
     result = score_versions(
-        ctx.settings, ctx.lake, training_cache, trained_model["candidates"], ctx.config.split
+        ctx.settings,
+        ctx.tracking,
+        ctx.lake,
+        training_cache,
+        trained_model["candidates"],
+        ctx.config.split,
     )
     ctx.add_metadata(
         split=ctx.config.split,
@@ -77,14 +82,10 @@ def champion_model(
     ctx: AssetContext[PromotionConfig], model_evaluation: dict[str, Any]
 ) -> dict[str, Any]:
     """The registry's champion after weighing the best candidate against it."""
-    import mlflow
-
     from fruitops_models.registry import promote_if_better
 
-    configure_mlflow(ctx.settings)
-    decision = promote_if_better(ctx.settings, model_evaluation, ctx.config.margin)
-    client = mlflow.MlflowClient()
-    current = client.get_model_version_by_alias(ctx.settings.registered_model, "champion")
+    decision = promote_if_better(ctx.tracking, model_evaluation, ctx.config.margin)
+    current = ctx.tracking.champion()
     ctx.add_metadata(promoted=decision["promoted"], champion_version=int(current.version))
     ctx.log.info("promotion: %s", decision["reason"])
     return {
@@ -92,7 +93,7 @@ def champion_model(
         "version": int(current.version),
         "run_id": current.run_id,
         "model_uri": f"models:/{current.name}/{current.version}",
-        "alias_uri": champion_uri(ctx.settings),
+        "alias_uri": ctx.tracking.champion_uri,
         "decision": decision,
     }
 
@@ -110,7 +111,6 @@ def training_report(
     """All candidates of the run in one table with their curves, the winner and why."""
     from fruitops_models.report import write_report
 
-    configure_mlflow(ctx.settings)
     uris = write_report(ctx, trained_model, model_evaluation, champion_model)
     ctx.add_metadata(**uris)
     return uris

@@ -9,9 +9,10 @@ import typer
 from rich.table import Table
 
 from fruitops_core.cli import open_workspace
-from fruitops_core.materialize import load_value, materialize, read_record
+from fruitops_core.materialize import materialize
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, run_command
+from fruitops_core.records import load_value, read_record
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_models.config import EvaluationConfig, PromotionConfig
 from fruitops_models.options import TRAIN_COMMAND, TRAINED
@@ -30,8 +31,8 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
     model registered becomes champion, later ones wait for `fruitops models promote`."""
 
     def action() -> dict[str, Any]:
-        from fruitops_core.tracking import champion
-        from fruitops_models.train import dist_info
+        from fruitops_core.tracking import Tracking
+        from fruitops_models.hardware import dist_info
 
         settings, graph, lake = open_workspace()
         rank, world = dist_info()
@@ -42,7 +43,7 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
             [TRAINED], settings=settings, graph=graph, lake=lake, with_upstream=True, config=config
         )
         trained = load_value(lake, graph[TRAINED])
-        crowned = champion(settings)
+        crowned = Tracking(settings).champion_summary()
         return {
             "candidates": [
                 {
@@ -84,7 +85,7 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
     """A torchrun process other than rank 0: train in step with rank 0, log nothing."""
     from fruitops_models.config import CandidatesConfig
     from fruitops_models.train import train as train_model
-    from fruitops_models.training_run import TrainingInputs, open_splits
+    from fruitops_models.training_run import open_splits
 
     if read_record(lake, graph["data/training_cache"]) is None:
         raise ValueError(
@@ -92,8 +93,7 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
             "`fruitops materialize data/training_cache --with-upstream`"
         )
     cache = load_value(lake, graph["data/training_cache"])
-    inputs = TrainingInputs(cache, {"success": True}, lake, settings, "follower")
-    splits = open_splits(inputs)
+    splits = open_splits(lake, cache, settings)
     candidates = CandidatesConfig(**config)
     (arch,) = candidates.architectures  # torchrun trains one architecture at a time
     train_config = candidates.for_arch(arch)
@@ -146,13 +146,10 @@ def list_models(json_mode: bool = JSON_OPTION) -> None:
     """Every registered version with its aliases, architecture and scores."""
 
     def action() -> dict[str, Any]:
-        import mlflow
-
-        from fruitops_core.tracking import configure_mlflow
+        from fruitops_core.tracking import Tracking
 
         settings = FruitOpsSettings()
-        configure_mlflow(settings)
-        client = mlflow.MlflowClient()
+        client = Tracking(settings).client
         versions = client.search_model_versions(f"name = '{settings.registered_model}'")
         aliases: dict[str, list[str]] = {}
         if versions:

@@ -13,23 +13,23 @@ from __future__ import annotations
 
 from typing import Any
 
-import mlflow
 import numpy as np
 import torch
-from mlflow.exceptions import MlflowException
 
 from fruitops_core.lake import Lake
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import CHAMPION_ALIAS
+from fruitops_core.tracking import Tracking
 from fruitops_data.cache import CachedSplit, open_split
+from fruitops_models.augment import resize
 from fruitops_models.metrics import confusion_matrix, macro_f1
 from fruitops_models.registry import load_model, pending_candidates
-from fruitops_models.train import resize
 
 
-def predict_names(uri: str, data: CachedSplit, batch_size: int = 128) -> list[str]:
+def predict_names(
+    tracking: Tracking, uri: str, data: CachedSplit, batch_size: int = 128
+) -> list[str]:
     """Class names predicted by the model at ``uri`` for every image of ``data``."""
-    model = load_model(uri)
+    model = load_model(tracking, uri)
     classes, size, module = model.classes, model.image_size, model.module
     names: list[str] = []
     with torch.no_grad():
@@ -55,6 +55,7 @@ def score_names(true: list[str], predicted: list[str]) -> dict[str, float]:
 
 def score_versions(
     settings: FruitOpsSettings,
+    tracking: Tracking,
     lake: Lake,
     cache: dict[str, Any],
     candidates: list[dict[str, Any]],
@@ -68,21 +69,17 @@ def score_versions(
             "evaluate the candidates on"
         )
     true = [cache["classes"][i] for i in data.labels]
-    name = settings.registered_model
-    client = mlflow.MlflowClient()
-    try:
-        champion = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
-        champion = None
+    name = tracking.registered_model
+    champion = tracking.champion()
     champion_version = int(champion.version) if champion is not None else None
     roles = {int(c["version"]): ("candidate", c["arch"]) for c in candidates}
-    for pending in pending_candidates(client, name, champion_version):
+    for pending in pending_candidates(tracking.client, name, champion_version):
         roles.setdefault(pending["version"], ("candidate", pending["arch"]))
     if champion is not None:  # scored once, as champion, even when also a candidate
         roles[champion_version] = ("champion", champion.tags.get("arch", "?"))
     scores = []
     for version, (role, arch) in roles.items():
-        predicted = predict_names(f"models:/{name}/{version}", data)
+        predicted = predict_names(tracking, f"models:/{name}/{version}", data)
         scores.append(
             {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
         )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from fruitops_core.options import ConfigOption
-from fruitops_data.assets import RawImagesConfig, TrainingCacheConfig
+from fruitops_data.config import RawImagesConfig, TrainingCacheConfig
 from fruitops_models.config import DAG_CANDIDATES, CandidatesConfig, TrainingRecipe
 
 TRAINED = "models/trained_model"

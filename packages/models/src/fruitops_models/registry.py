@@ -15,8 +15,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import CHAMPION_ALIAS
+from fruitops_core.tracking import CHAMPION_ALIAS, Tracking
 from fruitops_models.config import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:  # torch is imported where a model is logged or loaded, not by scorers
@@ -30,7 +29,7 @@ def log_and_register(
     classes: list[str],
     image_size: int,
     example: torch.Tensor,
-    settings: FruitOpsSettings,
+    tracking: Tracking,
     arch: str,
 ) -> dict[str, Any]:
     """Log ``model`` to the active run and register it; return its URI and version.
@@ -42,11 +41,9 @@ def log_and_register(
 
     if example.shape[0] < 2:
         raise ValueError("the input example needs at least 2 images (pt2 export traces batch>1)")
-    client = mlflow.MlflowClient()
-    run_id = mlflow.active_run().info.run_id
-    earlier = client.search_model_versions(
-        f"name = '{settings.registered_model}' and run_id = '{run_id}'"
-    )
+    client, name = tracking.client, tracking.registered_model
+    run_id = mlflow.active_run().info.run_id  # the run `tracking.start_run` opened
+    earlier = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
     if earlier:
         mv = min(earlier, key=lambda v: int(v.version))
         return _registered(mv.name, int(mv.version), mv.source)
@@ -60,7 +57,7 @@ def log_and_register(
         serialization_format="pt2",
         signature=infer_signature(example_np, output),
         input_example=example_np,
-        registered_model_name=settings.registered_model,
+        registered_model_name=name,
         pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
         metadata={
             "classes": classes,
@@ -71,9 +68,9 @@ def log_and_register(
         },
     )
     version = int(info.registered_model_version)
-    client.set_model_version_tag(settings.registered_model, str(version), "arch", arch)
-    crown_if_first(client, settings.registered_model, version, classes)
-    return _registered(settings.registered_model, version, info.model_uri)
+    client.set_model_version_tag(name, str(version), "arch", arch)
+    crown_if_first(tracking, version, classes)
+    return _registered(name, version, info.model_uri)
 
 
 def _normalisation(model: Any) -> dict[str, list[float]]:
@@ -83,15 +80,16 @@ def _normalisation(model: Any) -> dict[str, list[float]]:
     return {"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)}
 
 
-def crown_if_first(client: Any, name: str, version: int, classes: list[str]) -> bool:
+def crown_if_first(tracking: Tracking, version: int, classes: list[str]) -> bool:
     """Make ``version`` champion at once when there is none, or when the champion knows other
     classes (it was trained on another data set and cannot name these fruit): a first model
     is usable right away. Later ones wait for promotion. Returns whether it was crowned."""
-    try:
-        current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
-    except MlflowException:
-        current, reason = None, "the first model registered becomes champion"
+    client, name = tracking.client, tracking.registered_model
+    current = tracking.champion()
+    if current is None:
+        reason = "the first model registered becomes champion"
     else:
+        tracking.activate()
         known = mlflow.models.get_model_info(f"models:/{name}/{current.version}").metadata or {}
         if list(known.get("classes", [])) == list(classes):
             return False
@@ -139,7 +137,7 @@ def _registered(name: str, version: int, logged_model_uri: str) -> dict[str, Any
 
 
 def promote_if_better(
-    settings: FruitOpsSettings, evaluation: dict[str, Any], margin: float
+    tracking: Tracking, evaluation: dict[str, Any], margin: float
 ) -> dict[str, Any]:
     """Give the best candidate the champion alias if its macro-F1 beats the champion's by
     ``margin`` on the same split (``evaluation`` is the models/model_evaluation value).
@@ -147,8 +145,7 @@ def promote_if_better(
     The first model becomes champion. The decision and both scores are recorded as tags on
     the candidate version.
     """
-    client = mlflow.MlflowClient()
-    name = settings.registered_model
+    client, name = tracking.client, tracking.registered_model
     best, champion = evaluation["best_candidate"], evaluation["champion"]
     split = evaluation["split"]
     if champion is None:
@@ -216,7 +213,7 @@ class LoadedModel:
         return self._module
 
 
-def load_model(model_uri: str) -> LoadedModel:
+def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
     """Load a registered model (``models:/name@alias`` or ``models:/name/version``)."""
     match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
     if not match:
@@ -224,7 +221,7 @@ def load_model(model_uri: str) -> LoadedModel:
             f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
         )
     name, alias, number = match.groups()
-    client = mlflow.MlflowClient()
+    client = tracking.client
     try:
         mv = (
             client.get_model_version_by_alias(name, alias)
@@ -233,11 +230,12 @@ def load_model(model_uri: str) -> LoadedModel:
         )
     except MlflowException as err:
         raise ModelNotFound(
-            f"{model_uri} does not exist in the registry at {mlflow.get_tracking_uri()}: "
+            f"{model_uri} does not exist in the registry at {tracking.uri}: "
             "train and promote a model first (fruitops train, fruitops models promote) or "
             "pass --model models:/NAME/VERSION"
         ) from err
     pinned = f"models:/{name}/{mv.version}"
+    tracking.activate()  # MLflow resolves models:/ URIs against the process-wide registry
     metadata = mlflow.models.get_model_info(pinned).metadata or {}
     if "classes" not in metadata or "image_size" not in metadata:
         raise ValueError(

@@ -121,9 +121,10 @@ def write_report(
     )
     md_uri = ctx.lake.write_bytes(f"{ctx.asset_dir}/report.md", markdown.encode())
     html_uri = ctx.lake.write_bytes(f"{ctx.asset_dir}/report.html", page.encode())
-    with mlflow.start_run(
+    with ctx.tracking.start_run(
+        kind="report",
         run_name=f"training-report-{ctx.run_id}",
-        tags={"fruitops_kind": "report", "fruitops_asset_run_id": ctx.run_id},
+        tags={"fruitops_asset_run_id": ctx.run_id},
     ):
         mlflow.log_text(markdown, "report/report.md")
         mlflow.log_text(page, "report/report.html")

@@ -19,21 +19,16 @@ import torch
 
 from fruitops_core.lake import Lake
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import configure_mlflow
+from fruitops_core.tracking import Tracking
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models import plots
+from fruitops_models.augment import resize
 from fruitops_models.checkpoints import LakeCheckpointer, checkpoint_prefix
 from fruitops_models.config import TrainConfig
+from fruitops_models.hardware import autocast_dtype, device_for
 from fruitops_models.metrics import per_class_table
 from fruitops_models.registry import log_and_register
-from fruitops_models.train import (
-    EvalResult,
-    autocast_dtype,
-    device_for,
-    evaluate,
-    resize,
-    train,
-)
+from fruitops_models.train import EvalResult, evaluate, train
 
 
 @dataclass
@@ -43,11 +38,15 @@ class TrainingInputs:
     lake: Lake
     settings: FruitOpsSettings
     run_id: str  # the asset run: checkpoints of a retry are found under it
+    tracking: Tracking  # the MLflow resource (ctx.tracking)
 
 
-def open_splits(inputs: TrainingInputs) -> dict[str, CachedSplit]:
-    workdir = inputs.settings.home / "cache-local"
-    return {s: open_split(inputs.lake, inputs.cache, s, workdir) for s in ("train", "val", "test")}
+def open_splits(
+    lake: Lake, cache: dict[str, Any], settings: FruitOpsSettings
+) -> dict[str, CachedSplit]:
+    """The cache's train, val and test splits, copied to this machine once."""
+    workdir = settings.home / "cache-local"
+    return {s: open_split(lake, cache, s, workdir) for s in ("train", "val", "test")}
 
 
 def _sample_grid(split: CachedSplit, result: EvalResult, classes: list[str], title: str):
@@ -76,14 +75,9 @@ def training_key(config: TrainConfig, inputs: TrainingInputs) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def previous_run(experiment_id: str, key: str) -> mlflow.entities.Run | None:
+def previous_run(tracking: Tracking, key: str) -> mlflow.entities.Run | None:
     """The latest MLflow run of this training, if an earlier try started one."""
-    runs = mlflow.MlflowClient().search_runs(
-        [experiment_id],
-        filter_string=f"tags.fruitops_training_key = '{key}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    runs = tracking.search_runs(f"tags.fruitops_training_key = '{key}'", max_results=1)
     return runs[0] if runs else None
 
 
@@ -95,16 +89,17 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
     unfinished run is continued, from its last checkpoint.
     """
     config = config.sized(inputs.cache["image_size"])
-    experiment_id = configure_mlflow(inputs.settings)
+    tracking = inputs.tracking
     key = training_key(config, inputs)
-    earlier = previous_run(experiment_id, key)
+    earlier = previous_run(tracking, key)
     if earlier is not None and earlier.info.status == "FINISHED":
         try:
+            tracking.activate()
             return mlflow.artifacts.load_dict(f"runs:/{earlier.info.run_id}/{CANDIDATE_ARTIFACT}")
         except Exception:  # noqa: BLE001 - finished without its record: train it again
             earlier = None
     classes = list(inputs.cache["classes"])
-    splits = open_splits(inputs)
+    splits = open_splits(inputs.lake, inputs.cache, inputs.settings)
     checkpointer = LakeCheckpointer(
         inputs.lake,
         checkpoint_prefix(
@@ -112,7 +107,6 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         ),
     )
     tags = {
-        "fruitops_kind": "training",
         "fruitops_asset_run_id": inputs.run_id,
         "manifest_hash": inputs.cache["manifest_hash"],
         "validation_success": str(inputs.validation["success"]),
@@ -121,12 +115,12 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         "arch": config.arch,
         "fruitops_training_key": key,
     }
-    started = (
-        mlflow.start_run(run_id=earlier.info.run_id)
-        if earlier is not None
-        else mlflow.start_run(run_name=f"{config.arch}-{inputs.run_id}", tags=tags)
-    )
-    with started as run:
+    with tracking.start_run(
+        kind="training",
+        run_name=f"{config.arch}-{inputs.run_id}",
+        tags=tags,
+        run_id=earlier.info.run_id if earlier is not None else None,
+    ) as run:
         mlflow.log_params(
             {
                 **{k: v for k, v in config.model_dump().items() if k != "architectures"},
@@ -203,7 +197,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             classes,
             int(config.serve_size or 0),
             resize(example, config.serve_size),
-            inputs.settings,
+            tracking,
             config.arch,
         )
         candidate = {

@@ -13,7 +13,10 @@ from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, run_command
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_monitoring.assets import DriftConfig, ReferenceConfig, build_reference, run_drift
+from fruitops_core.tracking import Tracking
+from fruitops_monitoring.config import DriftConfig, ReferenceConfig
+from fruitops_monitoring.drift_run import run_drift
+from fruitops_monitoring.reference import build_reference
 
 app = typer.Typer(help="Monitoring: image features and drift reports.", no_args_is_help=True)
 
@@ -55,6 +58,7 @@ def drift(
             result = run_drift(
                 lake,
                 settings,
+                Tracking(settings),
                 scored,
                 record,
                 policy,
@@ -93,7 +97,7 @@ def drift(
 
 def last_scored(lake: Lake) -> str:
     """The predictions table scored last: by `fruitops score` or a dated scoring run."""
-    from fruitops_serving.assets import LATEST_PREDICTIONS
+    from fruitops_serving.config import LATEST_PREDICTIONS
 
     if not lake.exists(LATEST_PREDICTIONS):
         raise ValueError(
@@ -108,7 +112,7 @@ def reference_for_batch(
     """The reference of the model version that scored ``batch``: stored, or built now from
     the ingested data set's held-out split."""
     from fruitops_core.lake import object_at
-    from fruitops_core.materialize import load_value, read_record
+    from fruitops_core.records import load_value, read_record
 
     manifest_spec = graph["data/image_manifest"]
     if read_record(lake, manifest_spec) is None:
@@ -122,7 +126,12 @@ def reference_for_batch(
         raise ValueError(f"{batch} holds no predictions: score a batch with images first")
     model_uri = f"models:/{scored['model_name'].iloc[0]}/{int(scored['model_version'].iloc[0])}"
     return build_reference(
-        lake, settings, load_value(lake, manifest_spec), model_uri, ReferenceConfig(), workdir
+        lake,
+        Tracking(settings),
+        load_value(lake, manifest_spec),
+        model_uri,
+        ReferenceConfig(),
+        workdir,
     )
 
 
@@ -144,7 +153,6 @@ def features(
     def action() -> dict[str, Any]:
         from fruitops_core.lake import object_at, open_lake
         from fruitops_core.settings import FruitOpsSettings
-        from fruitops_core.tracking import configure_mlflow
         from fruitops_monitoring.profile import build_features
         from fruitops_serving.inputs import resolve_input
 
@@ -154,8 +162,7 @@ def features(
         if model:
             from fruitops_models.registry import load_model
 
-            configure_mlflow(settings)
-            loaded = load_model(model)
+            loaded = load_model(Tracking(settings), model)
         if output:
             target, key = object_at(output, settings.s3_endpoint)
         else:

@@ -16,3 +16,17 @@ class DriftPolicy(BaseModel):
         description="columns whose drift alone is dataset drift (e.g. predicted_class)",
     )
     min_images: int = Field(2, ge=2, description="fewer images on either side is an error")
+
+
+class ReferenceConfig(BaseModel):
+    """Which held-out images the reference profile is made of."""
+
+    split: str = Field("val", description="the held-out split the reference is made of")
+    max_images: int = Field(5000, ge=2, description="at most this many images (key order)")
+    components: int = Field(4, ge=1, le=32, description="embedding principal components")
+
+
+class DriftConfig(DriftPolicy):
+    """The drift asset's options: the policy, and whether the run is logged to MLflow."""
+
+    log_to_mlflow: bool = True

@@ -12,7 +12,6 @@ whatever the chunk size.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -23,7 +22,7 @@ import pandas as pd
 from PIL import Image, ImageFilter
 
 from fruitops_core.progress import progress_bar
-from fruitops_data.images import DECODE_ERRORS, decode_failure_reason, decode_rgb
+from fruitops_data.images import decode_rgb, open_image, try_decode
 from fruitops_data.manifest import windows
 from fruitops_monitoring.embedder import Embedder
 
@@ -70,7 +69,7 @@ def _stats(image: Image.Image, width: int, height: int, size: int) -> dict[str, 
 
 def image_features(data: bytes) -> dict[str, float]:
     """Features of one image; raises on bytes that are not a decodable image."""
-    with Image.open(io.BytesIO(data)) as probe:
+    with open_image(data) as probe:
         width, height = probe.size
     return _stats(decode_rgb(data, None, draft=_STATS_SIZE), width, height, len(data))
 
@@ -84,18 +83,16 @@ class Decoded:
 
 
 def _decode(key: str, data: bytes, size: int | None) -> Decoded:
-    try:
-        with Image.open(io.BytesIO(data)) as probe:
-            width, height = probe.size
-        # one reduced (draft) decode serves the statistics and the model's input
-        image = decode_rgb(data, None, draft=max(_STATS_SIZE, size or 0))
-        features = _stats(image, width, height, len(data))
-        pixels = None
-        if size is not None:
-            pixels = np.asarray(image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
-        return Decoded(key, features, pixels, None)
-    except DECODE_ERRORS as err:
-        return Decoded(key, None, None, decode_failure_reason(err))
+    # one reduced (draft) decode serves the statistics and the model's input
+    decoded = try_decode(data, None, draft=max(_STATS_SIZE, size or 0))
+    if decoded.image is None:
+        return Decoded(key, None, None, decoded.error)
+    width, height = decoded.stored_size
+    features = _stats(decoded.image, width, height, len(data))
+    pixels = None
+    if size is not None:
+        pixels = np.asarray(decoded.image.resize((size, size), Image.BILINEAR), dtype=np.uint8)
+    return Decoded(key, features, pixels, None)
 
 
 @dataclass

@@ -1,85 +1,68 @@
-"""Assets of the ``serving/`` group: the incoming batch scored by the champion."""
+"""Assets of the ``serving/`` group.
+
+precision_gate (whether bf16 may serve the champion: each back end against fp32 on the
+training cache's held-out split, `fruitops_serving.gate`) → batch_predictions (the incoming
+batch scored by the champion in the precision the gate allowed, `fruitops_serving.scoring`).
+"""
 
 from __future__ import annotations
 
-from datetime import date
-from typing import Any, Literal
-
-from pydantic import BaseModel, Field, field_validator
+from typing import Any
 
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.lake import lake_from_uri
-from fruitops_core.tracking import configure_mlflow
+from fruitops_serving.config import (
+    LATEST_PREDICTIONS,
+    PrecisionGateConfig,
+    ScoringConfig,
+    dated_folder,
+)
+
+# torch, OpenVINO and MLflow are imported inside the asset functions: the asset graph (and
+# so every Airflow DAG file) must load in a moment, without them.
 
 
-class ScoringConfig(BaseModel):
-    model_uri: str | None = Field(
-        None, description="default: the champion version chosen by models/champion_model"
-    )
-    batch_size: int = Field(128, ge=1, description="images scored at once")
-    precision: Literal["auto", "fp32"] = Field(
-        "auto", description="auto: bf16 where it passed the gate against fp32, else fp32"
-    )
-    backend: Literal["openvino", "torch"] = Field(
-        "openvino", description="inference engine (openvino: the faster, see benchmarks/)"
-    )
-    date: str | None = Field(
-        None,
-        description="the batch's day, YYYY-MM-DD (the scoring DAG gives its run's): its table "
-        "is kept as predictions/<date>/predictions.parquet, one per day; default: in the "
-        "asset's own folder",
-    )
+@asset(
+    "serving/precision_gate",
+    deps=["models/champion_model", "data/training_cache"],
+    config=PrecisionGateConfig,
+)
+def precision_gate(
+    ctx: AssetContext[PrecisionGateConfig],
+    champion_model: dict[str, Any],
+    training_cache: dict[str, Any],
+) -> dict[str, Any]:
+    """Whether bf16 may serve the champion: each back end in bf16 against fp32, held out."""
+    from fruitops_serving.gate import check_precision
 
-    @field_validator("date")
-    @classmethod
-    def _a_day(cls, value: str | None) -> str | None:
-        # checked here, not as a schema pattern: the DAG's param holds "{ds}" until the run
-        if value is not None:
-            try:
-                date.fromisoformat(value)
-            except ValueError:
-                raise ValueError(f"{value!r} is not a day in the form YYYY-MM-DD") from None
-        return value
-
-
-#: Where `fruitops score` and each dated scoring note the table they wrote last
-#: (`fruitops monitor drift` reads it).
-LATEST_PREDICTIONS = "predictions/latest.json"
-
-
-def dated_folder(date: str) -> str:
-    """The lake folder of one day's scoring: its table and its quarantine list."""
-    return f"predictions/{date}"
-
-
-class OutputConfig(BaseModel):
-    """Where `fruitops score` writes its table."""
-
-    output: str | None = Field(
-        None,
-        description="path or s3:// URI of the table; default predictions/<input>.<format> "
-        "in the lake",
-    )
-    format: Literal["parquet", "csv"] = Field("parquet", description="table format")
+    return check_precision(ctx, champion_model, training_cache)
 
 
 @asset(
     "serving/batch_predictions",
-    deps=["data/incoming_batch", "models/champion_model"],
+    deps=["data/incoming_batch", "models/champion_model", "serving/precision_gate"],
     config=ScoringConfig,
 )
 def batch_predictions(
-    ctx: AssetContext[ScoringConfig], incoming_batch: dict[str, Any], champion_model: dict[str, Any]
+    ctx: AssetContext[ScoringConfig],
+    incoming_batch: dict[str, Any],
+    champion_model: dict[str, Any],
+    precision_gate: dict[str, Any],
 ) -> dict[str, Any]:
     """The incoming batch scored into predictions.parquet; undecodable files quarantined."""
+    from fruitops_models.registry import load_model
     from fruitops_serving.gate import choose_predictor
     from fruitops_serving.inputs import ScoringInput
-    from fruitops_serving.scoring import load_model, score
+    from fruitops_serving.scoring import score
 
-    configure_mlflow(ctx.settings)
-    model = load_model(ctx.config.model_uri or champion_model["model_uri"])
+    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
     predictor, gate = choose_predictor(
-        model, ctx.lake, ctx.settings, ctx.config.precision, ctx.config.backend
+        model,
+        ctx.lake,
+        ctx.settings,
+        ctx.config.precision,
+        ctx.config.backend,
+        gate=precision_gate,
     )
     source = ScoringInput(
         lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint),

@@ -9,7 +9,7 @@ import typer
 
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, print_set_aside, run_command
-from fruitops_serving.assets import LATEST_PREDICTIONS, OutputConfig, ScoringConfig
+from fruitops_serving.config import LATEST_PREDICTIONS, OutputConfig, ScoringConfig
 
 SCORE_OPTIONS = [
     ConfigOption("output", OutputConfig, "output"),
@@ -38,19 +38,22 @@ def score_command(
     def action() -> dict[str, Any]:
         from fruitops_core.lake import object_at, open_lake
         from fruitops_core.settings import FruitOpsSettings
-        from fruitops_core.tracking import champion_uri, configure_mlflow
+        from fruitops_core.tracking import Tracking
+        from fruitops_models.registry import load_model
         from fruitops_serving.gate import choose_predictor
         from fruitops_serving.inputs import resolve_input
-        from fruitops_serving.scoring import load_model, score
+        from fruitops_serving.scoring import score
 
         started = time.perf_counter()
         settings = FruitOpsSettings()
-        configure_mlflow(settings)
+        tracking = Tracking(settings)
         lake = open_lake(settings)
         source = resolve_input(input, endpoint_url=settings.s3_endpoint)
-        loaded = load_model(model or champion_uri(settings))
+        loaded = load_model(tracking, model or tracking.champion_uri)
+        # auto: the verdict of the serving/precision_gate asset, made first if it is missing
+        # or stale or was made for another model
         predictor, gate = choose_predictor(
-            loaded, lake, settings, scoring.precision, scoring.backend
+            loaded, lake, settings, scoring.precision, scoring.backend, tracking=tracking
         )
         if output.output:
             target, key = object_at(output.output, settings.s3_endpoint)
@@ -81,12 +84,9 @@ def score_command(
         )
         gate = result.get("precision_gate") or {}
         if "agreement" in gate and not gate.get("passed"):
-            from fruitops_serving.scoring import GATE_AGREEMENT
-
             out.print(
-                f"bf16 refused by the precision gate for this model: it agreed with fp32 on "
-                f"{gate['agreement']:.1%} of {gate['images']} held-out images (needs "
-                f"{GATE_AGREEMENT:.1%}), so fp32 was used"
+                f"bf16 refused by the precision gate for this model: {gate.get('refused')}, "
+                "so fp32 was used"
             )
         print_set_aside(out, result["quarantined"], result["ignored"])
 

@@ -1,9 +1,22 @@
-"""Which precision a model is served in: bf16 only after it passed the gate against fp32.
+"""The precision gate: whether a model version may be served in bf16, decided once, in the lake.
 
-The gate compares the chosen back end in bf16 with the plain fp32 module.
+bf16 scores faster on CPUs that have it, but may change a model's answers; so it is used
+only after it passed a gate against the plain fp32 module (`fruitops_serving.precision`:
+top-1 agreement and accuracy drop on held-out images), else fp32.
 
-The gate runs once per model version on the held-out (val) split of the training cache and
-its verdict is kept in the lake, so every later scoring run reuses it.
+The gate is the asset ``serving/precision_gate``. Its upstream assets say what it depends
+on: ``models/champion_model`` (the model checked, unless its config names another) and
+``data/training_cache`` (its held-out images: up to `MAX_IMAGES` of the val split). Its value
+holds one verdict per back end, so the scoring DAG's `backend` param may pick either.
+`materialize` makes it again when the champion or the cache changes; a run that is asked
+for it anyway (an Airflow task always is) finds its stored verdict for the same model and
+images and keeps it (metadata ``reused``), so every daily scoring does not pay for it.
+
+Scoring reads it: ``serving/batch_predictions`` as its upstream value, `fruitops score` and
+the benchmarks through `choose_predictor`, which makes the gate only when it is missing or
+stale or was made for another model. A lake without a training cache (a model registered
+elsewhere) has no held-out images: nothing can be compared, so no gate is made and scoring
+uses fp32, saying why (`NO_HELD_OUT`).
 """
 
 from __future__ import annotations
@@ -12,33 +25,53 @@ from typing import Any
 
 import numpy as np
 
+from fruitops_core.assets import AssetContext
 from fruitops_core.lake import Lake
-from fruitops_core.materialize import load_value, read_record
-from fruitops_core.registry import AssetGraph, AssetGraphError
+from fruitops_core.records import code_version, load_value, read_record, staleness
+from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_models.registry import LoadedModel
-from fruitops_serving.scoring import Predictor, precision_gate
+from fruitops_core.tracking import Tracking
+from fruitops_models.registry import LoadedModel, load_model
+from fruitops_serving.config import PrecisionGateConfig
+from fruitops_serving.precision import (
+    GATE_ACCURACY_DROP,
+    GATE_AGREEMENT,
+    GATE_MIN_IMAGES,
+    fp32_top1,
+    precision_gate,
+)
+from fruitops_serving.predictor import Predictor
+
+GATE = "serving/precision_gate"
+CACHE = "data/training_cache"
+CHAMPION = "models/champion_model"
+#: held-out images compared at most (the first ones of the val split)
+MAX_IMAGES = 512
+NO_HELD_OUT = "no held-out images in the lake to check bf16 against fp32"
+NO_BF16 = "this CPU has no bf16"
+
+
+def pinned_uri(model: LoadedModel) -> str:
+    """``models:/NAME/VERSION`` of a loaded model, however it was named (an alias)."""
+    return f"models:/{model.name}/{model.version}"
 
 
 def _held_out(
-    model: LoadedModel, lake: Lake, settings: FruitOpsSettings
+    model: LoadedModel, lake: Lake, cache: dict[str, Any], settings: FruitOpsSettings
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Up to `MAX_IMAGES` of the cache's val split at the model's size, and their labels when
+    the cache's classes are the model's; None when the split is empty."""
     import torch
     import torch.nn.functional as F
 
     from fruitops_data.cache import open_split
 
-    try:
-        spec = AssetGraph.from_entry_points()["data/training_cache"]
-    except AssetGraphError:
+    if "val" not in cache["splits"]:
         return None
-    if read_record(lake, spec) is None:
-        return None
-    cache = load_value(lake, spec)
     split = open_split(lake, cache, "val", settings.home / "cache-local")
     if len(split) == 0:
         return None
-    images = split.take(np.arange(min(len(split), 512)))
+    images = split.take(np.arange(min(len(split), MAX_IMAGES)))
     if images.shape[-1] != model.image_size:
         resized = F.interpolate(
             torch.from_numpy(images).float(),
@@ -54,15 +87,154 @@ def _held_out(
     return images, labels
 
 
+def _inputs(value: dict[str, Any]) -> dict[str, Any]:
+    """What a verdict was made from: the same inputs give the same verdict."""
+    return {k: value.get(k) for k in ("model_uri", "run_id", "held_out_from", "bf16_cpu", "rule")}
+
+
+def _stored_for(lake: Lake, inputs: dict[str, Any], backends: list[str]) -> dict[str, Any] | None:
+    """The stored gate when the same code made it from the same inputs for these back ends."""
+    spec = AssetGraph.from_entry_points()[GATE]
+    record = read_record(lake, spec)
+    if record is None or record.code_version != code_version(spec):
+        return None
+    stored = load_value(lake, spec, record)
+    same = _inputs(stored) == inputs and list(stored.get("checked", [])) == list(backends)
+    return stored if same else None
+
+
+def check_precision(
+    ctx: AssetContext[PrecisionGateConfig],
+    champion_model: dict[str, Any],
+    training_cache: dict[str, Any],
+) -> dict[str, Any]:
+    """The gate asset's value: each configured back end in bf16 against fp32, on the cache's
+    held-out split, for the configured model (default: the champion)."""
+    from fruitops_models.hardware import cpu_has_bf16
+
+    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
+    backends = list(ctx.config.backends)
+    value: dict[str, Any] = {
+        "model_uri": pinned_uri(model),
+        "model_version": model.version,
+        "run_id": model.run_id,
+        "held_out_from": {
+            "prefix": training_cache["prefix"],
+            "manifest_hash": training_cache.get("manifest_hash"),
+        },
+        # OpenVINO runs f32 on a CPU without bf16 whatever it is told: a "pass" there would
+        # say nothing about bf16, so such a CPU compares nothing
+        "bf16_cpu": cpu_has_bf16(),
+        "rule": {
+            "agreement": GATE_AGREEMENT,
+            "accuracy_drop": GATE_ACCURACY_DROP,
+            "min_images": GATE_MIN_IMAGES,
+            "max_images": MAX_IMAGES,
+        },
+        "checked": backends,
+        "backends": {},
+    }
+    stored = _stored_for(ctx.lake, _inputs(value), backends)
+    if stored is not None:
+        ctx.log.info("precision gate of %s is up to date: kept", value["model_uri"])
+        value = stored
+    elif not value["bf16_cpu"]:
+        value["reason"] = f"{NO_BF16}: bf16 was not compared with fp32"
+    elif (held_out := _held_out(model, ctx.lake, training_cache, ctx.settings)) is None:
+        value["reason"] = NO_HELD_OUT
+    else:
+        images, labels = held_out
+        cache_dir = ctx.settings.home / "cache-local" / "openvino"
+        reference = fp32_top1(model, images)
+        for backend in backends:
+            verdict = precision_gate(model, images, labels, backend, cache_dir, reference)
+            value["backends"][backend] = verdict
+            ctx.log.info(
+                "bf16 on %s %s the gate: %.1f%% agreement with fp32 on %d held-out images "
+                "(it needs %.1f%% on %d at least)",
+                backend,
+                "passed" if verdict["passed"] else "failed",
+                100 * verdict["agreement"],
+                verdict["images"],
+                100 * GATE_AGREEMENT,
+                GATE_MIN_IMAGES,
+            )
+    ctx.add_metadata(
+        model_uri=value["model_uri"],
+        model_version=value["model_version"],
+        reused=stored is not None,
+        **{f"{b}_bf16_passed": v["passed"] for b, v in value["backends"].items()},
+        **{f"{b}_agreement": v["agreement"] for b, v in value["backends"].items()},
+    )
+    return value
+
+
+def unchecked(reason: str) -> dict[str, Any]:
+    """A gate with no verdict, for scoring where none can be made: fp32, and why."""
+    return {"backends": {}, "reason": reason}
+
+
+def verdict_for(gate: dict[str, Any], model: LoadedModel, backend: str) -> dict[str, Any]:
+    """The gate's verdict on ``backend`` for ``model``; not passed, with why, where it has none."""
+    checked = gate.get("model_uri")
+    if checked is not None and (checked, gate.get("run_id")) != (pinned_uri(model), model.run_id):
+        return {
+            "passed": False,
+            "reason": f"the precision gate checked {checked}, not {pinned_uri(model)} "
+            f"(set the model_uri of {GATE} to check that one)",
+        }
+    if backend in gate["backends"]:
+        return gate["backends"][backend]
+    return {"passed": False, "reason": gate.get("reason") or f"the gate did not check {backend}"}
+
+
+def current_gate(
+    model: LoadedModel,
+    lake: Lake,
+    settings: FruitOpsSettings,
+    tracking: Tracking | None = None,
+) -> dict[str, Any]:
+    """The gate for ``model`` from the lake: the stored one while it is fresh and made for
+    this model on a CPU with bf16, else materialized now; `unchecked` when the lake lacks
+    what it is made of."""
+    from fruitops_core.materialize import materialize
+
+    graph = AssetGraph.from_entry_points()
+    spec = graph[GATE]
+    if read_record(lake, graph[CACHE]) is None:
+        return unchecked(NO_HELD_OUT)
+    if read_record(lake, graph[CHAMPION]) is None:
+        return unchecked(f"no {CHAMPION} in the lake for {GATE} to depend on: bf16 not checked")
+    pinned = pinned_uri(model)
+    champion = load_value(lake, graph[CHAMPION])
+    config = {} if champion.get("model_uri") == pinned else {"model_uri": pinned}
+    record = read_record(lake, spec)
+    fresh = record is not None and staleness(spec, graph, lake, config) is None
+    if fresh:
+        stored = load_value(lake, spec, record)
+        made_for = (stored.get("model_uri"), stored.get("run_id")) == (pinned, model.run_id)
+        if made_for and stored.get("bf16_cpu"):
+            return stored
+    (record,) = materialize(
+        [GATE], settings=settings, graph=graph, lake=lake, config={GATE: config}, tracking=tracking
+    )
+    return load_value(lake, spec, record)
+
+
 def choose_predictor(
     model: LoadedModel,
     lake: Lake,
     settings: FruitOpsSettings,
     precision: str = "auto",
     backend: str = "openvino",
+    gate: dict[str, Any] | None = None,
+    tracking: Tracking | None = None,
 ) -> tuple[Predictor, dict[str, Any]]:
-    """``backend`` in fp32, or in bf16 when asked for auto and bf16 passed (or now passes)
-    the gate for this model version and back end."""
+    """``backend`` in fp32, or in bf16 when asked for auto and bf16 passed the gate for this
+    model version and back end; with the verdict (or why there is none).
+
+    ``gate`` is the value of ``serving/precision_gate`` where the caller has it (the scoring
+    asset); without it, it comes from the lake (`current_gate`)."""
     from fruitops_models.hardware import cpu_has_bf16
 
     cache_dir = settings.home / "cache-local" / "openvino"
@@ -73,17 +245,8 @@ def choose_predictor(
     if precision == "fp32":
         return predictor(), {"passed": False, "reason": "fp32 asked for"}
     if not cpu_has_bf16():
-        return predictor(), {"passed": False, "reason": "this CPU has no bf16"}
-    path = f"serving/precision_gates/{model.name}-v{model.version}-{backend}.json"
-    if lake.exists(path):
-        gate = lake.read_json(path)
-    else:
-        held_out = _held_out(model, lake, settings)
-        if held_out is None:
-            return predictor(), {
-                "passed": False,
-                "reason": "no held-out images in the lake to check bf16 against fp32",
-            }
-        gate = precision_gate(model, *held_out, backend=backend, cache_dir=cache_dir)
-        lake.write_json(path, gate)
-    return predictor(bool(gate["passed"])), gate
+        return predictor(), {"passed": False, "reason": NO_BF16}
+    if gate is None:
+        gate = current_gate(model, lake, settings, tracking)
+    verdict = verdict_for(gate, model, backend)
+    return predictor(bool(verdict["passed"])), verdict

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -18,6 +17,7 @@ from urllib.parse import urlparse
 import pandas as pd
 
 from fruitops_core.lake import Lake, LocalLake, lake_from_uri
+from fruitops_core.names import slug
 from fruitops_data.layout import lake_files
 
 LIST_COLUMNS = ("key", "path", "image:FILE", "file")
@@ -33,8 +33,8 @@ class ScoringInput:
     @property
     def name(self) -> str:
         """A file name stem for outputs made from this input: readable and unique."""
-        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", self.description).strip("-")[-60:]
-        return f"{slug}-{hashlib.sha256(self.description.encode()).hexdigest()[:8]}"
+        name = slug(self.description).strip("-")[-60:]
+        return f"{name}-{hashlib.sha256(self.description.encode()).hexdigest()[:8]}"
 
 
 class InputError(ValueError):

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from fruitops_core.services import ServiceError, Services, ServicesConfig
+from fruitops_devservices.config import ServicesConfig
+from fruitops_devservices.stack import Services
+from fruitops_devservices.supervisor import ServiceError
 
 
 def test_a_taken_port_is_named_with_the_setting_that_moves_it(tmp_path):
@@ -65,7 +67,7 @@ def test_a_pid_file_whose_pid_was_reused_signals_nothing(tmp_path):
 def test_secret_files_are_private_from_their_first_byte(tmp_path):
     import os
 
-    from fruitops_core.services import write_private
+    from fruitops_devservices.supervisor import write_private
 
     old = os.umask(0o000)  # the most permissive umask: os.open's mode alone must do it
     try:

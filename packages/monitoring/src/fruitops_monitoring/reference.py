@@ -1,0 +1,99 @@
+"""The reference profile: the held-out split's features as one model version sees them.
+
+Kept in the lake per model version, with the manifest hash it was built from, so it is built
+once and reused until the champion or the data changes.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from fruitops_core.lake import Lake
+from fruitops_core.names import slug
+from fruitops_core.tables import ParquetTable
+from fruitops_core.tracking import Tracking
+from fruitops_monitoring.config import ReferenceConfig
+
+REFERENCES = "assets/monitoring/reference_profile/by_model"
+
+
+def versioned_uri(model_uri: str, version: int) -> str:
+    """``models:/NAME/VERSION`` for any ``models:/NAME…`` URI and a version number."""
+    match = re.match(r"models:/([^/@]+)", model_uri)
+    if not match:
+        raise ValueError(f"model URI {model_uri!r}: expected models:/NAME@ALIAS or /VERSION")
+    return f"models:/{match.group(1)}/{version}"
+
+
+def class_from_key(classes: list[str]) -> Any:
+    """The true label of a key laid out as ``…/<class>/<file>``, when that folder is a class."""
+    known = set(classes)
+
+    def label(key: str) -> str | None:
+        parts = key.split("/")
+        return parts[-2] if len(parts) > 1 and parts[-2] in known else None
+
+    return label
+
+
+def build_reference(
+    lake: Lake,
+    tracking: Tracking,
+    manifest: ParquetTable,
+    model_uri: str,
+    config: ReferenceConfig,
+    workdir: Path,
+) -> dict[str, Any]:
+    """The reference of the manifest's held-out split under ``model_uri`` (a pinned version).
+
+    Kept in the lake per model version with its manifest hash: built once, reused after.
+    """
+    from fruitops_data.manifest import stored_manifest_hash
+    from fruitops_models.registry import load_model
+    from fruitops_monitoring.profile import build_features
+
+    digest = stored_manifest_hash(manifest)
+    name = slug(model_uri.removeprefix("models:/"))
+    record_path = f"{REFERENCES}/{name}-{config.split}.json"
+    if lake.exists(record_path):
+        stored = lake.read_json(record_path)
+        if stored.get("manifest_hash") == digest and stored.get("max_images") == config.max_images:
+            return {**stored, "reused": True}
+    model = load_model(tracking, model_uri)
+    rows = manifest.read(
+        columns=["key", "label", "readable"], filters=[("split", "==", config.split)]
+    )
+    rows = rows[rows["readable"]].sort_values("key").head(config.max_images)
+    if len(rows) < 2:
+        raise ValueError(
+            f"the {config.split} split has {len(rows)} readable images: a reference needs at "
+            "least 2 (ingest a data set with a held-out split)"
+        )
+    labels = dict(zip(rows["key"], rows["label"], strict=True))
+    built = build_features(
+        rows["key"].tolist(),
+        lake.read_bytes,
+        workdir / "reference.parquet",
+        model=model,
+        fit_components=config.components,
+        label_of=labels.get,
+        total=len(rows),
+        desc="reference features",
+    )
+    record = {
+        "table_uri": lake.put_file(built.table.path, f"{REFERENCES}/{name}-{config.split}.parquet"),
+        "rows": built.rows,
+        "split": config.split,
+        "max_images": config.max_images,
+        "manifest_hash": digest,
+        "model_name": model.name,
+        "model_version": model.version,
+        "model_uri": versioned_uri(model_uri, model.version),
+        "image_size": model.image_size,
+        "quarantined": built.quarantined,
+        "projection": built.projection.to_dict() if built.projection else None,
+    }
+    lake.write_json(record_path, record)
+    return {**record, "reused": False}

@@ -1,0 +1,160 @@
+"""The predictor: a logged model's probabilities from one back end at one precision.
+
+Two back ends: OpenVINO (the default, measured fastest on CPUs here, see
+benchmarks/bench_score.py) and torch eager, kept as the fp32 reference every other back end
+and precision is compared with (`fruitops_serving.precision`). Scoring, the precision gate
+and the benchmarks all build a `Predictor`, so what is measured is what serves.
+
+OpenVINO's conversion is paid once per model run: the converted model and OpenVINO's
+compiled kernels are kept on local disk, so a later start loads neither the pt2 nor
+converts it again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fruitops_models.registry import LoadedModel
+from fruitops_serving.config import BACKENDS
+
+
+def _openvino_model(model: LoadedModel) -> Any:
+    """The logged network converted to OpenVINO, taking uint8 NHWC batches."""
+    import openvino as ov
+    import torch
+
+    size = model.image_size
+    # the logged pt2 program's module cannot be traced again (no eval()); exporting it
+    # once more with a dynamic batch gives OpenVINO a graph it reads directly
+    program = torch.export.export(
+        model.module,
+        (torch.zeros(2, 3, size, size),),
+        dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=65_536)},),
+    )
+    converted = ov.convert_model(program)
+    converted.reshape([-1, 3, size, size])
+    ppp = ov.preprocess.PrePostProcessor(converted)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC"))
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    ppp.input().preprocess().convert_element_type(ov.Type.f32).scale(255.0)
+    return ppp.build()
+
+
+def compile_openvino(model: LoadedModel, bf16: bool, cache_dir: Path | None = None) -> Any:
+    """The logged network as an OpenVINO CPU model that takes uint8 NHWC batches.
+
+    Scaling to [0, 1] and the NHWC → NCHW transpose run inside OpenVINO's graph. OpenVINO
+    silently runs bf16 on CPUs that have it unless told otherwise, so the precision is always
+    set explicitly: ``f32`` unless bf16 passed the gate. With ``cache_dir`` the converted
+    model is kept per MLflow run (as OpenVINO IR) and OpenVINO keeps its compiled kernels
+    there (``CACHE_DIR``): a later start neither loads the pt2 nor converts it again.
+    """
+    import openvino as ov
+
+    core = ov.Core()
+    config = {
+        "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+        # several streams, each a share of the cores on a share of the chunk: depthwise
+        # convolutions keep one stream's threads waiting (EfficientNet-Lite0 on 2 cores:
+        # 170 against 143 img/s in one stream)
+        "PERFORMANCE_HINT": "THROUGHPUT",
+    }
+    if cache_dir is None:
+        compiled = core.compile_model(_openvino_model(model), "CPU", config)
+    else:
+        ir = cache_dir / f"{model.run_id}-{model.image_size}" / "model.xml"
+        if not ir.exists():
+            ir.parent.mkdir(parents=True, exist_ok=True)
+            partial = ir.with_name("partial.xml")  # a killed save leaves no half model.xml
+            ov.save_model(_openvino_model(model), partial, compress_to_fp16=False)
+            partial.with_suffix(".bin").replace(ir.with_suffix(".bin"))
+            partial.replace(ir)
+        core.set_property({"CACHE_DIR": str(cache_dir / "compiled")})
+        compiled = core.compile_model(ir, "CPU", config)
+    return OpenVinoStreams(compiled)
+
+
+class OpenVinoStreams:
+    """A compiled model run on all its streams at once: each takes a slice of the batch.
+
+    The first call for a batch shape prepares its kernels; that is paid by the first chunk
+    scored, not by a warm-up at load time (which a one-image run would pay for nothing).
+    """
+
+    def __init__(self, compiled: Any):
+        import openvino as ov
+
+        self.streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.queue = ov.AsyncInferQueue(compiled, self.streams)
+
+    def __call__(self, nhwc: np.ndarray) -> np.ndarray:
+        parts = [p for p in np.array_split(nhwc, self.streams) if len(p)]
+        results: list[np.ndarray | None] = [None] * len(parts)
+
+        def done(request: Any, index: int) -> None:
+            results[index] = request.get_output_tensor(0).data.copy()
+
+        self.queue.set_callback(done)
+        for index, part in enumerate(parts):
+            self.queue.start_async([np.ascontiguousarray(part)], userdata=index)
+        self.queue.wait_all()
+        return np.concatenate(results)  # type: ignore[arg-type]
+
+
+class Predictor:
+    """Probabilities for uint8 N×3×S×S batches from one back end at one precision.
+
+    ``torch`` runs the logged module eagerly (bf16: autocast + channels_last); ``openvino``
+    runs it compiled by OpenVINO, the default chosen by ``benchmarks/bench_score.py``. fp32
+    is the reference; bf16 is used only after it passed the gate (`gate.choose_predictor`).
+    """
+
+    def __init__(
+        self,
+        model: LoadedModel,
+        bf16: bool = False,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
+    ):
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
+        self.model = model
+        self.bf16 = bf16
+        self.backend = backend
+        self._compiled = compile_openvino(model, bf16, cache_dir) if backend == "openvino" else None
+
+    @property
+    def precision(self) -> str:
+        return "bf16" if self.bf16 else "fp32"
+
+    def probabilities_nhwc(self, nhwc: np.ndarray) -> np.ndarray:
+        """N×C probabilities for a uint8 N×H×W×3 batch (decoded images stacked as they come).
+
+        OpenVINO takes it as it is, so scoring with it never imports torch."""
+        if self._compiled is not None:
+            logits = self._compiled(np.ascontiguousarray(nhwc)).astype(np.float32)
+            logits -= logits.max(axis=1, keepdims=True)
+            exp = np.exp(logits)
+            return exp / exp.sum(axis=1, keepdims=True)
+        import torch
+
+        return self.probabilities(torch.from_numpy(nhwc).permute(0, 3, 1, 2)).numpy()
+
+    def probabilities(self, images: Any) -> Any:
+        """N×C probabilities (a torch tensor) for a uint8 N×3×H×W torch batch."""
+        import torch
+
+        if self._compiled is not None:
+            # a batch stacked from H×W×3 arrays is NHWC in memory: this permute is free
+            nhwc = images.permute(0, 2, 3, 1).contiguous().numpy()
+            return torch.from_numpy(self.probabilities_nhwc(nhwc))
+        x = images.float().div_(255.0)
+        with torch.no_grad():
+            if self.bf16:
+                x = x.contiguous(memory_format=torch.channels_last)
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    return torch.softmax(self.model.module(x).float(), dim=1)
+            return torch.softmax(self.model.module(x), dim=1)

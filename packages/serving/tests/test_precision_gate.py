@@ -1,0 +1,126 @@
+"""The precision gate as the asset serving/precision_gate: its upstreams, when it is made
+again, and scoring where the lake has no held-out images to make it from."""
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from fruitops_core.lake import LocalLake, lake_from_uri
+from fruitops_core.materialize import materialize
+from fruitops_core.records import load_value, read_record, staleness
+from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.tracking import Tracking
+from fruitops_models.hardware import cpu_has_bf16
+from fruitops_models.registry import load_model
+from fruitops_serving.gate import GATE, NO_BF16, NO_HELD_OUT, choose_predictor, verdict_for
+
+pytestmark = pytest.mark.slow
+SCORING = "serving/batch_predictions"
+
+
+def test_the_gate_declares_what_it_is_made_of_and_scoring_reads_it(pipeline):
+    gate_spec = pipeline.graph[GATE]
+    assert gate_spec.deps == ("models/champion_model", "data/training_cache")
+    assert GATE in pipeline.graph[SCORING].deps
+    order = pipeline.graph.topological_order()
+    assert order.index("models/champion_model") < order.index(GATE) < order.index(SCORING)
+    gate = load_value(pipeline.lake, gate_spec)
+    assert gate["model_uri"] == "models:/fruit-classifier/1" and gate["checked"] == [
+        "openvino",
+        "torch",
+    ]
+    scored = pipeline.lake.read_json("assets/serving/batch_predictions/current/data.json")
+    if cpu_has_bf16():
+        assert set(gate["backends"]) == {"openvino", "torch"}
+        verdict = gate["backends"]["openvino"]
+        assert verdict["backend"] == "openvino" and 0 <= verdict["agreement"] <= 1
+        assert verdict["images"] > 0 and "fp32_accuracy" in verdict  # labelled: same classes
+        assert scored["gate"] == verdict  # what scoring used is the asset's verdict
+        assert scored["precision"] == ("bf16" if verdict["passed"] else "fp32")
+    else:
+        assert gate["backends"] == {} and gate["reason"].startswith(NO_BF16)
+        assert scored["precision"] == "fp32" and scored["gate"]["reason"] == NO_BF16
+    # no verdict for another model: that one is scored in fp32, and the reason says why
+    other = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
+    other.version = 7
+    assert (
+        "checked models:/fruit-classifier/1, not models:/fruit-classifier/7"
+        in (verdict_for(gate, other, "openvino")["reason"])
+    )
+
+
+def _copy(pipeline, tmp_path: Path) -> FruitOpsSettings:
+    home = tmp_path / "home"
+    shutil.copytree(pipeline.settings.home, home, symlinks=True)
+    return FruitOpsSettings(home=home, source=pipeline.settings.source)
+
+
+def _ran(records) -> list[str]:
+    return [r.asset_key for r in records]
+
+
+def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pipeline, tmp_path):
+    import mlflow
+
+    settings = _copy(pipeline, tmp_path)  # the shared run's lake and registry stay as they are
+    tracking = Tracking(settings)
+    tracking.activate()
+    lake = lake_from_uri(settings.lake_root)
+    graph = pipeline.graph
+    spec = graph[GATE]
+    before = read_record(lake, spec)
+    assert staleness(spec, graph, lake, {}) is None
+
+    # nothing changed: scoring with its upstream runs only the scoring
+    run = {"settings": settings, "graph": graph, "lake": lake, "tracking": tracking}
+    assert _ran(materialize([SCORING], with_upstream=True, **run)) == [SCORING]
+    # asked for anyway (as an Airflow task always is), it keeps its verdict: same version
+    (again,) = materialize([GATE], **run)
+    assert again.metadata["reused"] is True and again.version == before.version
+    assert staleness(graph[SCORING], graph, lake, {}) is None
+
+    # a new champion (v2): the gate is stale and made again for it, before the scoring
+    v1 = tracking.client.get_model_version("fruit-classifier", "1")
+    v2 = mlflow.register_model(f"runs:/{v1.run_id}/model", "fruit-classifier")
+    tracking.client.set_registered_model_alias("fruit-classifier", "champion", v2.version)
+    materialize(["models/model_evaluation", "models/champion_model"], **run)
+    assert load_value(lake, graph["models/champion_model"])["version"] == 2
+    assert staleness(spec, graph, lake, {}) == "upstream models/champion_model changed since"
+    records = materialize([SCORING], with_upstream=True, **run)
+    assert _ran(records) == [GATE, SCORING]
+    made = records[0]
+    assert made.metadata["reused"] is False and made.metadata["model_version"] == 2
+    gate = load_value(lake, spec)
+    assert gate["model_uri"] == "models:/fruit-classifier/2"
+    scored = load_value(lake, graph[SCORING])
+    assert scored["model_version"] == 2 and "not models:/" not in scored["gate"].get("reason", "")
+    assert _ran(materialize([SCORING], with_upstream=True, **run)) == [SCORING]
+
+    # `fruitops score --model …/1` asks for a verdict on v1: the gate is made for it
+    model = load_model(tracking, "models:/fruit-classifier/1")
+    predictor, verdict = choose_predictor(model, lake, settings, backend="torch", tracking=tracking)
+    if cpu_has_bf16():
+        assert load_value(lake, spec)["model_uri"] == "models:/fruit-classifier/1"
+        assert read_record(lake, spec).config["model_uri"] == "models:/fruit-classifier/1"
+        assert verdict["backend"] == "torch"
+        assert predictor.precision == ("bf16" if verdict["passed"] else "fp32")
+        # and found again, not made again, by the next run for that model
+        kept = read_record(lake, spec).version
+        choose_predictor(model, lake, settings, backend="torch", tracking=tracking)
+        assert read_record(lake, spec).version == kept
+    else:
+        assert verdict == {"passed": False, "reason": NO_BF16}
+
+
+def test_no_training_cache_scores_in_fp32_and_says_why(pipeline, tmp_path):
+    """A model registered without this lake's training: no held-out images, no gate made."""
+    settings = FruitOpsSettings(home=tmp_path / "home", source=pipeline.settings.source)
+    lake = LocalLake(tmp_path / "empty-lake")
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
+    predictor, gate = choose_predictor(model, lake, settings, backend="torch")
+    assert predictor.precision == "fp32" and gate["passed"] is False
+    assert gate["reason"] == (NO_HELD_OUT if cpu_has_bf16() else NO_BF16)
+    assert not lake.exists(f"assets/{GATE}/materialization.json")
+    predictor, gate = choose_predictor(model, lake, settings, precision="fp32", backend="torch")
+    assert predictor.precision == "fp32" and gate == {"passed": False, "reason": "fp32 asked for"}
