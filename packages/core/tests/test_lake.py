@@ -4,7 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from fruitops_core.lake import LakeError, LocalLake, lake_from_uri, uri_exists
+from fruitops_core.lake import LakeError, LocalLake, lake_from_uri, object_at, uri_exists
 
 
 @pytest.fixture(params=["local", "s3", "fake_gcs"])
@@ -307,3 +307,19 @@ def test_a_download_is_whole_or_absent_for_other_readers(lake, tmp_path: Path, m
     with pytest.raises((OSError, LakeError)):
         lake.get_file("shards/a.npy", target)
     assert list((tmp_path / "copies").iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "folder", "name"),
+    [
+        ("/batch.parquet", "/", "batch.parquet"),
+        ("file:///batch.parquet", "/", "batch.parquet"),
+        ("/tmp/x/batch.parquet", "/tmp/x", "batch.parquet"),
+        ("batch.parquet", ".", "batch.parquet"),
+    ],
+)
+def test_object_at_keeps_a_path_at_the_root_at_the_root(uri, folder, name, tmp_path, monkeypatch):
+    """``/x`` once resolved against the current folder: another file was read, silently."""
+    monkeypatch.chdir(tmp_path)
+    lake, found = object_at(uri)
+    assert (lake.local_path(), found) == (Path(folder).resolve(), name)

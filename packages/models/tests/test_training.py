@@ -242,3 +242,8 @@ def test_each_architecture_takes_its_recipe_and_given_values_win():
     small = lite.sized(64)
     assert (small.input_size, small.serve_size) == (64, 64)
     assert lite.sized(1024).serve_size == TRANSFER.serve_size
+    # a size asked for is never lowered behind the user's back
+    asked = CandidatesConfig(input_size=512).for_arch("efficientnet_lite0")
+    with pytest.raises(ValueError, match="--input-size 512 is above the training cache's "):
+        asked.sized(256)
+    assert asked.sized(512).input_size == 512

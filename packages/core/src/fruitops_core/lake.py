@@ -52,9 +52,15 @@ def lake_from_uri(uri: str, endpoint_url: str | None = None) -> Lake:
 
 
 def object_at(uri: str, endpoint_url: str | None = None) -> tuple[Lake, str]:
-    """The lake of ``uri``'s folder and the object's name in it, to read or write one object."""
-    parent, _, name = uri.rstrip("/").rpartition("/")
-    return lake_from_uri(parent or ".", endpoint_url=endpoint_url), name
+    """The lake of ``uri``'s folder and the object's name in it, to read or write one object.
+
+    A bare name is in the current folder; ``/name`` and ``file:///name`` are at the root."""
+    parent, sep, name = uri.rstrip("/").rpartition("/")
+    if not sep:
+        parent = "."
+    elif parent in ("", "file://"):
+        parent += "/"
+    return lake_from_uri(parent, endpoint_url=endpoint_url), name
 
 
 def uri_exists(uri: str, endpoint_url: str | None = None) -> bool:

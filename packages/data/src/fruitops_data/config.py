@@ -9,13 +9,17 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 
+#: The kinds of source `data/raw_images` ingests (the asset's option and `fruitops data ingest`).
+SOURCE_FORMS = (
+    "folder in the Kaggle layout, .zip, s3:// or gs://bucket/prefix, "
+    "kaggle:owner/dataset or synthetic:classes=N,per_class=M,size=S,seed=K"
+)
+
 
 class RawImagesConfig(BaseModel):
     source: str | None = Field(
         None,
-        description="folder in the Kaggle layout, .zip, s3:// or gs://bucket/prefix, "
-        "kaggle:owner/dataset or synthetic:classes=N,per_class=M,size=S,seed=K; "
-        "default: FRUITOPS_SOURCE, else the data set already ingested",
+        description=f"{SOURCE_FORMS}; default: FRUITOPS_SOURCE, else the data set already ingested",
     )
     workers: int = Field(8, ge=1, le=64, description="files read and uploaded at once")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Literal, get_args
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel, Field, PrivateAttr, model_validator
 
 Arch = Literal[
     "efficientnet_lite0",
@@ -151,9 +151,13 @@ class TrainConfig(TrainingRecipe):
 
     arch: Arch = Field("efficientnet_lite0", description="the architecture")
 
+    _given: set[str] = PrivateAttr(default_factory=set)
+    """The recipe fields set explicitly (not filled from the architecture's recipe)."""
+
     @model_validator(mode="after")
     def _architecture_defaults(self) -> TrainConfig:
         defaults = ARCH_RECIPES[self.arch]
+        self._given = {n for n in ArchRecipe.model_fields if getattr(self, n) is not None}
         if self.pretrained is False and self.finetune is None:
             self.finetune = "full"  # random weights: nothing is worth keeping frozen
         for name in ArchRecipe.model_fields:
@@ -167,8 +171,17 @@ class TrainConfig(TrainingRecipe):
         return self
 
     def sized(self, cache_size: int) -> TrainConfig:
-        """This config with its sizes at most the cache's: a model never sees upsampled images."""
+        """This config with its sizes at most the cache's: a model never sees upsampled images.
+
+        A recipe's size is lowered to the cache's; a size asked for explicitly is refused."""
         sizes = {"input_size": self.input_size, "serve_size": self.serve_size}
+        for name in sorted(self._given & set(sizes)):
+            if int(sizes[name] or 0) > cache_size:
+                raise ValueError(
+                    f"--{name.replace('_', '-')} {sizes[name]} is above the training cache's "
+                    f"--image-size {cache_size}: ask for at most {cache_size}, or build the "
+                    f"cache larger (--image-size {sizes[name]})"
+                )
         return self.model_copy(update={k: min(int(v or 0), cache_size) for k, v in sizes.items()})
 
 
