@@ -113,6 +113,12 @@ class FruitOpsSettings(BaseSettings):
         )
 
     @property
+    def local_cache(self) -> Path:
+        """This machine's copies of lake data (training cache shards, converted models):
+        made again from the lake when missing, so any of it may be deleted."""
+        return self.home / "cache-local"
+
+    @property
     def s3_endpoint(self) -> str | None:
         return self.s3_endpoint_url or _PROFILE_DEFAULTS[self.profile]["s3"]
 

@@ -18,7 +18,7 @@ import torch
 
 from fruitops_core.lake import Lake
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking
+from fruitops_core.tracking import Tracking, version_uri
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models.augment import resize
 from fruitops_models.metrics import confusion_matrix, macro_f1
@@ -62,7 +62,7 @@ def score_versions(
     split: str,
 ) -> dict[str, Any]:
     """Scores of every candidate and of the champion on ``split``; the best candidate."""
-    data = open_split(lake, cache, split, settings.home / "cache-local")
+    data = open_split(lake, cache, split, settings.local_cache)
     if len(data) == 0:
         raise ValueError(
             f"the {split} split of the training cache is empty: nothing to "
@@ -79,7 +79,7 @@ def score_versions(
         roles[champion_version] = ("champion", champion.tags.get("arch", "?"))
     scores = []
     for version, (role, arch) in roles.items():
-        predicted = predict_names(tracking, f"models:/{name}/{version}", data)
+        predicted = predict_names(tracking, version_uri(name, version), data)
         scores.append(
             {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
         )

@@ -15,7 +15,7 @@ import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
 
-from fruitops_core.tracking import CHAMPION_ALIAS, Tracking
+from fruitops_core.tracking import CHAMPION_ALIAS, Tracking, version_uri
 from fruitops_models.config import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:  # torch is imported where a model is logged or loaded, not by scorers
@@ -90,7 +90,7 @@ def crown_if_first(tracking: Tracking, version: int, classes: list[str]) -> bool
         reason = "the first model registered becomes champion"
     else:
         tracking.activate()
-        known = mlflow.models.get_model_info(f"models:/{name}/{current.version}").metadata or {}
+        known = mlflow.models.get_model_info(version_uri(name, current.version)).metadata or {}
         if list(known.get("classes", [])) == list(classes):
             return False
         reason = f"champion v{current.version} was trained on other classes: replaced at once"
@@ -129,7 +129,7 @@ def pending_candidates(client: Any, name: str, champion_version: int | None) -> 
 def _registered(name: str, version: int, logged_model_uri: str) -> dict[str, Any]:
     """What `log_and_register` reports of a registered version."""
     return {
-        "model_uri": f"models:/{name}/{version}",
+        "model_uri": version_uri(name, version),
         "logged_model_uri": logged_model_uri,
         "name": name,
         "version": version,
@@ -234,7 +234,7 @@ def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
             "train and promote a model first (fruitops train, fruitops models promote) or "
             "pass --model models:/NAME/VERSION"
         ) from err
-    pinned = f"models:/{name}/{mv.version}"
+    pinned = version_uri(name, mv.version)
     tracking.activate()  # MLflow resolves models:/ URIs against the process-wide registry
     metadata = mlflow.models.get_model_info(pinned).metadata or {}
     if "classes" not in metadata or "image_size" not in metadata:

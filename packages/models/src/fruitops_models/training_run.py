@@ -45,8 +45,7 @@ def open_splits(
     lake: Lake, cache: dict[str, Any], settings: FruitOpsSettings
 ) -> dict[str, CachedSplit]:
     """The cache's train, val and test splits, copied to this machine once."""
-    workdir = settings.home / "cache-local"
-    return {s: open_split(lake, cache, s, workdir) for s in ("train", "val", "test")}
+    return {s: open_split(lake, cache, s, settings.local_cache) for s in ("train", "val", "test")}
 
 
 def _sample_grid(split: CachedSplit, result: EvalResult, classes: list[str], title: str):

@@ -13,7 +13,7 @@ from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, run_command
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking
+from fruitops_core.tracking import Tracking, version_uri
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
 from fruitops_monitoring.reference import build_reference
@@ -124,7 +124,7 @@ def reference_for_batch(
     scored = table_lake.read_parquet(name)
     if scored.empty:
         raise ValueError(f"{batch} holds no predictions: score a batch with images first")
-    model_uri = f"models:/{scored['model_name'].iloc[0]}/{int(scored['model_version'].iloc[0])}"
+    model_uri = version_uri(scored["model_name"].iloc[0], scored["model_version"].iloc[0])
     return build_reference(
         lake,
         Tracking(settings),

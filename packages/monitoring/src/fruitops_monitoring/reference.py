@@ -13,7 +13,7 @@ from typing import Any
 from fruitops_core.lake import Lake
 from fruitops_core.names import slug
 from fruitops_core.tables import ParquetTable
-from fruitops_core.tracking import Tracking
+from fruitops_core.tracking import Tracking, version_uri
 from fruitops_monitoring.config import ReferenceConfig
 
 REFERENCES = "assets/monitoring/reference_profile/by_model"
@@ -24,7 +24,7 @@ def versioned_uri(model_uri: str, version: int) -> str:
     match = re.match(r"models:/([^/@]+)", model_uri)
     if not match:
         raise ValueError(f"model URI {model_uri!r}: expected models:/NAME@ALIAS or /VERSION")
-    return f"models:/{match.group(1)}/{version}"
+    return version_uri(match.group(1), version)
 
 
 def class_from_key(classes: list[str]) -> Any:

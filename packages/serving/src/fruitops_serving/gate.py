@@ -30,7 +30,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.records import code_version, load_value, read_record, staleness
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking
+from fruitops_core.tracking import Tracking, version_uri
 from fruitops_models.registry import LoadedModel, load_model
 from fruitops_serving.config import PrecisionGateConfig
 from fruitops_serving.precision import (
@@ -53,7 +53,7 @@ NO_BF16 = "this CPU has no bf16"
 
 def pinned_uri(model: LoadedModel) -> str:
     """``models:/NAME/VERSION`` of a loaded model, however it was named (an alias)."""
-    return f"models:/{model.name}/{model.version}"
+    return version_uri(model.name, model.version)
 
 
 def _held_out(
@@ -62,24 +62,18 @@ def _held_out(
     """Up to `MAX_IMAGES` of the cache's val split at the model's size, and their labels when
     the cache's classes are the model's; None when the split is empty."""
     import torch
-    import torch.nn.functional as F
 
     from fruitops_data.cache import open_split
+    from fruitops_models.augment import resize
 
     if "val" not in cache["splits"]:
         return None
-    split = open_split(lake, cache, "val", settings.home / "cache-local")
+    split = open_split(lake, cache, "val", settings.local_cache)
     if len(split) == 0:
         return None
     images = split.take(np.arange(min(len(split), MAX_IMAGES)))
     if images.shape[-1] != model.image_size:
-        resized = F.interpolate(
-            torch.from_numpy(images).float(),
-            size=model.image_size,
-            mode="bilinear",
-            antialias=True,
-            align_corners=False,
-        )
+        resized = resize(torch.from_numpy(images).float(), model.image_size)
         images = resized.round().clamp(0, 255).to(torch.uint8).numpy()
     labels = None
     if list(cache["classes"]) == model.classes:
@@ -144,7 +138,7 @@ def check_precision(
         value["reason"] = NO_HELD_OUT
     else:
         images, labels = held_out
-        cache_dir = ctx.settings.home / "cache-local" / "openvino"
+        cache_dir = ctx.settings.local_cache / "openvino"
         reference = fp32_top1(model, images)
         for backend in backends:
             verdict = precision_gate(model, images, labels, backend, cache_dir, reference)
@@ -237,7 +231,7 @@ def choose_predictor(
     asset); without it, it comes from the lake (`current_gate`)."""
     from fruitops_models.hardware import cpu_has_bf16
 
-    cache_dir = settings.home / "cache-local" / "openvino"
+    cache_dir = settings.local_cache / "openvino"
 
     def predictor(bf16: bool = False) -> Predictor:
         return Predictor(model, bf16=bf16, backend=backend, cache_dir=cache_dir)
