@@ -82,12 +82,16 @@ def score_command(
             f"loading the model included); {len(result['quarantined'])} "
             f"quarantined\npredictions: {result['predictions_uri']}"
         )
+        from fruitops_serving.gate import NOT_ASKED
+
         gate = result.get("precision_gate") or {}
         if "agreement" in gate and not gate.get("passed"):
             out.print(
                 f"bf16 refused by the precision gate for this model: {gate.get('refused')}, "
                 "so fp32 was used"
             )
+        elif result["precision"] != "bf16" and gate.get("reason") not in (None, *NOT_ASKED):
+            out.print(f"bf16 not checked, so fp32 was used: {gate['reason']}")
         print_set_aside(out, result["quarantined"], result["ignored"])
 
     run_command(json_mode, action, human)

@@ -49,6 +49,9 @@ CHAMPION = "models/champion_model"
 MAX_IMAGES = 512
 NO_HELD_OUT = "no held-out images in the lake to check bf16 against fp32"
 NO_BF16 = "this CPU has no bf16"
+FP32_ASKED = "fp32 asked for"
+#: reasons for fp32 that the user chose or cannot change: not worth a line of output
+NOT_ASKED = (FP32_ASKED, NO_BF16)
 
 
 def pinned_uri(model: LoadedModel) -> str:
@@ -198,7 +201,10 @@ def current_gate(
     if read_record(lake, graph[CACHE]) is None:
         return unchecked(NO_HELD_OUT)
     if read_record(lake, graph[CHAMPION]) is None:
-        return unchecked(f"no {CHAMPION} in the lake for {GATE} to depend on: bf16 not checked")
+        return unchecked(
+            f"no {CHAMPION} in the lake for {GATE} to depend on (`fruitops models promote` "
+            "makes it)"
+        )
     pinned = pinned_uri(model)
     champion = load_value(lake, graph[CHAMPION])
     config = {} if champion.get("model_uri") == pinned else {"model_uri": pinned}
@@ -237,7 +243,7 @@ def choose_predictor(
         return Predictor(model, bf16=bf16, backend=backend, cache_dir=cache_dir)
 
     if precision == "fp32":
-        return predictor(), {"passed": False, "reason": "fp32 asked for"}
+        return predictor(), {"passed": False, "reason": FP32_ASKED}
     if not cpu_has_bf16():
         return predictor(), {"passed": False, "reason": NO_BF16}
     if gate is None:
