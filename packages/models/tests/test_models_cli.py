@@ -44,6 +44,23 @@ def test_first_model_is_champion_and_promote_weighs_separate_trainings(settings)
     assert [v["version"] for v in listing["versions"]] == [1, 2, 3]
     assert listing["versions"][best - 1]["aliases"] == ["champion"]
     assert listing["versions"][1]["arch"] == "resnet18"
+    # every version has its card, in MLflow and the lake, shown by `models list --card`
+    code, card = run("models", "list", "--card", "2")
+    assert code == 0 and card["version"] == 2
+    text = card["card"]
+    assert text.startswith("# Model card: fruit-classifier v2 (resnet18)")
+    parts = ["## Intended use", "## Limits", "manifest sha256", "## Scores", "95 %"]
+    parts += ["## Weakest classes (test)", "## Per class (test)", "precision:", "hardware:"]
+    for part in parts:
+        assert part in text, part
+    lake_card = settings.home / "lake" / "models" / "cards" / "fruit-classifier" / "v2.md"
+    assert lake_card.read_text() == text
+    done = subprocess.run(
+        [FRUITOPS, "models", "list", "--card", "2"], capture_output=True, text=True
+    )
+    assert done.returncode == 0 and done.stdout.strip() == text.strip()
+    code, missing = run("models", "list", "--card", "9")
+    assert code != 0 and "has no version 9" in missing["error"]
 
 
 def test_bad_choices_and_bounds_are_refused_before_anything_runs(settings):

@@ -87,8 +87,10 @@ def test_bf16_and_channels_last_on_this_cpu():
     assert result.images_per_second > 0
 
 
-def test_resume_after_a_kill_gives_the_same_model():
-    config = TrainConfig(arch="cnn", epochs=4, batch_size=8)
+@pytest.mark.parametrize("ema_epochs", [0.0, 1.5])
+def test_resume_after_a_kill_gives_the_same_model(ema_epochs):
+    """Bit for bit, the moving average of the weights included."""
+    config = TrainConfig(arch="cnn", epochs=4, batch_size=8, ema_epochs=ema_epochs)
     data, val = tiny_split(24), tiny_split(8, seed=1)
     whole = train(config, data, val, CLASSES, checkpointer=MemoryCheckpointer())
     crashing = MemoryCheckpointer(crash_after_epoch=2)
@@ -247,3 +249,46 @@ def test_each_architecture_takes_its_recipe_and_given_values_win():
     with pytest.raises(ValueError, match="--input-size 512 is above the training cache's "):
         asked.sized(256)
     assert asked.sized(512).input_size == 512
+
+
+def test_moving_average_is_what_is_validated_and_kept():
+    """With ema_epochs the kept model is the average, not the last step's weights."""
+    data, val = tiny_split(24), tiny_split(8, seed=1)
+    plain = train(TrainConfig(arch="cnn", epochs=3, batch_size=8, patience=10), data, val, CLASSES)
+    averaged = train(
+        TrainConfig(arch="cnn", epochs=3, batch_size=8, patience=10, ema_epochs=1.0),
+        data,
+        val,
+        CLASSES,
+    )
+    assert weights_digest(averaged.model) != weights_digest(plain.model)
+    assert [h["train_loss"] for h in averaged.history] == pytest.approx(
+        [h["train_loss"] for h in plain.history]
+    )  # the same steps were taken: only what is kept differs
+
+
+def test_probe_fits_the_head_before_fine_tuning(caplog):
+    """probe_views: the fresh head is fitted on the frozen features first, so the first
+    epoch starts from a head that already separates the classes."""
+    import logging
+
+    from fruitops_models.probe import fit_probe, probe_head
+    from fruitops_models.train import evaluate
+
+    rng = np.random.default_rng(0)
+    features = torch.from_numpy(rng.normal(size=(60, 8)).astype(np.float32))
+    labels = torch.from_numpy((features[:, 0] + features[:, 1] > 0).numpy().astype(np.int64))
+    weight, bias = fit_probe(features, labels, 2)
+    assert ((features @ weight.T + bias).argmax(1) == labels).float().mean() >= 0.95
+
+    data, val = tiny_split(24), tiny_split(8, seed=1)
+    torch.manual_seed(0)
+    model = build_model("cnn", 2)
+    before = evaluate(model, val, 2).metrics["accuracy"]
+    probe_head(model, "cnn", data, 2, 32, 0.5, views=2)
+    assert evaluate(model, val, 2).metrics["accuracy"] == 1.0 > before
+
+    config = TrainConfig(arch="cnn", epochs=1, batch_size=8, probe_views=2)
+    with caplog.at_level(logging.INFO, logger="fruitops.train"):
+        train(config, data, val, CLASSES)
+    assert "head probed on 2 views" in caplog.text

@@ -82,5 +82,9 @@ def test_training_report_names_the_winner(pipeline):
     report = pipeline.lake.read_bytes("assets/models/training_report/current/report.md").decode()
     assert "best candidate: cnn v1" in report and "promoted" in report
     assert "| cnn | 1 |" in report
+    evaluation = pipeline.lake.read_json("assets/models/model_evaluation/current/data.json")
+    classes = evaluation["classes_total"]
+    assert evaluation["classes_judged"] == classes and evaluation["classes_missing"] == []
+    assert f"chosen on val: {evaluation['images']} photos of {classes} of the {classes}" in report
     page = pipeline.lake.read_bytes("assets/models/training_report/current/report.html")
     assert b"data:image/png;base64," in page

@@ -153,6 +153,8 @@ def data_validation(
         failed=len(result["failed_expectations"]),
         warnings=len(result["warnings"]),
     )
+    for message in result["messages"]:
+        ctx.log.warning("%s", message)
     return result
 
 

@@ -93,7 +93,14 @@ def ingest(
     run_command(json_mode, action, human)
 
 
-VALIDATION_FIELDS = ("success", "failed_expectations", "warnings", "report_uri", "docs_uri")
+VALIDATION_FIELDS = (
+    "success",
+    "failed_expectations",
+    "warnings",
+    "messages",
+    "report_uri",
+    "docs_uri",
+)
 
 
 @app.command()
@@ -118,9 +125,10 @@ def validate(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -
             if record is None or not record.blocked_by:  # an upstream gate, not validation's
                 raise
             stored = load_value(lake, spec)
-            raise CommandFailed({k: stored[k] for k in VALIDATION_FIELDS}, str(err)) from err
+            shown = {k: stored.get(k, []) for k in VALIDATION_FIELDS}
+            raise CommandFailed(shown, str(err)) from err
         stored = load_value(lake, spec)
-        return {k: stored[k] for k in VALIDATION_FIELDS}
+        return {k: stored.get(k, []) for k in VALIDATION_FIELDS}
 
     def human(result: dict[str, Any]) -> None:
         out = plain_console()
@@ -130,6 +138,8 @@ def validate(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -
             out.print(f"critical expectations failed: {result['failed_expectations']}", style="red")
         if result["warnings"]:
             out.print(f"warnings: {result['warnings']}")
+        for message in result["messages"]:
+            out.print(f"warning: {message}", style="yellow")
         out.print(f"report: {result['report_uri']}\nData Docs: {result['docs_uri']}")
 
     run_command(json_mode, action, human)

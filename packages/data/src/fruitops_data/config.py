@@ -34,6 +34,12 @@ class ManifestConfig(BaseModel):
 class ValidationConfig(BaseModel):
     min_train_per_class: int = Field(10, ge=1, description="train images each class needs")
     max_imbalance_ratio: float = Field(10.0, ge=1, description="largest / smallest train class")
+    min_val_per_class: int = Field(
+        5,
+        ge=1,
+        description="val images below which a class gets a warning: early stopping and "
+        "promotion judge it on too few photos (one photo moves its F1 by a fifth at 5)",
+    )
     min_side: int = Field(16, ge=1, description="smallest width or height accepted")
     max_side: int = Field(12_000, ge=1, description="largest width or height accepted")
 

@@ -73,16 +73,34 @@ LEFT JOIN (SELECT sha256, COUNT(DISTINCT split) AS n FROM files WHERE readable
 LEFT JOIN (SELECT split, sha256, COUNT(*) AS n FROM files WHERE readable
            GROUP BY split, sha256) d ON d.split = f.split AND d.sha256 = f.sha256;
 CREATE TABLE class_counts AS
-SELECT label, COUNT(*) AS train_count, 0.0 AS ratio_to_smallest FROM files
-WHERE readable AND label IS NOT NULL AND split = 'train' GROUP BY label ORDER BY label;
+SELECT t.label, t.train_count, COALESCE(v.n, 0) AS val_count, COALESCE(e.n, 0) AS test_count,
+       0.0 AS ratio_to_smallest
+FROM (SELECT label, COUNT(*) AS train_count FROM files
+      WHERE readable AND label IS NOT NULL AND split = 'train' GROUP BY label) t
+LEFT JOIN (SELECT label, COUNT(*) AS n FROM files WHERE readable AND split = 'val'
+           GROUP BY label) v ON v.label = t.label
+LEFT JOIN (SELECT label, COUNT(*) AS n FROM files WHERE readable AND split = 'test'
+           GROUP BY label) e ON e.label = t.label
+ORDER BY t.label;
 UPDATE class_counts SET ratio_to_smallest =
     train_count * 1.0 / MAX((SELECT MIN(train_count) FROM class_counts), 1);
 """
+#: per train class, its name where an evaluation split falls short (else NULL): the
+#: expectations on these columns list the classes themselves as their unexpected values
+_COVERAGE = """
+CREATE TABLE class_coverage AS
+SELECT label,
+       CASE WHEN val_count = 0 THEN label END AS missing_from_val,
+       CASE WHEN test_count = 0 THEN label END AS missing_from_test,
+       CASE WHEN val_count > 0 AND val_count < {min_val} THEN label END AS few_in_val
+FROM class_counts ORDER BY label;
+"""
 
 
-def load_sqlite(frames: Iterable[pd.DataFrame], path: Path) -> Path:
-    """Stream manifest frames into a SQLite file with the derived ``manifest`` and
-    ``class_counts`` tables (a class missing from train is eval_labels_subset_of_train's)."""
+def load_sqlite(frames: Iterable[pd.DataFrame], path: Path, min_val_per_class: int = 1) -> Path:
+    """Stream manifest frames into a SQLite file with the derived ``manifest``,
+    ``class_counts`` and ``class_coverage`` tables (a class missing from train is
+    eval_labels_subset_of_train's)."""
     columns = list(MANIFEST_COLUMNS)
     with sqlite3.connect(path) as db:
         db.execute(
@@ -95,6 +113,7 @@ def load_sqlite(frames: Iterable[pd.DataFrame], path: Path) -> Path:
             rows = frame[columns].astype(object).where(frame[columns].notna(), None)
             db.executemany(insert, rows.itertuples(index=False, name=None))
         db.executescript(_ENRICH)
+        db.executescript(_COVERAGE.format(min_val=int(min_val_per_class)))
     return path
 
 
@@ -183,12 +202,60 @@ def _expectations(config: ValidationConfig) -> dict[str, list[Any]]:
             "warning",
         ),
     ]
-    return {"manifest": manifest, "class_counts": counts}
+    # the classes an evaluation split cannot judge: early stopping and promotion look at val
+    coverage = [
+        named(e.ExpectColumnValuesToBeNull(column=column), name, "warning")
+        for column, name in (
+            ("missing_from_val", "val_has_every_train_class"),
+            ("missing_from_test", "test_has_every_train_class"),
+            ("few_in_val", "min_val_per_class"),
+        )
+    ]
+    return {"manifest": manifest, "class_counts": counts, "class_coverage": coverage}
 
 
 def _unexpected(result: Any) -> list[Any]:
     values = result.result.get("partial_unexpected_list") or []
     return [v if isinstance(v, (str, int, float, bool)) else str(v) for v in values[:10]]
+
+
+def _every_unexpected(result: Any) -> list[str]:
+    return sorted(str(v) for v in result.result.get("unexpected_list") or [])
+
+
+def _train_classes(database: Path) -> int:
+    with sqlite3.connect(database) as db:
+        return int(db.execute("SELECT COUNT(*) FROM class_counts").fetchone()[0])
+
+
+#: what a failed coverage expectation means, as the warning says it
+COVERAGE_MESSAGES = {
+    "val_has_every_train_class": "val has no photo of {n} of the {total} train classes "
+    "({names}): early stopping and promotion choose the model without them",
+    "test_has_every_train_class": "test has no photo of {n} of the {total} train classes "
+    "({names}): the test scores say nothing of them",
+    "min_val_per_class": "{n} of the {total} classes have fewer than {min_val} val photos "
+    "({names}): one photo moves their val F1 by a large step",
+}
+
+
+def _coverage_messages(
+    results: list[dict[str, Any]], total: int, config: ValidationConfig
+) -> list[str]:
+    """One sentence per failed coverage expectation, naming the classes."""
+    messages = []
+    for r in results:
+        if r["name"] in COVERAGE_MESSAGES and not r["success"]:
+            names = r.get("classes") or r["unexpected_examples"]
+            messages.append(
+                COVERAGE_MESSAGES[r["name"]].format(
+                    n=len(names),
+                    total=total,
+                    names=", ".join(names),
+                    min_val=config.min_val_per_class,
+                )
+            )
+    return messages
 
 
 @contextmanager
@@ -211,7 +278,7 @@ def _validate(
 
     logging.getLogger("great_expectations").setLevel(logging.WARNING)
     frames = manifest.batches() if isinstance(manifest, ParquetTable) else [manifest]
-    database = load_sqlite(frames, root / "manifest.sqlite")
+    database = load_sqlite(frames, root / "manifest.sqlite", config.min_val_per_class)
     context = gx.get_context(mode="file", project_root_dir=str(root))
     # GX draws a "Calculating Metrics" bar per expectation otherwise: hundreds per run
     context.variables.progress_bars = ProgressBarsConfig(globally=False)
@@ -231,7 +298,8 @@ def _validate(
                 name=f"fruitops_{name}",
                 validation_definitions=[definition],
                 actions=[gx.checkpoint.UpdateDataDocsAction(name="data_docs")],
-                result_format="SUMMARY",
+                # the coverage table is one row per class: its failures list every class
+                result_format="COMPLETE" if name == "class_coverage" else "SUMMARY",
             )
         )
         run = checkpoint.run()
@@ -248,6 +316,7 @@ def _validate(
                         "success": bool(r.success),
                         "unexpected_count": r.result.get("unexpected_count"),
                         "unexpected_examples": _unexpected(r),
+                        **({"classes": _every_unexpected(r)} if name == "class_coverage" else {}),
                     }
                 )
     failed = [r["name"] for r in results if not r["success"] and r["severity"] == "critical"]
@@ -256,6 +325,7 @@ def _validate(
         "success": not failed,
         "failed_expectations": failed,
         "warnings": warnings,
+        "messages": _coverage_messages(results, _train_classes(database), config),
         "statistics": statistics,
         "results": results,
     }

@@ -66,6 +66,7 @@ def validate_and_report(
         "success": summary["success"],
         "failed_expectations": summary["failed_expectations"],
         "warnings": summary["warnings"],
+        "messages": summary["messages"],
         "report_uri": report_uri,
         "docs_uri": lake.uri(f"{docs_prefix}/index.html"),
         "manifest_hash": manifest_hash,

@@ -135,10 +135,15 @@ def imagenet_backbone(arch: str, num_classes: int, weights_path: str | None) -> 
     return net
 
 
-def head_parameters(model: FruitClassifier, arch: str) -> list[nn.Parameter]:
-    """The last layer's parameters: the one layer that is new when fine-tuning."""
+def head_layer(model: FruitClassifier, arch: str) -> nn.Linear:
+    """The last layer: the one that is new when fine-tuning."""
     parent, name = _head_of(arch, model.backbone)
-    return list(getattr(parent, name).parameters())
+    return getattr(parent, name)
+
+
+def head_parameters(model: FruitClassifier, arch: str) -> list[nn.Parameter]:
+    """The last layer's parameters."""
+    return list(head_layer(model, arch).parameters())
 
 
 def _freeze(arch: str, backbone: nn.Module, finetune: str) -> None:
@@ -179,6 +184,20 @@ def build_model(
         model = FruitClassifier(build_backbone(arch, num_classes))
     _freeze(arch, model.backbone, finetune)
     return model
+
+
+def for_inference(model: FruitClassifier) -> FruitClassifier:
+    """A copy of ``model`` in eval mode that answers the same, faster: efficientnet_lite's
+    BatchNorm folded into its convolutions (the others as they are). The model itself, still
+    training, is left untouched."""
+    import copy
+
+    copied = copy.deepcopy(model).eval()
+    if type(copied.backbone).__name__ == "EfficientNetLite":
+        from fruitops_models.efficientnet_lite import fold_batchnorm
+
+        fold_batchnorm(copied.backbone)
+    return copied
 
 
 def keep_frozen_in_eval(model: nn.Module) -> None:

@@ -42,6 +42,7 @@ class TrainState:
     stale: int  # epochs since the best one
     best_epoch: int
     history: list[dict[str, float]]  # one row per epoch
+    ema: dict[str, Any] | None = None  # the moving average's state, when the recipe keeps one
 
     def save(self, checkpointer: Checkpointer) -> None:
         checkpointer.save({f.name: getattr(self, f.name) for f in fields(self)})
@@ -51,7 +52,7 @@ class TrainState:
         saved = checkpointer.load()
         if saved is None:
             return None
-        return cls(**{f.name: saved[f.name] for f in fields(cls)})
+        return cls(**{f.name: saved[f.name] for f in fields(cls) if f.name in saved})
 
 
 def torch_state_bytes(state: dict[str, Any]) -> bytes:

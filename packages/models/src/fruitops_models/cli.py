@@ -142,8 +142,20 @@ def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) ->
 
 
 @models_app.command("list")
-def list_models(json_mode: bool = JSON_OPTION) -> None:
+def list_models(
+    card: int | None = typer.Option(
+        None,
+        "--card",
+        metavar="VERSION",
+        help="Print that version's model card (Markdown: data, recipe, hardware, scores with "
+        "their intervals, weakest classes, intended use and limits) instead of the list.",
+    ),
+    json_mode: bool = JSON_OPTION,
+) -> None:
     """Every registered version with its aliases, architecture and scores."""
+    if card is not None:
+        _print_card(card, json_mode)
+        return
 
     def action() -> dict[str, Any]:
         from fruitops_core.tracking import Tracking
@@ -194,3 +206,14 @@ def list_models(json_mode: bool = JSON_OPTION) -> None:
                 out.print(f"champion v{r['version']}: {r['promotion']}")
 
     run_command(json_mode, action, human)
+
+
+def _print_card(version: int, json_mode: bool) -> None:
+    def action() -> dict[str, Any]:
+        from fruitops_core.tracking import Tracking
+        from fruitops_models.card import read_card
+
+        settings = FruitOpsSettings()
+        return {"version": version, "card": read_card(Tracking(settings), version)}
+
+    run_command(json_mode, action, lambda result: typer.echo(result["card"]))

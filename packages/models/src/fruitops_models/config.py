@@ -127,6 +127,19 @@ class TrainingRecipe(BaseModel):
         ge=0,
         description="mixup's Beta alpha, 0 for none (0.2 cost the fine-tune 3 points of val F1)",
     )
+    ema_epochs: float = Field(
+        0.0,
+        ge=0,
+        description="keep an exponential moving average of the weights over about this many "
+        "epochs, and validate and keep it instead of the raw weights; 0 for none",
+    )
+    probe_views: int = Field(
+        0,
+        ge=0,
+        le=16,
+        description="fit the new head first on the frozen network's features of this many "
+        "augmented views of each training image (linear probe, then fine-tune); 0 for none",
+    )
     precision: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 on CPUs with bf16 and on CUDA, else fp32"
     )

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from fruitops_models.architectures import PretrainedUnavailable
 
@@ -68,13 +69,21 @@ def _round_filters(channels: int, width: float, divisor: int = 8) -> int:
 
 
 class SameConv(nn.Conv2d):
-    """A bias-free convolution padded like TensorFlow's ``SAME``: asymmetric at stride 2."""
+    """A bias-free convolution padded like TensorFlow's ``SAME``: asymmetric at stride 2.
+
+    At stride 1 ``SAME`` is symmetric, so the convolution pads by itself (oneDNN does it
+    inside the kernel); only the five stride-2 layers pay for a padded copy of their input,
+    which cost a fifth of a training step when every layer made one.
+    """
 
     def __init__(self, cin: int, cout: int, kernel: int, stride: int = 1, groups: int = 1):
-        super().__init__(cin, cout, kernel, stride, padding=0, groups=groups, bias=False)
+        padding = kernel // 2 if stride == 1 else 0
+        super().__init__(cin, cout, kernel, stride, padding=padding, groups=groups, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         k, s = self.kernel_size[0], self.stride[0]
+        if s == 1:
+            return super().forward(x)
         pads = []
         for size in (x.shape[-1], x.shape[-2]):  # F.pad takes the last axis first
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
@@ -100,8 +109,8 @@ class MBConv(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = x
         if hasattr(self, "_expand_conv"):
-            y = F.relu6(self._bn0(self._expand_conv(y)))
-        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+            y = F.relu6(self._bn0(self._expand_conv(y)), inplace=True)
+        y = F.relu6(self._bn1(self._depthwise_conv(y)), inplace=True)
         y = self._bn2(self._project_conv(y))
         return y + x if self.residual else y  # (drop-connect left out: it hurt short runs)
 
@@ -131,11 +140,11 @@ class EfficientNetLite(nn.Module):
         self._fc = nn.Linear(1280, num_classes)
 
     def stem(self, x: torch.Tensor) -> torch.Tensor:
-        return F.relu6(self._bn0(self._conv_stem(x)))
+        return F.relu6(self._bn0(self._conv_stem(x)), inplace=True)
 
     def pooled(self, x: torch.Tensor) -> torch.Tensor:
         """The 1,280 pooled features of the last block's head convolution."""
-        x = F.relu6(self._bn1(self._conv_head(x)))
+        x = F.relu6(self._bn1(self._conv_head(x)), inplace=True)
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -143,6 +152,25 @@ class EfficientNetLite(nn.Module):
         for block in self._blocks:
             x = block(x)
         return self._fc(self._dropout(self.pooled(x)))
+
+
+def fold_batchnorm(net: EfficientNetLite) -> EfficientNetLite:
+    """``net`` (in eval mode) with every BatchNorm folded into the convolution before it.
+
+    The same function of the input, up to float rounding, in half the memory passes: a
+    third of an evaluation's time went to BatchNorm, which is a per-channel scale and shift
+    once its statistics are frozen. Changes ``net`` in place; give it a copy.
+    """
+    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for block in net._blocks:
+        if hasattr(block, "_expand_conv"):
+            pairs.append((block, "_expand_conv", "_bn0"))
+        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
+    for parent, conv, bn in pairs:
+        fused = fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn))
+        setattr(parent, conv, fused)
+        setattr(parent, bn, nn.Identity())
+    return net
 
 
 FROZEN_STAGES = 3  # finetune="top": the stem and the stages at 1/2 to 1/8 resolution

@@ -89,9 +89,14 @@ def score_versions(
     champion_score = None
     if champion is not None:
         champion_score = next(s for s in scores if s["version"] == int(champion.version))
+    judged = sorted(set(true))
     return {
         "split": split,
         "images": len(data),
+        # the classes the choice rests on: a class without photos in the split is not weighed
+        "classes_judged": len(judged),
+        "classes_total": len(cache["classes"]),
+        "classes_missing": sorted(set(cache["classes"]) - set(judged)),
         "scores": scores,
         "best_candidate": best,
         "champion": champion_score,

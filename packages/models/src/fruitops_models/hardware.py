@@ -19,19 +19,76 @@ if TYPE_CHECKING:
     from fruitops_models.config import TrainConfig
 
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+#: The instruction-set flags that decide how fast training and scoring run, as benchmarks
+#: and run params report them (a CPU with none of the AVX-512 ones is "AVX2 only").
+REPORTED_FLAGS = (
+    "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16",
+    "amx_int8", "amx_tile", "avx512_fp16",
+)  # fmt: skip
+#: oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) under which its bf16 kernels still run
+BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL")
+
+
+def _cpuinfo() -> dict[str, str]:
+    """The first processor's lines of Linux's /proc/cpuinfo ({} elsewhere)."""
+    path = Path("/proc/cpuinfo")
+    fields: dict[str, str] = {}
+    if path.exists():
+        for line in path.read_text().splitlines():
+            if not line.strip():
+                break
+            name, _, value = line.partition(":")
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def _onednn_cap() -> str | None:
+    """The ISA oneDNN is limited to (ONEDNN_MAX_CPU_ISA, or DNNL_MAX_CPU_ISA), if any."""
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA")
+    return cap.upper() if cap else None
 
 
 @functools.cache
 def cpu_has_bf16() -> bool:
-    """Native bf16 matmuls: AVX-512 BF16 or AMX. Linux's cpuinfo flags, else torch's probe."""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("flags"):
-                return bool(BF16_FLAGS & set(line.split(":", 1)[1].split()))
+    """Native bf16 matmuls: AVX-512 BF16 or AMX, and oneDNN not capped below them
+    (``ONEDNN_MAX_CPU_ISA=AVX2`` makes any CPU behave as an AVX2-only one). Linux's cpuinfo
+    flags, else torch's probe."""
+    cap = _onednn_cap()
+    if cap is not None and not cap.startswith(BF16_ISAS):
+        return False
+    flags = _cpuinfo().get("flags")
+    if flags is not None:
+        return bool(BF16_FLAGS & set(flags.split()))
     import torch
 
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+
+
+def cpu_features() -> dict[str, object]:
+    """What this CPU is, as benchmarks print it and runs record it: model, cores, the
+    instruction sets that matter here, bf16 or not, and any cap put on oneDNN or ATen."""
+    info = _cpuinfo()
+    flags = set(info.get("flags", "").split())
+    return {
+        "model": info.get("model name", "unknown"),
+        "cores": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
+        "flags": [f for f in REPORTED_FLAGS if f in flags],
+        "bf16": cpu_has_bf16(),
+        "onednn_max_isa": _onednn_cap(),
+        "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
+    }
+
+
+def cpu_summary(features: dict[str, object] | None = None) -> str:
+    """One line of `cpu_features`: 'Intel Xeon …, 2 cores, avx2 fma avx512f …, bf16'."""
+    f = features or cpu_features()
+    capped = f" (oneDNN capped at {f['onednn_max_isa']})" if f.get("onednn_max_isa") else ""
+    return (
+        f"{f['model']}, {f['cores']} cores, {' '.join(f['flags']) or 'no AVX2'}"  # type: ignore[arg-type]
+        f"{capped}, {'bf16' if f['bf16'] else 'no bf16'}"
+    )
 
 
 def dist_info() -> tuple[int, int]:
@@ -117,3 +174,27 @@ def unwrap(model: nn.Module) -> nn.Module:
     """The module inside DDP and torch.compile's wrappers."""
     model = getattr(model, "module", model)  # DDP
     return getattr(model, "_orig_mod", model)  # torch.compile
+
+
+def device_summary(device: torch.device) -> str:
+    """The device a run trained on, in words: the GPU's name, or `cpu_summary`."""
+    import torch
+
+    if device.type == "cuda":
+        return f"{torch.cuda.get_device_name(device)} (CUDA {torch.version.cuda})"
+    return cpu_summary()
+
+
+def hardware_settings(
+    device: torch.device, dtype: torch.dtype | None, config: TrainConfig
+) -> dict[str, str]:
+    """The settings this run took from the hardware, as MLflow params: where it ran, in what
+    precision, with how many threads."""
+    import torch
+
+    return {
+        "hardware": device_summary(device),
+        "precision_used": str(dtype).removeprefix("torch.") if dtype else "fp32",
+        "threads": str(torch.get_num_threads()),
+        "torch_version": torch.__version__,
+    }

@@ -50,6 +50,17 @@ def _rows(trained: dict[str, Any], evaluation: dict[str, Any]) -> list[dict[str,
     return rows
 
 
+def judged_on(evaluation: dict[str, Any]) -> str:
+    """On how many photos and classes the models were weighed, naming the classes left out."""
+    split, total = evaluation["split"], evaluation.get("classes_total")
+    judged = evaluation.get("classes_judged", total)
+    line = f"chosen on {split}: {evaluation['images']} photos of {judged} of the {total} classes"
+    missing = evaluation.get("classes_missing") or []
+    if missing:
+        line += f" (no {split} photo of {', '.join(missing)}: those classes were not weighed)"
+    return line
+
+
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return str(int(value)) if value.is_integer() and value > 1 else f"{value:.3f}"
@@ -75,6 +86,7 @@ def write_report(
     summary = [
         f"best candidate: {winner['arch']} v{winner['version']}, {split} macro-F1 "
         f"{winner['macro_f1']:.3f}",
+        judged_on(evaluation),
         champ_line,
         f"decision: {'promoted' if decision['promoted'] else 'kept out'} — {decision['reason']}",
         f"champion now: v{champion['version']}",

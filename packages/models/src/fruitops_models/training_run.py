@@ -23,12 +23,13 @@ from fruitops_core.tracking import Tracking
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models import plots
 from fruitops_models.augment import resize
+from fruitops_models.card import CardFacts, SplitScores, per_class_rows, publish_card, render_card
 from fruitops_models.checkpoints import LakeCheckpointer, checkpoint_prefix
 from fruitops_models.config import TrainConfig
 from fruitops_models.hardware import autocast_dtype, device_for
-from fruitops_models.metrics import per_class_table
+from fruitops_models.metrics import bootstrap_interval, per_class_table
 from fruitops_models.registry import log_and_register
-from fruitops_models.train import EvalResult, evaluate, train
+from fruitops_models.train import EvalResult, TrainResult, evaluate, train
 
 
 @dataclass
@@ -81,7 +82,8 @@ def previous_run(tracking: Tracking, key: str) -> mlflow.entities.Run | None:
 
 
 def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]:
-    """Train ``config.arch`` on the cache inside an MLflow run; register the model.
+    """Train ``config.arch`` on the cache inside an MLflow run; register the model with its
+    card.
 
     Idempotent per asset run: a retry (or the collecting task after an Airflow mapped task)
     gets the finished run's candidate back instead of a second run and model version; an
@@ -105,31 +107,13 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             inputs.run_id, config, f"{inputs.cache['manifest_hash']}-{inputs.cache['image_size']}"
         ),
     )
-    tags = {
-        "fruitops_asset_run_id": inputs.run_id,
-        "manifest_hash": inputs.cache["manifest_hash"],
-        "validation_success": str(inputs.validation["success"]),
-        "dataset_source": inputs.cache.get("source", ""),
-        "code_version": version("fruitops-models"),
-        "arch": config.arch,
-        "fruitops_training_key": key,
-    }
     with tracking.start_run(
         kind="training",
         run_name=f"{config.arch}-{inputs.run_id}",
-        tags=tags,
+        tags=_run_tags(config, inputs, key),
         run_id=earlier.info.run_id if earlier is not None else None,
     ) as run:
-        mlflow.log_params(
-            {
-                **{k: v for k, v in config.model_dump().items() if k != "architectures"},
-                "image_size": config.serve_size,  # what the logged model takes
-                "cache_image_size": inputs.cache["image_size"],
-                "classes": len(classes),
-                "train_images": len(splits["train"]),
-                "data_source": inputs.cache.get("source", ""),
-            }
-        )
+        mlflow.log_params(_params(config, inputs, splits))
         result = train(
             config,
             splits["train"],
@@ -140,41 +124,15 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
                 {f"epoch/{k}": v for k, v in row.items()}, step=epoch
             ),
         )
-        if result.weights:  # where the ImageNet weights came from
-            mlflow.log_params(result.weights)
-        dtype = autocast_dtype(config, device_for())
+        mlflow.log_params({**result.weights, **result.settings})
+        evaluated = _evaluate_and_log(result, splits, config)
         # per-epoch curves live under epoch/…; the plain names hold the kept model's scores
         final: dict[str, float] = {
             "best_epoch": result.best_epoch,
             "train_seconds": result.seconds,
             "train_images_per_second": result.images_per_second,
+            **{f"{s}_{k}": v for s, e in evaluated.items() for k, v in e.metrics.items()},
         }
-        for split in ("val", "test"):
-            if len(splits[split]) == 0:
-                continue
-            evaluated = evaluate(
-                result.model,
-                splits[split],
-                len(classes),
-                dtype=dtype,
-                channels_last=config.channels_last,
-                size=config.serve_size,
-            )
-            final.update({f"{split}_{k}": v for k, v in evaluated.metrics.items()})
-            table = per_class_table(evaluated.confusion, classes)
-            mlflow.log_table(table, f"per_class/{split}.json")
-            mlflow.log_figure(
-                plots.per_class_f1(table, f"{config.arch}: {split} F1 per class"),
-                f"plots/per_class_f1_{split}.png",
-            )
-            mlflow.log_figure(
-                plots.confusion_matrix(evaluated.confusion, classes, f"{split} confusion"),
-                f"plots/confusion_{split}.png",
-            )
-            mlflow.log_figure(
-                _sample_grid(splits[split], evaluated, classes, f"{config.arch}: {split} samples"),
-                f"plots/samples_{split}.png",
-            )
         mlflow.log_metrics(final)
         mlflow.log_figure(
             plots.training_curves(result.history, f"{config.arch} training"),
@@ -189,16 +147,9 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
                 "resumed_from_epoch": str(result.resumed_from_epoch),
             }
         )
-        example_split = "val" if len(splits["val"]) >= 2 else "train"
-        example = torch.from_numpy(splits[example_split].take(np.arange(2))).float() / 255
-        registered = log_and_register(
-            result.model.float().cpu().to(memory_format=torch.contiguous_format),
-            classes,
-            int(config.serve_size or 0),
-            resize(example, config.serve_size),
-            tracking,
-            config.arch,
-        )
+        registered = _register(result, splits, config, tracking)
+        card = _card(config, inputs, splits, result, evaluated, registered, run.info.run_id)
+        publish_card(card, registered["name"], registered["version"], tracking, inputs.lake)
         candidate = {
             "arch": config.arch,
             "run_id": run.info.run_id,
@@ -211,3 +162,127 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         }
         mlflow.log_dict(candidate, CANDIDATE_ARTIFACT)
     return candidate
+
+
+def _run_tags(config: TrainConfig, inputs: TrainingInputs, key: str) -> dict[str, str]:
+    return {
+        "fruitops_asset_run_id": inputs.run_id,
+        "manifest_hash": inputs.cache["manifest_hash"],
+        "validation_success": str(inputs.validation["success"]),
+        "dataset_source": inputs.cache.get("source", ""),
+        "code_version": version("fruitops-models"),
+        "arch": config.arch,
+        "fruitops_training_key": key,
+    }
+
+
+def _params(
+    config: TrainConfig, inputs: TrainingInputs, splits: dict[str, CachedSplit]
+) -> dict[str, Any]:
+    return {
+        **{k: v for k, v in config.model_dump().items() if k != "architectures"},
+        "image_size": config.serve_size,  # what the logged model takes
+        "cache_image_size": inputs.cache["image_size"],
+        "classes": len(inputs.cache["classes"]),
+        "train_images": len(splits["train"]),
+        "data_source": inputs.cache.get("source", ""),
+    }
+
+
+def _evaluate_and_log(
+    result: TrainResult, splits: dict[str, CachedSplit], config: TrainConfig
+) -> dict[str, EvalResult]:
+    """The kept model scored on val and test (those that have photos), with its per-class
+    table, F1 chart, confusion matrix and sample grid logged for each."""
+    classes = result.classes
+    dtype = autocast_dtype(config, device_for())
+    evaluated = {}
+    for split in ("val", "test"):
+        if len(splits[split]) == 0:
+            continue
+        evaluated[split] = e = evaluate(
+            result.model,
+            splits[split],
+            len(classes),
+            dtype=dtype,
+            channels_last=config.channels_last,
+            size=config.serve_size,
+        )
+        table = per_class_table(e.confusion, classes)
+        mlflow.log_table(table, f"per_class/{split}.json")
+        mlflow.log_figure(
+            plots.per_class_f1(table, f"{config.arch}: {split} F1 per class"),
+            f"plots/per_class_f1_{split}.png",
+        )
+        mlflow.log_figure(
+            plots.confusion_matrix(e.confusion, classes, f"{split} confusion"),
+            f"plots/confusion_{split}.png",
+        )
+        mlflow.log_figure(
+            _sample_grid(splits[split], e, classes, f"{config.arch}: {split} samples"),
+            f"plots/samples_{split}.png",
+        )
+    return evaluated
+
+
+def _register(
+    result: TrainResult, splits: dict[str, CachedSplit], config: TrainConfig, tracking: Tracking
+) -> dict[str, Any]:
+    """Log the kept model (fp32, contiguous: as any loader expects it) and register it."""
+    example_split = "val" if len(splits["val"]) >= 2 else "train"
+    example = torch.from_numpy(splits[example_split].take(np.arange(2))).float() / 255
+    return log_and_register(
+        result.model.float().cpu().to(memory_format=torch.contiguous_format),
+        result.classes,
+        int(config.serve_size or 0),
+        resize(example, config.serve_size),
+        tracking,
+        config.arch,
+    )
+
+
+def _card(
+    config: TrainConfig,
+    inputs: TrainingInputs,
+    splits: dict[str, CachedSplit],
+    result: TrainResult,
+    evaluated: dict[str, EvalResult],
+    registered: dict[str, Any],
+    run_id: str,
+) -> str:
+    scores = {}
+    for split, e in evaluated.items():
+        interval = bootstrap_interval(e.labels, e.probabilities.argmax(1), len(result.classes))
+        scores[split] = SplitScores(
+            photos=len(e.labels),
+            accuracy=e.metrics["accuracy"],
+            accuracy_interval=interval["accuracy"],
+            macro_f1=e.metrics["macro_f1"],
+            macro_f1_interval=interval["macro_f1"],
+            top5=e.metrics["top5"],
+            ece=e.metrics["ece"],
+        )
+    shown = evaluated.get("test") or evaluated.get("val")
+    facts = CardFacts(
+        name=registered["name"],
+        version=registered["version"],
+        arch=config.arch,
+        run_id=run_id,
+        source=inputs.cache.get("source", ""),
+        manifest_hash=inputs.cache["manifest_hash"],
+        classes=result.classes,
+        photos={s: len(d) for s, d in splits.items()},
+        validation_success=bool(inputs.validation["success"]),
+        validation_messages=list(inputs.validation.get("messages", [])),
+        recipe={k: v for k, v in config.model_dump().items() if k not in ("architectures",)},
+        weights=result.weights,
+        precision=result.precision,
+        hardware=result.settings.get("hardware", ""),
+        train_seconds=result.seconds,
+        images_per_second=result.images_per_second,
+        epochs_run=len(result.history),
+        best_epoch=result.best_epoch,
+        scores=scores,
+        per_class=per_class_rows(per_class_table(shown.confusion, result.classes)) if shown else [],
+    )
+    return render_card(facts)
