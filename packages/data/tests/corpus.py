@@ -29,7 +29,11 @@ EXPECTED = {
     "train/apple/sixteen-bit.png": (True, None),
     "train/apple/exif-rotated.jpg": (True, None),
     "train/apple/pomme à la crème 1.jpg": (True, None),
+    # Pillow's TIFF parser raises TypeError on this one: quarantined, never a crash
+    "train/apple/malformed.tif": (False, "undecodable: TypeError"),
+    "train/apple/icon.jpg": (False, "not an image in a format FruitOps decodes"),  # an ICO
 }
+CRASHES = Path(__file__).parent / "fixtures" / "decoder-crashes"  # found by fuzzing Pillow
 JUNK = ["train/apple/.DS_Store", "train/Thumbs.db", "train/banana/.hidden.jpg"]
 
 
@@ -74,6 +78,10 @@ def build_corpus(root: Path, per_class: int = 12) -> Path:
     exif[0x0112] = 6  # stored landscape, shown portrait
     (apple / "exif-rotated.jpg").write_bytes(jpeg(wide, exif=exif))
     (apple / "pomme à la crème 1.jpg").write_bytes(jpeg(draw_image(0, 48, rng)))
+    (apple / "malformed.tif").write_bytes((CRASHES / "typeerror.tif").read_bytes())
+    icon = io.BytesIO()
+    sample.save(icon, format="ICO")
+    (apple / "icon.jpg").write_bytes(icon.getvalue())
     (apple / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
     (data / "train1" / "Thumbs.db").write_bytes(b"junk")
     (data / "train1" / "banana" / ".hidden.jpg").write_bytes(good)

@@ -27,3 +27,21 @@ def test_report_of_a_complete_split_lists_nothing_missing():
         }
     )
     assert line == "chosen on test: 40 photos of 8 of the 8 classes"
+
+
+def test_plots_print_names_from_data_as_written():
+    """'$x^$' was parsed as math text and failed training after all its epochs."""
+    import io
+
+    import numpy as np
+    import pandas as pd
+
+    from fruitops_models import plots
+
+    names = ["$x^$", "a_b"]
+    for figure in (
+        plots.per_class_f1(pd.DataFrame({"class": names, "f1": [0.5, 0.9]}), "F1"),
+        plots.confusion_matrix(np.eye(2, dtype=int), names, "confusion"),
+    ):
+        figure.savefig(io.BytesIO(), format="png")  # raised ValueError from mathtext before
+        assert "$x^$" in [t.get_text() for t in figure.axes[0].get_yticklabels()]

@@ -4,8 +4,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageEnhance, ImageFilter
+from PIL import Image, ImageEnhance, ImageFilter, UnidentifiedImageError
 
+from fruitops_data.images import decode_failure_reason
 from fruitops_monitoring.config import DriftPolicy
 from fruitops_monitoring.drift import drift_decision, drift_report
 from fruitops_monitoring.features import (
@@ -43,7 +44,8 @@ def test_undecodable_images_are_reported_not_dropped():
     read = {"a": good, "b": b"nope"}.__getitem__
     ((frame, _, bad),) = list(feature_frames(["a", "b"], read))
     assert frame["key"].tolist() == ["a"]
-    assert bad == [{"key": "b", "reason": "not an image (Pillow cannot identify the format)"}]
+    assert bad == [{"key": "b", "reason": decode_failure_reason(UnidentifiedImageError())}]
+    assert bad[0]["reason"].startswith("not an image in a format FruitOps decodes")
 
 
 def synthetic_features(n: int, seed: int, brightness_shift: float = 0.0) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from typing import Any
 
 from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, parquet_file
 from fruitops_core.tables import ParquetTable
+from fruitops_data import class_names
 from fruitops_data.config import (
     IncomingBatchConfig,
     ManifestConfig,
@@ -130,6 +131,27 @@ def manifest_has_trainable_images(ctx: AssetContext, manifest: ParquetTable) -> 
     )
 
 
+def first_key_per_label(manifest: ParquetTable) -> list[tuple[str, str]]:
+    """Each label of the manifest with the first file that carries it (where it came from)."""
+    seen: dict[str, str] = {}
+    for frame in manifest.batches(columns=["key", "label"]):
+        for key, label in zip(frame["key"], frame["label"], strict=True):
+            if isinstance(label, str) and label not in seen:
+                seen[label] = key
+    return sorted(seen.items())
+
+
+@asset_check("data/image_manifest", blocking=True)
+def class_names_are_allowed(ctx: AssetContext, manifest: ParquetTable) -> CheckResult:
+    """Every label within `class_names`' rule, before any report or plot shows it."""
+    labels = first_key_per_label(manifest)
+    try:
+        class_names.check(labels)
+    except class_names.ClassNameError as err:
+        return CheckResult(False, str(err), {"labels": len(labels)})
+    return CheckResult(True, f"{len(labels)} class names allowed", {"labels": len(labels)})
+
+
 @asset("data/data_validation", deps=["data/image_manifest"], config=ValidationConfig)
 def data_validation(
     ctx: AssetContext[ValidationConfig], image_manifest: ParquetTable
@@ -175,8 +197,10 @@ def critical_expectations_pass(ctx: AssetContext, result: dict[str, Any]) -> Che
 def class_mapping(
     ctx: AssetContext, image_manifest: ParquetTable, data_validation: dict[str, Any]
 ) -> dict[str, Any]:
-    """Sorted train class names → index, as torchvision's ImageFolder numbers them."""
+    """Sorted train class names → index, as torchvision's ImageFolder numbers them; every
+    name within `class_names`' rule (the manifest's check already held it to it)."""
     classes = sorted(ManifestSummary.of(image_manifest).labels.get("train", ()))
+    class_names.check(first_key_per_label(image_manifest))
     ctx.add_metadata(classes=len(classes))
     return {"classes": classes, "index": {name: i for i, name in enumerate(classes)}}
 

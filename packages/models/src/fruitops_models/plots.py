@@ -5,6 +5,8 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")  # no display on servers and CI
+# class names come from data: "$x^$" must print as written, not be parsed as math text
+matplotlib.rcParams["text.parse_math"] = False
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
