@@ -33,16 +33,17 @@ __all__ = [
 ]
 
 
-def lake_from_uri(uri: str, endpoint_url: str | None = None) -> Lake:
+def lake_from_uri(uri: str, endpoint_url: str | None = None, strict: bool = False) -> Lake:
     """Open the lake at ``uri``: a local path, ``file://``, ``s3://`` or ``gs://``.
 
     ``endpoint_url`` is the S3 endpoint (MinIO, SeaweedFS); ``gs://`` is Google Cloud
-    Storage itself, with application-default credentials.
+    Storage itself, with application-default credentials. ``strict`` opens a local folder
+    of inputs by the rules for folders others write to (`LocalLake`).
     """
     parsed = urlparse(uri)
     if parsed.scheme in ("", "file") or (len(parsed.scheme) == 1 and os.name == "nt"):
         path = unquote(parsed.path) if parsed.scheme == "file" else uri
-        return LocalLake(Path(path))
+        return LocalLake(Path(path), strict=strict)
     if parsed.scheme in ("s3", "gs"):
         endpoint = endpoint_url if parsed.scheme == "s3" else None
         return ObjectStoreLake(parsed.scheme, parsed.netloc, parsed.path, endpoint_url=endpoint)

@@ -11,7 +11,7 @@ import os
 import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -82,6 +82,11 @@ class Lake(ABC):
         """Copy a local file into the lake without loading it into memory."""
 
     @abstractmethod
+    def put_chunks(self, chunks: Iterable[bytes], path: str) -> str:
+        """Write the byte chunks as one object, atomically (a failure mid-way leaves
+        nothing); return their SHA-256, taken on the way."""
+
+    @abstractmethod
     def get_file(self, path: str, local: Path) -> Path:
         """Copy a lake object to a local file without loading it into memory, atomically
         (`_replace_atomically`): processes sharing a local copy never read half of one."""
@@ -134,11 +139,13 @@ class Lake(ABC):
 
 
 def _replace_atomically(target: Path, fill: Callable[[str], object]) -> Path:
-    """``fill(tmp)`` writes ``.<name>.<pid>-<random>.tmp`` beside ``target``, which is then
-    renamed over it: a reader (another task copying the same cache shard, a reader of the
-    lake) sees the old file or the whole new one, and a failed write leaves nothing behind."""
+    """``fill(tmp)`` writes ``.<name's start>.<pid>-<random>.tmp`` beside ``target``, which is
+    then renamed over it: a reader (another task copying the same cache shard, a reader of
+    the lake) sees the old file or the whole new one, and a failed write leaves nothing
+    behind."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.{os.getpid()}-",
+    # the name's start only: a 200-byte name plus the suffix would pass the file system's 255
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name[:40]}.{os.getpid()}-",
                                suffix=".tmp")  # fmt: skip
     os.close(fd)
     try:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import shutil
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -19,6 +20,7 @@ from fruitops_core.lake_base import (
     _LockWait,
     _replace_atomically,
 )
+from fruitops_core.safe_files import OpenedFile, RefusedFile, open_beneath
 
 
 def _remove_stale_temporaries(folder: Path) -> None:
@@ -40,10 +42,17 @@ def _running(pid: int) -> bool:
 
 
 class LocalLake(Lake):
-    """A lake in a local folder (the embedded profile)."""
+    """A lake in a local folder (the embedded profile), or a folder of input photos.
 
-    def __init__(self, root: Path):
+    ``strict`` is for folders others can write to (inputs to score, incoming batches):
+    every file is opened by `fruitops_core.safe_files.open_beneath`, each folder on the way
+    entered without following a link, and taken only as a regular file within the per-file
+    limit. The FruitOps lake itself is not strict: its ``current`` links are its own.
+    """
+
+    def __init__(self, root: Path, strict: bool = False):
         self.root = Path(root).resolve()
+        self.strict = strict
         self.root_uri = self.root.as_uri()
         mask = os.umask(0)
         os.umask(mask)
@@ -96,7 +105,23 @@ class LocalLake(Lake):
             shutil.rmtree(target)
         os.replace(tmp, target)
 
+    def _open_strict(self, path: str) -> OpenedFile:
+        try:
+            return open_beneath(self.root, _clean(path))
+        except FileNotFoundError:
+            raise LakeError(f"{self._path(path).as_uri()} does not exist") from None
+        except RefusedFile as refused:
+            raise LakeError(f"{self._path(path)}: {refused.reason}") from None
+        except OSError as err:
+            raise LakeError(f"{self._path(path)}: {err.strerror}") from None
+
     def read_bytes(self, path: str) -> bytes:
+        if self.strict:
+            with self._open_strict(path) as opened:
+                try:
+                    return opened.read()
+                except RefusedFile as refused:
+                    raise LakeError(f"{self._path(path)}: {refused.reason}") from None
         target = self._path(path)
         try:
             # never through a link: a folder of photos may hold one to a host file
@@ -119,6 +144,8 @@ class LocalLake(Lake):
             with open(tmp, "wb") as handle:
                 os.fchmod(handle.fileno(), self._file_mode)
                 write(handle)
+                handle.flush()
+                os.fsync(handle.fileno())  # on disk before the rename commits it
 
         target = _replace_atomically(self._path(path), fill)
         if target.parent not in self._swept:
@@ -129,11 +156,30 @@ class LocalLake(Lake):
     def write_bytes(self, path: str, data: bytes) -> str:
         return self._atomic(path, lambda handle: handle.write(data))
 
+    def put_chunks(self, chunks: Iterable[bytes], path: str) -> str:
+        digest = hashlib.sha256()
+
+        def write(handle) -> None:
+            for block in chunks:
+                digest.update(block)
+                handle.write(block)
+
+        self._atomic(path, write)
+        return digest.hexdigest()
+
     def put_file(self, local: Path, path: str) -> str:
         with open(local, "rb") as source:
             return self._atomic(path, lambda handle: shutil.copyfileobj(source, handle))
 
     def get_file(self, path: str, local: Path) -> Path:
+        if self.strict:
+
+            def copy(tmp: str) -> None:
+                with self._open_strict(path) as opened, open(tmp, "wb") as handle:
+                    for block in opened.chunks():
+                        handle.write(block)
+
+            return _replace_atomically(local, copy)
         return _replace_atomically(local, lambda tmp: shutil.copyfile(self._path(path), tmp))
 
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -151,7 +197,7 @@ class LocalLake(Lake):
                 yield Path(dirpath, name).relative_to(self.root).as_posix()
 
     def size(self, path: str) -> int:
-        return self._path(path).stat().st_size
+        return self._path(path).lstat().st_size if self.strict else self._path(path).stat().st_size
 
     def delete_prefix(self, prefix: str) -> int:
         target = self._path(prefix)

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
 import sys
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,6 +132,21 @@ class ObjectStoreLake(Lake):
     def put_file(self, local: Path, path: str) -> str:
         self._call("uploading to", path, self.fs.put_file, str(local), self._full(path))
         return self.uri(path)
+
+    def put_chunks(self, chunks: Iterable[bytes], path: str) -> str:
+        """Streamed into one upload, made visible when it completes; a failure mid-way
+        discards it (fsspec would otherwise complete what was written on close)."""
+        digest = hashlib.sha256()
+        handle = self._call("uploading to", path, self.fs.open, self._full(path), "wb")
+        try:
+            for block in chunks:
+                digest.update(block)
+                handle.write(block)
+        except BaseException:
+            handle.discard()
+            raise
+        self._call("uploading to", path, handle.close)
+        return digest.hexdigest()
 
     def get_file(self, path: str, local: Path) -> Path:
         return _replace_atomically(

@@ -6,6 +6,7 @@ and `AWS_ENDPOINT_URL`. Profiles only change defaults: anything set explicitly w
 
 from __future__ import annotations
 
+import os
 from enum import StrEnum
 from pathlib import Path
 
@@ -64,6 +65,22 @@ class FruitOpsSettings(BaseSettings):
         description="SOURCE to ingest when a step is given none (FRUITOPS_SOURCE); unset: the "
         "data set already in the lake",
     )
+
+    allowed_roots: str | None = Field(
+        default=None,
+        description="folders (separated by ':') that local sources, batches and scoring "
+        "inputs must lie in (FRUITOPS_ALLOWED_ROOTS); unset: anywhere but the system "
+        "folders (/, /proc, /sys, /dev, /etc, /boot, /run)",
+    )
+
+    @property
+    def allowed_root_paths(self) -> list[Path]:
+        """`allowed_roots` as resolved paths; empty when unset."""
+        return [
+            Path(part).expanduser().resolve()
+            for part in (self.allowed_roots or "").split(os.pathsep)
+            if part.strip()
+        ]
 
     @field_validator("profile", mode="before")
     @classmethod

@@ -44,6 +44,7 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
         chosen_source(ctx.config.source, ingested, ctx.log),
         ctx.settings.home,
         endpoint_url=ctx.settings.s3_endpoint,
+        allowed_roots=ctx.settings.allowed_root_paths,
     )
     if ingested and ingested != resolved.source:  # said once the new source is usable
         ctx.log.warning("ingesting %s; the lake held %s until now", resolved.source, ingested)
@@ -247,7 +248,11 @@ def incoming_batch(
 ) -> dict[str, Any]:
     """The batch of new images to score: a folder or lake prefix and the image keys in it."""
     batch = list_batch(
-        ctx.config.source, raw_images, ctx.lake, endpoint_url=ctx.settings.s3_endpoint
+        ctx.config.source,
+        raw_images,
+        ctx.lake,
+        endpoint_url=ctx.settings.s3_endpoint,
+        allowed_roots=ctx.settings.allowed_root_paths,
     )
     ctx.add_metadata(images=len(batch["keys"]), uri=batch["uri"], ignored=len(batch["ignored"]))
     for item in batch["ignored"][:20]:

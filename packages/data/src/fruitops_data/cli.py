@@ -22,7 +22,7 @@ from fruitops_core.output import (
 )
 from fruitops_core.records import AssetCheckFailed, load_value, read_record
 from fruitops_core.registry import AssetGraph
-from fruitops_data.config import SOURCE_FORMS, ManifestConfig, ValidationConfig
+from fruitops_data.config import LOCAL_PATHS, SOURCE_FORMS, ManifestConfig, ValidationConfig
 from fruitops_data.layout import find_dataset_root, walk
 from fruitops_data.quarantine import unusable
 from fruitops_data.summary import SUMMARY_COLUMNS, ManifestSummary
@@ -59,7 +59,7 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
 @with_options([ConfigOption("data/image_manifest", ManifestConfig, "max_unusable_share")])
 def ingest(
     config: dict[str, dict[str, Any]],
-    source: str = typer.Argument(..., help=f"what to ingest: {SOURCE_FORMS}"),
+    source: str = typer.Argument(..., help=f"what to ingest: {SOURCE_FORMS}; {LOCAL_PATHS}"),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Copy a source into the lake and build its manifest; bad files are quarantined.

@@ -14,12 +14,15 @@ SOURCE_FORMS = (
     "folder in the Kaggle layout, .zip, s3:// or gs://bucket/prefix, "
     "kaggle:owner/dataset or synthetic:classes=N,per_class=M,size=S,seed=K"
 )
+#: Where local paths may lie, said wherever one is asked for (CLI help and DAG Params).
+LOCAL_PATHS = "a local path must lie in FRUITOPS_ALLOWED_ROOTS (unset: not a system folder)"
 
 
 class RawImagesConfig(BaseModel):
     source: str | None = Field(
         None,
-        description=f"{SOURCE_FORMS}; default: FRUITOPS_SOURCE, else the data set already ingested",
+        description=f"{SOURCE_FORMS}; default: FRUITOPS_SOURCE, else the data set already "
+        f"ingested; {LOCAL_PATHS}",
     )
     workers: int = Field(8, ge=1, le=64, description="files read and uploaded at once")
 
@@ -59,5 +62,5 @@ class IncomingBatchConfig(BaseModel):
     source: str | None = Field(
         None,
         description="folder or s3:// prefix of the images to score, e.g. s3://incoming/{ds} "
-        "({ds}: the DAG run's date); empty: the ingested data set's test split",
+        f"({{ds}}: the DAG run's date); empty: the ingested data set's test split; {LOCAL_PATHS}",
     )

@@ -6,21 +6,32 @@ decoded is quarantined by scoring, not dropped here (docs/design.md §6).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from fruitops_core.lake import Lake, lake_from_uri
+from fruitops_core.safe_files import check_allowed
 from fruitops_core.tables import ParquetTable
 from fruitops_data.layout import lake_files
+from fruitops_data.sources import local_path
 
 
 def list_batch(
-    source: str | None, raw_images: ParquetTable, lake: Lake, endpoint_url: str | None = None
+    source: str | None,
+    raw_images: ParquetTable,
+    lake: Lake,
+    endpoint_url: str | None = None,
+    allowed_roots: Sequence[Path] = (),
 ) -> dict[str, Any]:
     """``{"uri", "keys", "ignored"}`` of ``source``, or of the ingested data set's test split
-    when no source is given; an empty batch is an error that says where to put images."""
+    when no source is given; an empty batch is an error that says where to put images. A
+    local source must lie in ``allowed_roots`` (`check_allowed`)."""
     if source:
         uri = source
-        keys, ignored = lake_files(lake_from_uri(uri, endpoint_url=endpoint_url))
+        if (local := local_path(source)) is not None:
+            check_allowed(local, list(allowed_roots), "batch")
+        keys, ignored = lake_files(lake_from_uri(uri, endpoint_url=endpoint_url, strict=True))
     else:
         ignored = []
         prefix = raw_images.meta["prefix"]

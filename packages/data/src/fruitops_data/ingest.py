@@ -17,8 +17,9 @@ import pandas as pd
 
 from fruitops_core.lake import Lake
 from fruitops_core.progress import progress_bar
+from fruitops_core.safe_files import RefusedFile
 from fruitops_core.tables import ParquetTable, TableWriter
-from fruitops_data.layout import FoundFile, Walk, sha256_no_follow
+from fruitops_data.layout import FoundFile, Walk, skipped
 from fruitops_data.manifest import windows
 from fruitops_data.sources import ResolvedSource
 
@@ -82,7 +83,13 @@ class Copied:
 
 def copy_into_lake(resolved: ResolvedSource, lake: Lake, workdir: Path, workers: int = 8) -> Copied:
     """Walk ``resolved`` and copy its changed and new files into the lake; the listing is
-    written to ``workdir`` and kept in the lake as the next run's previous listing."""
+    written to ``workdir`` and kept in the lake as the next run's previous listing.
+
+    Each file is read through the one handle the walk opened (`Walk`): hashed, then, when
+    new or changed, copied with its hash taken again on the way; a file whose bytes changed
+    between the two (or grew past the limit) is left out with why, so the lake never holds
+    bytes the listing's sha256 does not describe.
+    """
     walker = Walk(resolved.root)
     total = walker.count()
     prefix = f"raw/{resolved.dataset_id}"
@@ -91,14 +98,24 @@ def copy_into_lake(resolved: ResolvedSource, lake: Lake, workdir: Path, workers:
     if lake.exists(index_path):
         previous = ParquetTable(lake.get_file(index_path, workdir / "previous.parquet"))
     known = SortedLookup(previous)
+    changed: list[dict[str, str]] = []
 
-    def copy(found: FoundFile, known_sha: str | None) -> tuple[str, bool]:
-        # hashed and uploaded a chunk at a time: a worker never holds a whole file
-        sha = sha256_no_follow(found.path)
-        key = f"{prefix}/{found.relpath}"
-        if known_sha == sha and lake.exists(key):
-            return sha, False
-        lake.put_file(found.path, key)
+    def copy(found: FoundFile, known_sha: str | None) -> tuple[str | None, bool]:
+        assert found.file is not None  # a Walk opens every file it yields
+        with found.file as opened:
+            try:
+                sha = opened.sha256()
+                key = f"{prefix}/{found.relpath}"
+                if known_sha == sha and lake.exists(key):
+                    return sha, False
+                copied = lake.put_chunks(opened.chunks(), key)
+            except RefusedFile as refused:
+                changed.append(skipped(found.relpath, refused.reason))
+                return None, False
+        if copied != sha:
+            lake.delete_prefix(key)
+            changed.append(skipped(found.relpath, "changed while it was read: ingest it again"))
+            return None, False
         return sha, True
 
     uploaded = files = 0
@@ -108,27 +125,30 @@ def copy_into_lake(resolved: ResolvedSource, lake: Lake, workdir: Path, workers:
         progress_bar(total, "upload", "files") as bar,
     ):
         for window in windows(walker, 256):
-            keys = [f"{prefix}/{f.relpath}" for f in window]
-            results = list(pool.map(copy, window, [known.get(k) for k in keys]))
+            results = list(
+                pool.map(copy, window, [known.get(f"{prefix}/{f.relpath}") for f in window])
+            )
+            kept = [(f, sha) for f, (sha, _) in zip(window, results, strict=True) if sha]
             writer.write(
                 pd.DataFrame(
                     {
-                        "key": keys,
-                        "split": [f.split for f in window],
-                        "label": [f.label for f in window],
-                        "sha256": [sha for sha, _ in results],
+                        "key": [f"{prefix}/{f.relpath}" for f, _ in kept],
+                        "split": [f.split for f, _ in kept],
+                        "label": [f.label for f, _ in kept],
+                        "sha256": [sha for _, sha in kept],
                     }
                 )
             )
             uploaded += sum(1 for _, up in results if up)
-            files += len(window)
+            files += len(kept)
             bar.update(len(window))
+        ignored = [*resolved.refused, *walker.ignored, *changed]
         table = writer.close(
             source=resolved.source,
             dataset_id=resolved.dataset_id,
             prefix=prefix,
             uri=lake.uri(prefix),
-            ignored=[*resolved.refused, *walker.ignored],
+            ignored=ignored,
         )
     lake.put_file(table.path, index_path)  # the next run's `previous`
-    return Copied(table, files, uploaded, len(walker.ignored) + len(resolved.refused))
+    return Copied(table, files, uploaded, len(ignored))

@@ -7,13 +7,25 @@ a folder that holds either one level down.
 from __future__ import annotations
 
 import csv
-import hashlib
+import io
 import os
+import re
+import stat
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from fruitops_core.lake import Lake
+from fruitops_core.safe_files import (
+    LINK_REASON,
+    MAX_FILE_BYTES,
+    SPECIAL_REASON,
+    OpenedFile,
+    RefusedFile,
+    open_dir,
+    open_file,
+    size_reason,
+)
 
 SPLIT_ALIASES = {
     "train1": "train",
@@ -34,10 +46,11 @@ class LayoutError(ValueError):
 
 @dataclass(frozen=True)
 class FoundFile:
-    path: Path
+    path: Path  # for messages: the file itself is read through ``file``, never this path
     relpath: str  # "<split>/<class>/<file>" with the split name normalised
     split: str
     label: str | None
+    file: OpenedFile | None = None  # the one handle a `Walk` opened; its reader closes it
 
 
 def is_junk(name: str) -> bool:
@@ -45,33 +58,37 @@ def is_junk(name: str) -> bool:
     return name.lower() in JUNK_NAMES or name.startswith(".") or name.startswith("__MACOSX")
 
 
-#: The largest single file taken (a photo is a few MB): larger ones are left out, with why,
-#: by ingest and scoring alike, so a worker's memory is bounded whatever a folder holds.
-MAX_FILE_BYTES = 256 * 1024**2
-
 #: Why a file is left out. One rule for ingest, scoring and monitoring: each left-out file is
-#: listed with its reason and counted, never silently dropped.
+#: listed with its reason and counted, never silently dropped. (The per-file limit, links and
+#: devices: `fruitops_core.safe_files`.)
 JUNK_REASON = "OS junk or a hidden file"
-LINK_REASON = "a symbolic link: links are never followed (copy the file itself)"
-SPECIAL_REASON = "not a regular file (a pipe, socket or device)"
+NOT_UTF8_REASON = "a name that is not UTF-8: rename it"
+#: A name's length in bytes above which it is left out: lake keys, temporary files and
+#: object stores all add to it, and file systems stop at 255.
+MAX_NAME_BYTES = 200
 
 
-def skip_reason(
-    parts: Sequence[str], entry: os.DirEntry | None = None, size: int | None = None
-) -> str | None:
-    """Why the file at relative path ``parts`` is left out, or None to take it. ``entry``
-    (a local file's) adds the links-and-devices rule; ``size`` (or the entry's) the
-    per-file limit."""
-    if any(is_junk(part) for part in parts):
+def name_reason(name: str) -> str | None:
+    """Why a file or folder name is left out (junk, not UTF-8, too long), or None."""
+    if is_junk(name):
         return JUNK_REASON
-    if entry is not None:
-        if entry.is_symlink():
-            return LINK_REASON
-        if not entry.is_file(follow_symlinks=False):
-            return SPECIAL_REASON
-        size = entry.stat(follow_symlinks=False).st_size
+    try:
+        size = len(name.encode("utf-8"))
+    except UnicodeEncodeError:  # undecodable bytes, as os.scandir hands them over
+        return NOT_UTF8_REASON
+    if size > MAX_NAME_BYTES:
+        return f"a name of {size} bytes, over the limit of {MAX_NAME_BYTES}: shorten it"
+    return None
+
+
+def skip_reason(parts: Sequence[str], size: int | None = None) -> str | None:
+    """Why the file at relative path ``parts`` is left out by its names or its ``size``, or
+    None to take it (links and devices are found when a file is opened: `scan`)."""
+    for part in parts:
+        if reason := name_reason(part):
+            return reason
     if size is not None and size > MAX_FILE_BYTES:
-        return f"{size} bytes, over the per-file limit of {MAX_FILE_BYTES} (a photo needs far less)"
+        return size_reason(size, MAX_FILE_BYTES)
     return None
 
 
@@ -94,36 +111,85 @@ def skipped(path: str, reason: str) -> dict[str, str]:
     return {"path": path, "reason": reason}
 
 
-def scan(
-    folder: Path, parts: tuple[str, ...] = ()
-) -> Iterator[tuple[os.DirEntry, tuple[str, ...]]]:
-    """Every non-folder entry under ``folder`` with its relative path parts, never entering
-    a linked folder (a link is yielded as an entry, for `skip_reason` to name).
+@dataclass
+class Entry:
+    """A file under a scanned folder: opened (``file``) or left out (``reason``)."""
+
+    parts: tuple[str, ...]  # its path below the folder
+    size: int | None = None
+    file: OpenedFile | None = None
+    reason: str | None = None
+
+
+def scan(folder: Path, open_files: bool = False) -> Iterator[Entry]:
+    """Every non-folder entry under ``folder`` with its relative path parts, in key order.
+
+    Folders are entered through handles (``openat``, never through a link: a folder swapped
+    for a link after the listing is refused, not followed). With ``open_files`` each file
+    is opened then and there (`fruitops_core.safe_files.open_file`: not a link, a regular
+    file, within the size limit) and the caller reads and closes that handle; without, the
+    files are only looked at (``lstat``), for listings.
 
     Siblings are sorted with folders as ``name/``, which makes a depth-first walk yield
     paths in plain string order (``"a b/x" < "a/x"``), the order S3 lists keys in. A listing
     in key order can be merged with the previous one a window at a time, never loaded whole.
     """
-    with os.scandir(folder) as entries:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        yield from _scan_fd(fd, (), open_files)
+    finally:
+        os.close(fd)
+
+
+def _scan_fd(fd: int, parts: tuple[str, ...], open_files: bool) -> Iterator[Entry]:
+    with os.scandir(fd) as entries:
         ordered = sorted(
             entries, key=lambda e: e.name + "/" if e.is_dir(follow_symlinks=False) else e.name
         )
     for entry in ordered:
-        if entry.is_dir(follow_symlinks=False):
-            yield from scan(Path(entry.path), (*parts, entry.name))
+        here = (*parts, entry.name)
+        if reason := name_reason(entry.name):
+            yield Entry(here, reason=reason)
+        elif entry.is_dir(follow_symlinks=False):
+            try:
+                inner = open_dir(entry.name, fd)
+            except RefusedFile as refused:
+                yield Entry(here, reason=refused.reason)
+                continue
+            try:
+                yield from _scan_fd(inner, here, open_files)
+            finally:
+                os.close(inner)
+        elif open_files:
+            yield _opened(fd, entry.name, here)
         else:
-            yield entry, (*parts, entry.name)
+            yield _looked_at(fd, entry.name, here)
 
 
-def sha256_no_follow(path: Path, chunk: int = 1 << 20) -> str:
-    """A listed file's SHA-256, read a chunk at a time (memory stays bounded by ``chunk``);
-    a file swapped for a link since the listing is refused."""
-    digest = hashlib.sha256()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
-    with os.fdopen(fd, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+def _opened(fd: int, name: str, parts: tuple[str, ...]) -> Entry:
+    try:
+        opened = open_file(name, fd, MAX_FILE_BYTES)
+    except RefusedFile as refused:
+        return Entry(parts, reason=refused.reason)
+    except FileNotFoundError:
+        return Entry(parts, reason="gone before it was read (removed while listed)")
+    except OSError as err:
+        return Entry(parts, reason=f"cannot be opened: {err.strerror}")
+    return Entry(parts, size=opened.size, file=opened)
+
+
+def _looked_at(fd: int, name: str, parts: tuple[str, ...]) -> Entry:
+    try:
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except FileNotFoundError:
+        return Entry(parts, reason="gone before it was read (removed while listed)")
+    if stat.S_ISLNK(info.st_mode):
+        return Entry(parts, reason=LINK_REASON)
+    if not stat.S_ISREG(info.st_mode):
+        return Entry(parts, reason=SPECIAL_REASON)
+    if info.st_size > MAX_FILE_BYTES:
+        return Entry(parts, size=info.st_size, reason=size_reason(info.st_size, MAX_FILE_BYTES))
+    return Entry(parts, size=info.st_size)
 
 
 def lake_files(lake: Lake) -> tuple[list[str], list[dict[str, str]]]:
@@ -137,7 +203,7 @@ def lake_files(lake: Lake) -> tuple[list[str], list[dict[str, str]]]:
             for key, size, _ in lake.listing()
         )
     elif root.is_dir():
-        reasons = (("/".join(parts), skip_reason(parts, entry)) for entry, parts in scan(root))
+        reasons = (("/".join(e.parts), e.reason) for e in scan(root))
     else:
         reasons = iter(())
     keys: list[str] = []
@@ -184,72 +250,109 @@ def find_dataset_root(folder: Path) -> Path:
 class Walk:
     """Every file under the split folders of ``root``, streamed in ``relpath`` order.
 
-    Iterating yields `FoundFile`s lazily (labels from the Kaggle CSVs applied); what
-    `skip_reason` leaves out (junk, links, devices) is collected in ``ignored``, with its
-    reason, as the walk passes it. A walk that finds no file at all raises `LayoutError` at
-    its end.
+    Iterating yields `FoundFile`s lazily (labels from the Kaggle CSVs applied), each with its
+    file opened once (``file``: the reader hashes, decodes and copies that handle, and closes
+    it); what is left out (junk, odd names, links, devices, files over the limit, files
+    changed into any of these while walked) is collected in ``ignored``, with its reason, as
+    the walk passes it. ``open_files=False`` only lists, for counts and reports. A walk that
+    finds no file at all raises `LayoutError` at its end.
     """
 
     root: Path
     ignored: list[dict[str, str]] = field(default_factory=list)
+    open_files: bool = True
 
-    def _entries(self) -> Iterator[tuple[str, Path, tuple[str, ...], str | None]]:
+    def _entries(self, open_files: bool) -> Iterator[tuple[str, Path, Entry]]:
         for split, split_dir in sorted(_split_dirs(self.root).items()):
-            for entry, rel_parts in scan(split_dir):
-                yield split, Path(entry.path), rel_parts, skip_reason(rel_parts, entry)
+            for entry in scan(split_dir, open_files):
+                yield split, split_dir, entry
 
     def __iter__(self) -> Iterator[FoundFile]:
         self.ignored.clear()
         relabel = csv_labeller(self.root)
         found = 0
-        for split, path, rel_parts, reason in self._entries():
-            relpath = "/".join((split, *rel_parts))
-            if reason:
-                self.ignored.append(skipped(relpath, reason))
+        for split, split_dir, entry in self._entries(self.open_files):
+            relpath = "/".join((split, *entry.parts))
+            if entry.reason:
+                self.ignored.append(skipped(relpath, entry.reason))
                 continue
-            label = rel_parts[0] if len(rel_parts) > 1 else None
+            label = entry.parts[0] if len(entry.parts) > 1 else None
             found += 1
-            yield relabel(FoundFile(path, relpath, split, label))
+            path = split_dir.joinpath(*entry.parts)
+            yield relabel(FoundFile(path, relpath, split, label, entry.file))
         if not found:
             raise LayoutError(f"{self.root} holds no files under its split folders")
 
     def count(self) -> int:
         """How many files a walk yields (a listing pass, no reads): the progress bar's total."""
-        return sum(1 for *_, reason in self._entries() if reason is None)
+        return sum(1 for *_, entry in self._entries(False) if entry.reason is None)
 
 
 def walk(root: Path) -> tuple[list[FoundFile], list[dict[str, str]]]:
-    """Every file under the split folders as a list, and what was left out (with reasons).
-
-    For small folders and reports; ingest streams a `Walk` instead.
-    """
-    walker = Walk(root)
+    """Every file under the split folders as a list (listed, not opened), and what was left
+    out (with reasons). For small folders and reports; ingest streams a `Walk` instead."""
+    walker = Walk(root, open_files=False)
     files = list(walker)
     return files, walker.ignored
+
+
+#: The largest label file read (``*.csv``, ``classname.txt``): a 100,000-photo CSV is ~5 MB.
+MAX_LABEL_FILE_BYTES = 64 * 1024**2
+
+
+def read_label_file(root: Path, name: str) -> str | None:
+    """The text of the label file ``name`` in ``root`` (None when there is none), read by the
+    rules of photos: never through a link, a regular file, at most `MAX_LABEL_FILE_BYTES`.
+    A label file that breaks them stops the walk: its lines would become labels."""
+    path = root / name
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        with open_file(name, fd, MAX_LABEL_FILE_BYTES) as opened:
+            data = opened.read()
+    except FileNotFoundError:
+        return None
+    except RefusedFile as refused:
+        raise LayoutError(
+            f"{path}: {refused.reason}; labels are read only from the folder's own files"
+        ) from None
+    finally:
+        os.close(fd)
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise LayoutError(
+            f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
+        ) from None
 
 
 def _read_csv_labels(root: Path) -> dict[str, int]:
     """``train/<class>/<file>`` → category from ``train.csv``/``val.csv``/``test.csv``."""
     labels: dict[str, int] = {}
     for split in ("train", "val", "test"):
-        path = root / f"{split}.csv"
-        if not path.is_file():
-            continue
-        try:
-            with open(path, newline="", encoding="utf-8-sig") as handle:
-                labels.update(_csv_rows(path, csv.DictReader(handle)))
-        except UnicodeDecodeError as err:
-            raise LayoutError(
-                f"{path}: not UTF-8 text (byte {err.start}: {err.reason}); save it as UTF-8"
-            ) from None
+        text = read_label_file(root, f"{split}.csv")
+        if text is not None:
+            reader = csv.DictReader(io.StringIO(text, newline=""))
+            labels.update(_csv_rows(root / f"{split}.csv", reader))
     return labels
+
+
+_HEADER = re.compile(r"[\w .:-]{0,40}")
+
+
+def _shown(fields: Sequence[str] | None) -> str:
+    """A header as an error message shows it: only what looks like column names, since the
+    file may be anything (an error message lands in task logs)."""
+    fields = list(fields or [])
+    if fields and all(_HEADER.fullmatch(f) for f in fields) and len(",".join(fields)) <= 80:
+        return ",".join(fields)
+    return f"{len(fields)} fields that do not look like column names"
 
 
 def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[tuple[str, int]]:
     """``image:FILE → category`` of one Kaggle CSV; a malformed row names its line."""
     if not reader.fieldnames or not {"image:FILE", "category"} <= set(reader.fieldnames):
         raise LayoutError(
-            f"{path}: expected the columns image:FILE,category (found {reader.fieldnames})"
+            f"{path}: expected the columns image:FILE,category (found {_shown(reader.fieldnames)})"
         )
     for row in reader:
         line = reader.line_num
@@ -264,7 +367,8 @@ def _csv_rows(path: Path, reader: csv.DictReader) -> Iterator[tuple[str, int]]:
             yield name.strip().replace("\\", "/"), int(category)
         except ValueError:
             raise LayoutError(
-                f"{path}:{line}: category {category!r} is not an integer (-1 means unlabeled)"
+                f"{path}:{line}: category ({_shown([category])}) is not an integer "
+                "(-1 means unlabeled)"
             ) from None
 
 
@@ -278,8 +382,7 @@ def csv_labeller(root: Path):
     categories = _read_csv_labels(root)
     if not categories:
         return lambda found: found
-    names_file = root / "classname.txt"
-    names = names_file.read_text(encoding="utf-8").splitlines() if names_file.is_file() else []
+    names = (read_label_file(root, "classname.txt") or "").splitlines()
 
     def relabel(found: FoundFile) -> FoundFile:
         category = categories.get(found.relpath)

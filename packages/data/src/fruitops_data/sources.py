@@ -22,14 +22,23 @@ import socket
 import stat
 import tempfile
 import zipfile
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlparse
 
 from fruitops_core.progress import track
+from fruitops_core.safe_files import check_allowed, size_reason
 from fruitops_data import synthetic
-from fruitops_data.layout import MAX_FILE_BYTES, find_dataset_root, key_refusal, scan, skipped
+from fruitops_data.layout import (
+    MAX_FILE_BYTES,
+    find_dataset_root,
+    key_refusal,
+    scan,
+    skip_reason,
+    skipped,
+)
 
 #: Limits for zip extraction: a hostile or broken archive must not fill the disk.
 MAX_ZIP_BYTES = 50 * 1024**3
@@ -61,8 +70,12 @@ def resolve(
     max_zip_bytes: int = MAX_ZIP_BYTES,
     max_zip_files: int = MAX_ZIP_FILES,
     max_file_bytes: int = MAX_FILE_BYTES,
+    allowed_roots: Sequence[Path] = (),
 ) -> ResolvedSource:
-    """Make ``source`` available as a local folder under ``workdir`` when it is not one."""
+    """Make ``source`` available as a local folder under ``workdir`` when it is not one.
+
+    A local folder or zip must lie in ``allowed_roots`` (FRUITOPS_ALLOWED_ROOTS; none: not
+    a system folder)."""
     source = source.strip()
     if not source:
         raise SourceError(
@@ -80,7 +93,9 @@ def resolve(
     parsed = urlparse(source)
     if parsed.scheme in ("s3", "gs"):
         target = workdir / "sources" / f"{parsed.scheme}-{parsed.netloc}-{_short_hash(source)}"
-        refused = _mirror(source, target, endpoint_url)
+        refused = _mirror(
+            source, target, endpoint_url, max_bytes=max_zip_bytes, max_file_bytes=max_file_bytes
+        )
         return ResolvedSource(source, target.name, find_dataset_root(target), tuple(refused))
     if parsed.scheme not in ("", "file"):
         raise SourceError(
@@ -91,6 +106,7 @@ def resolve(
         )
     path = local_path(source)
     assert path is not None  # every other scheme was handled above
+    check_allowed(path, list(allowed_roots), "source")
     # the absolute path is the source: later steps find the same data from any folder
     if path.suffix.lower() == ".zip":
         target = workdir / "sources" / f"zip-{path.stem}-{_zip_fingerprint(path)}"
@@ -232,20 +248,31 @@ MIRROR_STATE = ".mirror.json"
 
 
 def _mirror(
-    uri: str, target: Path, endpoint_url: str | None, workers: int = 16
+    uri: str,
+    target: Path,
+    endpoint_url: str | None,
+    workers: int = 16,
+    max_bytes: int = MAX_ZIP_BYTES,
+    max_file_bytes: int = MAX_FILE_BYTES,
 ) -> list[dict[str, str]]:
-    """Make ``target`` an exact copy of the objects under the prefix; return the keys that
-    were refused (each with why): they are listed, never written anywhere.
+    """Make ``target`` an exact copy of the objects under the prefix; return the keys left
+    out (each with why): they are listed, never written anywhere.
 
-    An object is downloaded again when its ETag or size changed; a local file whose object
-    is gone is deleted. Every path stays inside ``target``.
+    The zip's limits hold here too, checked on the listing before anything is downloaded:
+    an object over the per-file limit (or with an unclean key, or junk by name) is left out,
+    and a prefix over the total size, or larger than the disk's free space, is refused. An
+    object is downloaded again when its ETag or size changed; a local file whose object is
+    gone is deleted. Every path stays inside ``target``.
     """
     from fruitops_core.lake import lake_from_uri
 
     lake = lake_from_uri(uri, endpoint_url=endpoint_url)
     objects, refused = {}, []
     for key, size, etag in lake.listing():
-        if reason := key_refusal(key):
+        reason = key_refusal(key) or skip_reason(key.split("/"))
+        if reason is None and size > max_file_bytes:
+            reason = size_reason(size, max_file_bytes)
+        if reason:
             refused.append(skipped(key, reason))
         else:
             objects[key] = (size, etag)
@@ -259,28 +286,48 @@ def _mirror(
                 else ""
             )
         )
+    total = sum(size for size, _ in objects.values())
+    if total > max_bytes:
+        raise SourceError(
+            f"{uri} holds {total} bytes in {len(objects)} objects, over the limit of "
+            f"{max_bytes}; split the data set or raise the limit"
+        )
     target.mkdir(parents=True, exist_ok=True)
     root = target.resolve()
     state_path = target / MIRROR_STATE
     state = json.loads(state_path.read_text()) if state_path.exists() else {}
-    for entry, parts in scan(root):
-        key = "/".join(parts)
+    for entry in scan(root):
+        key = "/".join(entry.parts)
         if key != MIRROR_STATE and key not in objects:
-            os.unlink(entry.path)  # its object is gone: the mirror follows
+            (root / key).unlink()  # its object is gone: the mirror follows
             state.pop(key, None)
+
+    def current(key: str) -> bool:
+        local = root / key
+        size, etag = objects[key]
+        return local.is_file() and local.stat().st_size == size and state.get(key) == etag
+
+    needed = [key for key in objects if not current(key)]
+    wanted = sum(objects[key][0] for key in needed)
+    free = shutil.disk_usage(root).free
+    if wanted > free - DISK_RESERVE_BYTES:
+        raise SourceError(
+            f"{uri}: {wanted} bytes to download but {root} has {free} free (and keeps "
+            f"{DISK_RESERVE_BYTES} in reserve): free some space first"
+        )
 
     def fetch(key: str) -> None:
         local = root / key
         if not local.resolve().is_relative_to(root):
             raise SourceError(f"{uri}: key {key!r} would be written outside {root}")
-        size, etag = objects[key]
-        if local.is_file() and local.stat().st_size == size and state.get(key) == etag:
-            return
         lake.get_file(key, local)
-        state[key] = etag
+        if local.stat().st_size > max_file_bytes:  # grew since it was listed
+            local.unlink()
+            raise SourceError(f"{uri}: {key!r} grew past the per-file limit while downloaded")
+        state[key] = objects[key][1]
 
     with ThreadPoolExecutor(workers) as pool:
-        for _ in track(pool.map(fetch, objects), len(objects), "download", "files"):
+        for _ in track(pool.map(fetch, needed), len(needed), "download", "files"):
             pass
     tmp = state_path.with_suffix(".tmp")
     tmp.write_text(json.dumps(state, sort_keys=True))

@@ -157,7 +157,11 @@ def features(
         from fruitops_serving.inputs import resolve_input
 
         settings = FruitOpsSettings()
-        source = resolve_input(input, endpoint_url=settings.s3_endpoint)
+        source = resolve_input(
+            input,
+            endpoint_url=settings.s3_endpoint,
+            allowed_roots=settings.allowed_root_paths,
+        )
         loaded = None
         if model:
             from fruitops_models.registry import load_model

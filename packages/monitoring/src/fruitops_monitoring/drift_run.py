@@ -31,7 +31,7 @@ def batch_features(
     projection = Projection.from_dict(reference["projection"]) if reference["projection"] else None
     frames, quarantined = [], []
     for i, (source_uri, rows) in enumerate(predictions.groupby("source_uri", sort=True)):
-        source = lake_from_uri(str(source_uri), endpoint_url=settings.s3_endpoint)
+        source = lake_from_uri(str(source_uri), endpoint_url=settings.s3_endpoint, strict=True)
         built = build_features(
             rows["key"].tolist(),
             source.read_bytes,

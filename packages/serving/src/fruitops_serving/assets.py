@@ -65,7 +65,7 @@ def batch_predictions(
         gate=precision_gate,
     )
     source = ScoringInput(
-        lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint),
+        lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint, strict=True),
         incoming_batch["keys"],
         incoming_batch["uri"],
         incoming_batch.get("ignored", []),

@@ -48,7 +48,11 @@ def score_command(
         settings = FruitOpsSettings()
         tracking = Tracking(settings)
         lake = open_lake(settings)
-        source = resolve_input(input, endpoint_url=settings.s3_endpoint)
+        source = resolve_input(
+            input,
+            endpoint_url=settings.s3_endpoint,
+            allowed_roots=settings.allowed_root_paths,
+        )
         loaded = load_model(tracking, model or tracking.champion_uri)
         # auto: the verdict of the serving/precision_gate asset, made first if it is missing
         # or stale or was made for another model

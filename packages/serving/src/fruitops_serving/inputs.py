@@ -10,15 +10,26 @@ from __future__ import annotations
 
 import fnmatch
 import hashlib
+import os
+import stat
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from urllib.parse import urlparse
 
 import pandas as pd
 
 from fruitops_core.lake import Lake, LocalLake, lake_from_uri
 from fruitops_core.names import slug
-from fruitops_data.layout import lake_files
+from fruitops_core.safe_files import (
+    LINK_REASON,
+    MAX_FILE_BYTES,
+    SPECIAL_REASON,
+    OutsideAllowedRoots,
+    check_allowed,
+    size_reason,
+)
+from fruitops_data.layout import lake_files, skip_reason, skipped
 
 LIST_COLUMNS = ("key", "path", "image:FILE", "file")
 
@@ -41,7 +52,10 @@ class InputError(ValueError):
     """The input cannot be read; the message says what was expected."""
 
 
-def _from_list(path: Path) -> ScoringInput:
+def _from_list(path: Path, allowed: list[Path]) -> ScoringInput:
+    """The files a CSV/Parquet list names, by the rules of a folder's files: a relative path
+    stays inside the list's folder, an absolute one must be allowed (`check_allowed`), and
+    each must be a regular file within the per-file limit, never a link."""
     frame = pd.read_csv(path) if path.suffix.lower() == ".csv" else pd.read_parquet(path)
     column = next((c for c in LIST_COLUMNS if c in frame.columns), None)
     if column is None:
@@ -49,17 +63,63 @@ def _from_list(path: Path) -> ScoringInput:
             f"{path}: a list of images needs one of the columns "
             f"{', '.join(LIST_COLUMNS)} (found {list(frame.columns)})"
         )
-    files = [
-        Path(p) if Path(p).is_absolute() else path.parent / p for p in frame[column].astype(str)
-    ]
-    root = Path("/")
-    return ScoringInput(
-        LocalLake(root), [str(f.resolve().relative_to(root)) for f in files], str(path)
-    )
+    base = path.parent.resolve()
+    keys, ignored = [], []
+    for listed in frame[column].astype(str):
+        reason, key = _listed_key(listed, base, allowed)
+        if reason is None:
+            reason = _looked_at(Path("/") / key)
+        if reason:
+            ignored.append(skipped(listed, reason))
+        else:
+            keys.append(key)
+    return ScoringInput(LocalLake(Path("/"), strict=True), keys, str(path), ignored)
 
 
-def resolve_input(spec: str, endpoint_url: str | None = None) -> ScoringInput:
-    """The lake and keys behind ``spec``; a missing folder or empty prefix says so."""
+def _listed_key(listed: str, base: Path, allowed: list[Path]) -> tuple[str | None, str]:
+    """(why ``listed`` is left out, or None; its path from the root, folders resolved)."""
+    entry = PurePosixPath(listed)
+    if not entry.is_absolute():
+        if ".." in entry.parts:
+            return "a relative path that leaves the list's folder ('..')", ""
+        entry = PurePosixPath(base) / entry
+    else:
+        try:
+            check_allowed(Path(entry.parent), allowed, "listed file")
+        except OutsideAllowedRoots as err:
+            return str(err), ""
+    if reason := skip_reason(entry.parts[1:]):
+        return reason, ""
+    # the folders as they are now (links in them resolved once, here); the file is opened
+    # later without following any link, so a folder swapped since is refused then
+    folder = Path(os.path.realpath(entry.parent))
+    return None, str((folder / entry.name).relative_to("/"))
+
+
+def _looked_at(path: Path) -> str | None:
+    """Why the file at ``path`` is left out as it is now (a link, not a regular file, too
+    large, missing), or None. Reading it checks again, on the handle."""
+    try:
+        info = path.lstat()
+    except FileNotFoundError:
+        return "does not exist"
+    except OSError as err:
+        return f"cannot be read: {err.strerror}"
+    if stat.S_ISLNK(info.st_mode):
+        return LINK_REASON
+    if not stat.S_ISREG(info.st_mode):
+        return SPECIAL_REASON
+    if info.st_size > MAX_FILE_BYTES:
+        return size_reason(info.st_size, MAX_FILE_BYTES)
+    return None
+
+
+def resolve_input(
+    spec: str, endpoint_url: str | None = None, allowed_roots: Sequence[Path] = ()
+) -> ScoringInput:
+    """The lake and keys behind ``spec``; a missing folder or empty prefix says so. A local
+    input must lie in ``allowed_roots`` (FRUITOPS_ALLOWED_ROOTS; none: not a system folder)."""
+    allowed = list(allowed_roots)
     if spec.startswith(("s3://", "gs://")):
         lake = lake_from_uri(spec, endpoint_url=endpoint_url)
         keys, ignored = lake_files(lake)
@@ -75,8 +135,9 @@ def resolve_input(spec: str, endpoint_url: str | None = None) -> ScoringInput:
         parts = path.parts
         first = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
         base = Path(*parts[:first]) if first else Path(".")
+        check_allowed(base, allowed, "input")
         pattern = "/".join(parts[first:])
-        lake = LocalLake(base)
+        lake = LocalLake(base, strict=True)
         keys, ignored = lake_files(lake)
         return ScoringInput(
             lake,
@@ -84,13 +145,14 @@ def resolve_input(spec: str, endpoint_url: str | None = None) -> ScoringInput:
             spec,
             [i for i in ignored if fnmatch.fnmatch(i["path"], pattern)],
         )
+    check_allowed(path, allowed, "input")
     if path.is_file() and path.suffix.lower() in (".csv", ".parquet"):
-        return _from_list(path)
+        return _from_list(path, allowed)
     if not path.is_dir():
         raise InputError(
             f"{path} does not exist or is not a folder: give a folder of images, "
             "a glob, s3://bucket/prefix or a .csv/.parquet list"
         )
-    lake = LocalLake(path)
+    lake = LocalLake(path, strict=True)
     keys, ignored = lake_files(lake)
     return ScoringInput(lake, keys, str(path), ignored)
