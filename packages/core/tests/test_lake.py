@@ -261,6 +261,34 @@ def test_a_held_lease_is_renewed_so_it_is_never_taken_over(
                 pass
 
 
+def test_a_run_that_lost_its_lease_commits_nothing(s3_server, tmp_path: Path, quick_polls):
+    """The fencing token: a holder stalled past its lease, whose lock another run took over,
+    finds out before committing and commits nothing (it only logged before, and wrote on)."""
+    import json
+
+    from fruitops_core.assets import AssetSpec
+    from fruitops_core.materialize import materialize_one
+    from fruitops_core.registry import AssetGraph
+    from fruitops_core.resources import Resources
+    from fruitops_core.settings import FruitOpsSettings
+
+    lake = lake_from_uri(f"s3://{s3_server.bucket}/{tmp_path.name}", s3_server.endpoint)
+    took_over = json.dumps({"holder": "newer-run", "token": "theirs"}).encode()
+
+    def slow_asset(ctx):
+        lake.write_bytes("locks/assets/demo/slow.lock", took_over)  # meanwhile, a takeover
+        return {"made": "by the stalled run"}
+
+    spec = AssetSpec(key="demo/slow", fn=slow_asset)
+    graph = AssetGraph({spec.key: spec})
+    resources = Resources(FruitOpsSettings(home=tmp_path / "home"), lake, tracking=None)
+    with lake.lock("assets/demo/slow", holder="stalled-run", wait_seconds=5) as lease:
+        lease.check()  # held: nothing to say
+        with pytest.raises(LakeError, match="lost the lock .* nothing was committed"):
+            materialize_one(spec, graph, resources, "stalled-run", lease=lease)
+    assert not lake.exists("assets/demo/slow/materialization.json")
+
+
 def test_object_store_listing_gives_each_objects_etag(s3_server, tmp_path: Path):
     lake = lake_from_uri(f"s3://{s3_server.bucket}/{tmp_path.name}", s3_server.endpoint)
     lake.write_bytes("a/one.jpg", b"1")

@@ -168,3 +168,31 @@ def test_the_same_photos_changed_drift_in_the_right_columns(
     assert decision["dataset_drift"], decision
     assert expected <= set(decision["drifted_columns"]), decision
     assert "width" not in decision["drifted_columns"]  # the size did not change
+
+
+def test_the_report_html_holds_names_from_data_as_data_never_as_markup():
+    """Evidently embeds its data as raw JSON in a <script>: a class name that closes the
+    script would run its own (stored XSS). In the page FruitOps writes the name is JSON-escaped
+    and reads back unchanged."""
+    import json
+    import re
+
+    from fruitops_monitoring.drift import report_html
+
+    hostile = "apple</script><script>alert(1)</script>"
+    rng = np.random.default_rng(0)
+
+    def frame(n: int, name: str = hostile) -> pd.DataFrame:
+        data = synthetic_features(n, int(rng.integers(100)))
+        data["predicted_class"] = rng.choice([name, "kiwi & lime", "lemon"], n)
+        return data
+
+    html = report_html(drift_report(frame(60), frame(60)))
+    benign = report_html(drift_report(frame(60, "plum"), frame(60, "plum")))
+    assert hostile not in html and "alert(1)</script>" not in html
+    for tag in ("<script", "</script>"):  # no tag opened or closed by the data
+        assert html.count(tag) == benign.count(tag), tag
+    data = html[html.index("<script>\n    var ") + len("<script>") : html.index("\n</script>")]
+    line = next(line.strip() for line in data.splitlines() if line.strip())
+    first = re.fullmatch(r"var \w+ = (.*);", line).group(1)
+    assert hostile in json.dumps(json.loads(first), ensure_ascii=False)  # the same string

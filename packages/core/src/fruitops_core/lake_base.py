@@ -32,6 +32,16 @@ def _lock_path(name: str) -> str:
     return f"locks/{_clean(name)}.lock"
 
 
+class Lease:
+    """What holding a lock gives: `check`, called right before committing (a fencing
+    token). A local ``flock`` lasts as long as its process, so it always holds; an object
+    store's lease can be taken over by another run while this one is stalled, and then the
+    stalled run must not commit over the new holder's work."""
+
+    def check(self) -> None:
+        return None
+
+
 class _LockWait:
     """The waiting half of taking a lock, the same on every lake: say once who holds it,
     poll, and give up at the deadline naming the holder."""
@@ -107,9 +117,10 @@ class Lake(ABC):
 
     @abstractmethod
     @contextmanager
-    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[None]:
+    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[Lease]:
         """Hold the lock ``name`` (an asset's folder) for the block; wait up to
-        ``wait_seconds`` for another holder, then raise `LakeError` naming it."""
+        ``wait_seconds`` for another holder, then raise `LakeError` naming it. The `Lease`
+        given is checked before committing."""
 
     def point_link(self, link: str, folder: str) -> None:
         """Point the link ``link`` at ``folder``, for people browsing the lake; an object

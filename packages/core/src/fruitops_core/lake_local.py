@@ -15,6 +15,7 @@ from pathlib import Path
 from fruitops_core.lake_base import (
     Lake,
     LakeError,
+    Lease,
     _clean,
     _lock_path,
     _LockWait,
@@ -72,7 +73,7 @@ class LocalLake(Lake):
         return self._path(path).exists()
 
     @contextmanager
-    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[None]:
+    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[Lease]:
         """An exclusive ``flock`` on ``locks/<name>.lock``: the kernel releases it when its
         process dies, so a killed run never leaves the asset locked."""
         path = self.root / _lock_path(name)
@@ -90,7 +91,7 @@ class LocalLake(Lake):
                 handle.truncate(0)
                 handle.write(f"{holder} (pid {os.getpid()} on {socket.gethostname()})")
                 handle.flush()
-                yield
+                yield Lease()
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 

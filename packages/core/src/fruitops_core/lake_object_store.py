@@ -18,6 +18,7 @@ from typing import Any
 from fruitops_core.lake_base import (
     Lake,
     LakeError,
+    Lease,
     _clean,
     _lock_path,
     _LockWait,
@@ -193,7 +194,7 @@ class ObjectStoreLake(Lake):
         return len(names)
 
     @contextmanager
-    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[None]:
+    def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[Lease]:
         """A lease object ``locks/<name>.lock``, made with a conditional PUT (If-None-Match;
         a generation match on GCS), renewed while held and taken over once
         `LEASE_SECONDS` old (its holder died)."""
@@ -215,7 +216,7 @@ class ObjectStoreLake(Lake):
         renew = threading.Thread(target=self._renew, args=(path, body, token, stop), daemon=True)
         renew.start()
         try:
-            yield
+            yield _ObjectLease(self, path, token)
         finally:
             stop.set()
             renew.join()
@@ -265,6 +266,21 @@ class ObjectStoreLake(Lake):
                 self.fs.pipe_file(self._full(path), body.encode())
             except Exception as err:  # the next renewal tries again
                 log.warning("renewing the lock %s failed: %s", self.uri(path), err)
+
+
+class _ObjectLease(Lease):
+    """The lease object's token, read again: another token there means another run took
+    the lock over (this one stalled past `LEASE_SECONDS`), and nothing may be committed."""
+
+    def __init__(self, lake: ObjectStoreLake, path: str, token: str):
+        self.lake, self.path, self.token = lake, path, token
+
+    def check(self) -> None:
+        if self.lake._holder_token(self.path) != self.token:
+            raise LakeError(
+                f"lost the lock {self.lake.uri(self.path)} to another run before committing: "
+                "nothing was committed; run it again once that run is done"
+            )
 
 
 def _error_code(err: BaseException | None) -> str:

@@ -32,6 +32,7 @@ from fruitops_core.assets import (
     asset_dir,
 )
 from fruitops_core.lake import Lake, LakeError
+from fruitops_core.lake_base import Lease
 from fruitops_core.records import (
     AssetCheckFailed,
     CheckOutcome,
@@ -145,8 +146,10 @@ def materialize_one(
     resources: Resources,
     run_id: str,
     config: dict[str, Any] | None = None,
+    lease: Lease | None = None,
 ) -> MaterializationRecord:
-    """Materialize one asset from the stored values of its upstream assets."""
+    """Materialize one asset from the stored values of its upstream assets; the lock's
+    ``lease`` is checked right before the record commits it."""
     lake = resources.lake
     upstream_values, upstream_versions = _upstream(spec, graph, lake)
     with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
@@ -172,6 +175,8 @@ def materialize_one(
             metadata={**spec.io.describe(value), **ctx.metadata},
             checks=checks,
         )
+    if lease is not None:
+        lease.check()  # a run that lost its lock while stalled commits nothing
     commit_record(lake, spec, record, ctx.asset_dir)
     if record.blocked_by:
         raise AssetCheckFailed(f"{spec.key} failed blocking checks: {failed_checks(record)}")
@@ -217,14 +222,16 @@ def materialize(
     for key in order:
         try:
             # under the asset's lock: another run may have made it fresh while this one waited
-            with lake.lock(asset_dir(key), holder=run_id, wait_seconds=LOCK_WAIT_SECONDS):
+            with lake.lock(asset_dir(key), holder=run_id, wait_seconds=LOCK_WAIT_SECONDS) as lease:
                 reason = "requested" if force or key in keys else None
                 reason = reason or staleness(graph[key], graph, lake, given[key])
                 if reason is None:
                     log.info("%s is up to date: kept", key)
                     continue
                 log.info("materializing %s: %s", key, reason)
-                records.append(materialize_one(graph[key], graph, resources, run_id, given[key]))
+                records.append(
+                    materialize_one(graph[key], graph, resources, run_id, given[key], lease)
+                )
         except LakeError as err:
             raise MaterializationError(f"{key}: {err}") from err
     return records

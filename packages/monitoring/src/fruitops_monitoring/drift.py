@@ -103,3 +103,26 @@ def drift_decision(snapshot_dict: dict[str, Any], policy: DriftPolicy | float) -
         "drifted_columns": sorted(drifted),
         "critical_drifted": critical,
     }
+
+
+#: How Evidently's standalone HTML opens its data block: the report's JSON, one line a variable
+_DATA_BLOCK = "<script>\n    var "
+
+
+def report_html(snapshot: Any) -> str:
+    """The report as a standalone HTML page, its embedded JSON safe against names from data.
+
+    Evidently writes the report's data as raw JSON inside a ``<script>``: a class name such
+    as ``apple</script><script>…`` would end that script and run its own. Within the data
+    block every ``<``, ``>`` and ``&`` becomes its JSON escape (``\\u003c`` …), which reads
+    back as the same string, and no markup can open or close there. (Class names are held to
+    `fruitops_data.class_names` anyway; this holds whatever reaches the report.)
+    """
+    html = snapshot.get_html_str(as_iframe=False)
+    start = html.find(_DATA_BLOCK)
+    if start < 0:
+        raise ValueError("Evidently's HTML has no data block where FruitOps expects one")
+    body = start + len("<script>")
+    end = html.find("\n</script>", body)  # JSON holds no raw newline: the block's own end
+    block = html[body:end].replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+    return html[:body] + block + html[end:]

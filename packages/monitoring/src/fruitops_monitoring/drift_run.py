@@ -60,7 +60,7 @@ def run_drift(
     run_name: str,
 ) -> dict[str, Any]:
     """Features of the scored batch vs the reference → HTML + JSON report and a decision."""
-    from fruitops_monitoring.drift import drift_decision, drift_report
+    from fruitops_monitoring.drift import drift_decision, drift_report, report_html
 
     table_lake, name = object_at(predictions_uri, settings.s3_endpoint)
     predictions = table_lake.read_parquet(name)
@@ -76,7 +76,7 @@ def run_drift(
     snapshot = drift_report(reference_features, current, policy)
     decision = drift_decision(snapshot.dict(), policy)
     html = workdir / "drift_report.html"
-    snapshot.save_html(str(html))
+    html.write_text(report_html(snapshot), encoding="utf-8")
     html_uri = lake.put_file(html, f"{out_dir}/drift_report.html")
     json_uri = lake.write_bytes(f"{out_dir}/drift_report.json", snapshot.json().encode())
     current_uri = lake.write_parquet(f"{out_dir}/current_features.parquet", current)

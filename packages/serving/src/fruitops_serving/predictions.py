@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import json
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pyarrow as pa
@@ -48,6 +49,18 @@ SCHEMA = pa.schema(
 )
 
 
+#: What makes a spreadsheet read a cell as a formula (OWASP's CSV injection list)
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A text cell that a spreadsheet would run as a formula (a file named ``=cmd|...``)
+    gets a leading ``'``, which spreadsheets show as text; other values pass as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
 class PredictionWriter:
     """Rows go to a local temporary file; the caller puts the `close`d file in place at once."""
 
@@ -76,7 +89,11 @@ class PredictionWriter:
             top5=frame["top5"].map(json.dumps),
             scored_at=frame["scored_at"].map(lambda t: t.isoformat()),
         )
-        csv.writer(self._csv).writerows(rows[PREDICTION_COLUMNS].itertuples(index=False))
+        cells = (
+            [spreadsheet_safe(v) for v in row]
+            for row in rows[PREDICTION_COLUMNS].itertuples(index=False)
+        )
+        csv.writer(self._csv).writerows(cells)
 
     def close(self) -> Path:
         if self.fmt == "parquet":

@@ -12,6 +12,8 @@ converts it again.
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +69,24 @@ def compile_openvino(model: LoadedModel, bf16: bool, cache_dir: Path | None = No
     else:
         ir = cache_dir / f"{model.run_id}-{model.image_size}" / "model.xml"
         if not ir.exists():
-            ir.parent.mkdir(parents=True, exist_ok=True)
-            partial = ir.with_name("partial.xml")  # a killed save leaves no half model.xml
-            ov.save_model(_openvino_model(model), partial, compress_to_fp16=False)
-            partial.with_suffix(".bin").replace(ir.with_suffix(".bin"))
-            partial.replace(ir)
+            _save_ir(ov, _openvino_model(model), ir)
         core.set_property({"CACHE_DIR": str(cache_dir / "compiled")})
         compiled = core.compile_model(ir, "CPU", config)
     return OpenVinoStreams(compiled)
+
+
+def _save_ir(ov: Any, converted: Any, ir: Path) -> None:
+    """Save the IR (``.xml`` + ``.bin``) in a folder of this process's own, then move both
+    into place: a killed save leaves no half model, and two processes converting one model
+    at once never write into each other's files (they shared ``partial.xml`` before)."""
+    ir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".convert-", dir=ir.parent))
+    try:
+        ov.save_model(converted, staging / "model.xml", compress_to_fp16=False)
+        (staging / "model.bin").replace(ir.with_suffix(".bin"))
+        (staging / "model.xml").replace(ir)  # last: its presence says the pair is whole
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 class OpenVinoStreams:
