@@ -113,6 +113,37 @@ def assert_needs_a_client_certificate(port: int, ca: Path) -> None:
         assert answer == b"", f"port {port} answered gRPC in plain text"
 
 
+def test_mlflow_asks_a_login_and_the_services_home_is_private(stack):
+    """MLflow's basic-auth app: no login, no answer (but /health); the login of `services
+    env` works. The home and its folders are for their owner (711 where root must let the
+    postgres user through to its data, 700 below), and SeaweedFS's master and volume write
+    APIs answer the profile's own address only."""
+    import base64
+    import stat
+    import urllib.error
+    import urllib.request
+
+    url = stack.services.config.mlflow_url
+    search = f"{url}/api/2.0/mlflow/experiments/search?max_results=1"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(search, timeout=10)
+    assert refused.value.code == 401
+    assert urllib.request.urlopen(f"{url}/health", timeout=10).status == 200
+    login = f"{stack.env['MLFLOW_TRACKING_USERNAME']}:{stack.env['MLFLOW_TRACKING_PASSWORD']}"
+    request = urllib.request.Request(
+        search, headers={"Authorization": "Basic " + base64.b64encode(login.encode()).decode()}
+    )
+    assert urllib.request.urlopen(request, timeout=10).status == 200
+    root = stack.services.root
+    assert stat.S_IMODE(root.stat().st_mode) & 0o066 == 0  # no read or write for others
+    for folder in (root / "seaweedfs", root / "postgres"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert (
+        f'[guard]\nwhite_list = "{stack.services.config.host}"'
+        in (root / "seaweedfs" / "security.toml").read_text()
+    )
+
+
 def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):
     import urllib.error
     import urllib.request

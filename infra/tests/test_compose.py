@@ -51,7 +51,8 @@ def test_the_stack_has_what_the_compose_profile_needs(compose):
     assert device["capabilities"] == ["gpu"] and device["driver"] == "nvidia"
     mlflow = " ".join(services["mlflow"]["command"])
     assert "--artifacts-destination s3://fruitops-mlflow/artifacts" in mlflow
-    assert "postgresql+psycopg2://mlflow:" in mlflow
+    store = services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
+    assert store.startswith("postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD:?")
     init = " ".join(services["minio-init"]["command"])
     assert "mc mb --ignore-existing local/fruitops-lake local/fruitops-mlflow" in init
     executor = services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"]

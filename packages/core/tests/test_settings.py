@@ -78,3 +78,26 @@ def test_an_unreachable_mlflow_server_fails_fast_naming_it_and_what_to_start(mon
     ):
         Tracking(FruitOpsSettings()).experiment_id  # noqa: B018
     assert time.monotonic() - started < 30
+
+
+def test_the_home_is_made_private_whatever_the_umask(tmp_path: Path, monkeypatch):
+    """The lake, MLflow's store, logs and the services' secrets live there: mode 700 from
+    the first run (a home that already exists keeps the mode its owner gave it)."""
+    import os
+    import stat
+
+    from fruitops_core.resources import Resources
+
+    monkeypatch.setenv("FRUITOPS_HOME", str(tmp_path / "new" / ".fruitops"))
+    old = os.umask(0o022)
+    try:
+        Resources.of(FruitOpsSettings())
+    finally:
+        os.umask(old)
+    for folder in (tmp_path / "new", tmp_path / "new" / ".fruitops"):
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    shared = tmp_path / "shared-home"
+    shared.mkdir(mode=0o755)
+    monkeypatch.setenv("FRUITOPS_HOME", str(shared))
+    Resources.of(FruitOpsSettings())
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755

@@ -28,4 +28,5 @@ class Resources:
     ) -> Resources:
         """Those given, the rest built from ``settings`` (the environment's by default)."""
         settings = settings or FruitOpsSettings()
+        settings.private_home()
         return cls(settings, lake or open_lake(settings), tracking or Tracking(settings))

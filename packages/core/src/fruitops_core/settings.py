@@ -129,6 +129,12 @@ class FruitOpsSettings(BaseSettings):
             f"sqlite:///{self.home / 'mlflow.db'}",
         )
 
+    def private_home(self) -> Path:
+        """The FruitOps home, made mode 700 if it is not there yet: it holds the lake,
+        MLflow's store, logs and the services' secrets, none of them for other users."""
+        private_folder(self.home)
+        return self.home
+
     @property
     def local_cache(self) -> Path:
         """This machine's copies of lake data (training cache shards, converted models):
@@ -155,3 +161,17 @@ class FruitOpsSettings(BaseSettings):
             "s3_endpoint_url": self.s3_endpoint,
             "source": self.source,
         }
+
+
+def private_folder(path: Path) -> Path:
+    """Make ``path`` and its missing parents with mode 700 (whatever the umask); a folder
+    that exists keeps its mode."""
+    missing = []
+    folder = path
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for folder in reversed(missing):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.chmod(0o700)
+    return path

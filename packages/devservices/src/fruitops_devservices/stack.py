@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from fruitops_devservices.mlflow_server import MlflowServer
+from fruitops_core.settings import private_folder
+from fruitops_devservices.mlflow_server import MLFLOW_USER, MlflowServer
 
 
 class Services(MlflowServer):
@@ -23,6 +24,8 @@ class Services(MlflowServer):
             "FRUITOPS_PROFILE": "services",
             "FRUITOPS_LAKE_URI": f"s3://{self.config.lake_bucket}",
             "MLFLOW_TRACKING_URI": self.config.mlflow_url,
+            "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
+            "MLFLOW_TRACKING_PASSWORD": s["mlflow_admin_password"],
             "AWS_ENDPOINT_URL": self.config.s3_endpoint,
             "AWS_ACCESS_KEY_ID": s["s3_access_key"],
             "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
@@ -31,7 +34,7 @@ class Services(MlflowServer):
         }
 
     def up(self) -> dict[str, Any]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        private_folder(self.root)
         self.start_postgres()
         self.start_s3()
         self.start_mlflow()

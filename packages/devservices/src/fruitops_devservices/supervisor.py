@@ -19,6 +19,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
+from fruitops_core.settings import private_folder
 from fruitops_devservices.config import ServicesConfig
 
 
@@ -87,7 +88,7 @@ class Supervisor:
         missing = {key: make() for key, make in wanted.items() if key not in values}
         if missing:
             values.update(missing)
-            self.root.mkdir(parents=True, exist_ok=True)
+            private_folder(self.root)
             write_private(path, json.dumps(values, indent=2))
         return values
 
