@@ -37,6 +37,14 @@ CRASHES = Path(__file__).parent / "fixtures" / "decoder-crashes"  # found by fuz
 JUNK = ["train/apple/.DS_Store", "train/Thumbs.db", "train/banana/.hidden.jpg"]
 
 
+def source_path(key: str) -> str:
+    """The source path (``<split>/<class>/<file>``) of a raw object key: ingest keeps every
+    file under ``raw/<dataset>/v/<version>/``."""
+    parts = key.split("/")
+    assert parts[0] == "raw" and parts[2] == "v", key
+    return "/".join(parts[4:])
+
+
 def jpeg(image: Image.Image, **kwargs) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, format="JPEG", **kwargs)

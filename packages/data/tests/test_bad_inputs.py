@@ -7,7 +7,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from corpus import EXPECTED, JUNK, add_leak_and_val_only_class, build_corpus, ingest
+from corpus import (
+    EXPECTED,
+    JUNK,
+    add_leak_and_val_only_class,
+    build_corpus,
+    ingest,
+    source_path,
+)
 
 from fruitops_core.materialize import materialize
 from fruitops_core.records import AssetCheckFailed
@@ -30,7 +37,7 @@ def test_every_file_gets_a_row_with_the_right_outcome(settings, corpus):
     dataset = records[0].metadata["source"]
     assert dataset == str(corpus)
     rows = {
-        key.split("/", 2)[-1]: row
+        source_path(key): row
         for key, row in zip(manifest["key"], manifest.to_dict("records"), strict=True)
     }
     for name, (readable, error) in EXPECTED.items():
@@ -111,7 +118,7 @@ def test_files_over_the_size_limit_are_left_out_with_why(settings, corpus, monke
         if size > limit and not any(part.startswith(".") for part in k.split("/"))
     }
     assert over == expected and over
-    assert not any(k.split("/", 2)[-1] in over for k in manifest["key"])
+    assert not any(source_path(k) in over for k in manifest["key"])
 
 
 def test_one_pixel_limit_for_ingest_scoring_and_monitoring(monkeypatch):
@@ -141,7 +148,7 @@ def test_unusable_files_are_quarantined_with_reasons(settings, corpus):
     dataset_id = records[1].metadata["dataset_id"]
     reasons = lake.read_json(f"quarantine/{dataset_id}/reasons.json")
     bad = {name for name, (ok, _) in EXPECTED.items() if not ok}
-    assert {r["key"].split("/", 2)[-1] for r in reasons} == bad
+    assert {source_path(r["key"]) for r in reasons} == bad
     for entry in reasons:
         assert lake.exists(entry["quarantine_key"]) and entry["reason"]
     assert records[1].metadata["quarantined"] == len(bad)
@@ -246,7 +253,7 @@ def test_cli_ingest_reports_quarantine_and_exits_1_past_threshold(settings, corp
     assert result.returncode == 1
     report = json.loads(result.stdout)
     assert "unusable" in report["error"]
-    assert {q["key"].split("/", 2)[-1] for q in report["quarantined"]} == {
+    assert {source_path(q["key"]) for q in report["quarantined"]} == {
         n for n, (ok, _) in EXPECTED.items() if not ok
     }
     assert report["files"] == len(report["quarantined"]) + report["readable"]

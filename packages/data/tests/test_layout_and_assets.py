@@ -1,3 +1,4 @@
+import hashlib
 import shutil
 from pathlib import Path
 
@@ -73,9 +74,17 @@ def test_reingest_uploads_only_changed_and_new_files(settings, tmp_path: Path, r
         (real_sample / "Fruit_dataset" / "train1" / "lemon").iterdir().__next__().read_bytes()
     )
     shutil.copy(changed, kiwi / "zz new.jpg")
+    first_manifest = lake.read_parquet("assets/data/image_manifest/current/data.parquet")
     _, manifest, again = ingest(settings, source)
     assert again[0].metadata["uploaded"] == 2 and again[0].metadata["unchanged"] == 23
-    assert len(manifest) == 25 and manifest["key"].is_monotonic_increasing
+    assert len(manifest) == 25
+    # versioned like every asset: the unchanged files keep their objects, the changed and
+    # new ones go to a version folder of this ingest, and nothing the first listing names
+    # was written over
+    versions = {key.split("/")[3] for key in manifest["key"]}
+    assert len(versions) == 2
+    for key, sha in zip(first_manifest["key"], first_manifest["sha256"], strict=True):
+        assert hashlib.sha256(lake.read_bytes(key)).hexdigest() == sha, key
 
 
 def test_walk_streams_files_in_key_string_order(tmp_path: Path):

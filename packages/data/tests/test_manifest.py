@@ -92,6 +92,7 @@ def _raw_listing(tmp_path: Path) -> tuple[LocalLake, ParquetTable]:
     listing = pd.DataFrame(
         {
             "key": list(files),
+            "path": [k.removeprefix("raw/ds/") for k in files],
             "split": [k.split("/")[2] for k in files],
             "label": [label for label, _ in files.values()],
             "sha256": [hashlib.sha256(data).hexdigest() for _, data in files.values()],

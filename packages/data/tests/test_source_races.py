@@ -217,3 +217,31 @@ def test_names_not_utf8_or_too_long_are_listed_and_ingest_completes(settings, tm
     assert any("not UTF-8" in r for r in reasons.values())
     assert reasons[f"train/aaa/{long_name}"].startswith("a name of 244 bytes")
     assert len(manifest) == 36
+
+
+def test_a_reingest_that_fails_half_way_leaves_every_committed_byte(
+    settings, tmp_path, monkeypatch
+):
+    """Raw files are versioned: a re-ingest writes changed files into a folder of its own,
+    so one that fails half-way leaves the committed listing's objects as they were (it
+    overwrote them in place before, and the committed sha256 no longer matched)."""
+    from fruitops_core.lake import LocalLake
+
+    data = source(tmp_path / "src")
+    lake, _, _ = ingest(settings, data)
+    for photo in sorted((data / "train1").rglob("*.jpg")):  # every train photo changes
+        photo.write_bytes(photo.read_bytes() + b"\0")
+    real_put = LocalLake.put_chunks
+    calls = []
+
+    def put_then_fail(self, chunks, path):
+        calls.append(path)
+        if len(calls) > 3:
+            raise OSError("disk gone")
+        return real_put(self, chunks, path)
+
+    monkeypatch.setattr(LocalLake, "put_chunks", put_then_fail)
+    with pytest.raises(Exception, match="disk gone"):
+        ingest(settings, data)
+    assert len(calls) > 3  # some changed files were written before it failed
+    assert_lake_matches_listing(lake)  # the committed listing still describes every object

@@ -32,12 +32,11 @@ def list_batch(
         if (local := local_path(source)) is not None:
             check_allowed(local, list(allowed_roots), "batch")
         keys, ignored = lake_files(lake_from_uri(uri, endpoint_url=endpoint_url, strict=True))
-    else:
+    else:  # the ingested test split: its objects, wherever their version put them
         ignored = []
-        prefix = raw_images.meta["prefix"]
-        uri = lake.uri(f"{prefix}/test")
+        uri = lake.uri("")
         test = raw_images.read(columns=["key"], filters=[("split", "==", "test")])
-        keys = [k.removeprefix(f"{prefix}/test/") for k in test["key"]]
+        keys = list(test["key"])
     if not keys:
         raise ValueError(
             f"incoming batch {uri} holds no files: put images there or set "

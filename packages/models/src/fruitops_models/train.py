@@ -77,6 +77,7 @@ class TrainResult:
     precision: str = "fp32"
     weights: dict[str, str] = field(default_factory=dict)  # pretrained weights' provenance
     settings: dict[str, str] = field(default_factory=dict)  # what the hardware decided
+    probe: dict[str, float] = field(default_factory=dict)  # the linear probe, if one ran
 
 
 def seed_everything(seed: int) -> None:
@@ -208,9 +209,10 @@ class _Run:
         self.result.resumed_from_epoch = saved.epoch + 1
         return self.result.resumed_from_epoch
 
-    def probe(self, data: CachedSplit) -> None:
-        """Fit the new head on the frozen network's features first (`fruitops_models.probe`);
-        the moving average starts from the probed model."""
+    def probe(self, data: CachedSplit, val: CachedSplit) -> None:
+        """Fit the new head on the frozen network's features first (`fruitops_models.probe`)
+        and validate it as epoch 0: fine-tuning is kept only where it beats the probe on
+        val. The moving average starts from the probed model."""
         from fruitops_models.probe import probe_head
 
         config = self.config
@@ -227,12 +229,18 @@ class _Run:
         )
         if self.ema is not None:
             self.ema = moving_average(self.model, self.ema_horizon)
+        f1 = self.validate(val)["macro_f1"]
+        self.best_f1, self.result.best_epoch = f1, 0
+        self.best_state = {k: v.detach().clone().cpu() for k, v in self.kept.state_dict().items()}
+        self.result.probe = {"seconds": round(time.perf_counter() - t0, 1),
+                             "train_accuracy": accuracy, "val_macro_f1": f1}  # fmt: skip
         log.info(
-            "%s: head probed on %d views in %.1f s (train accuracy %.3f)",
+            "%s: head probed on %d views in %.1f s (train accuracy %.3f, val macro-F1 %.3f)",
             config.arch,
             config.probe_views,
             time.perf_counter() - t0,
             accuracy,
+            f1,
         )
 
     def state(self, epoch: int) -> TrainState:
@@ -388,7 +396,7 @@ def train(
     run = _Run(config, model, train_data, classes, device, world)
     start_epoch = run.resume(checkpointer)
     if start_epoch == 1 and config.probe_views:
-        run.probe(train_data)
+        run.probe(train_data, val_data)
     run.wrapped = wrap_for_training(run.model, world, config.compile)
 
     t0 = time.perf_counter()

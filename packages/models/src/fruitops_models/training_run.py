@@ -131,6 +131,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             "best_epoch": result.best_epoch,
             "train_seconds": result.seconds,
             "train_images_per_second": result.images_per_second,
+            **{f"probe_{k}": v for k, v in result.probe.items()},
             **{f"{s}_{k}": v for s, e in evaluated.items() for k, v in e.metrics.items()},
         }
         mlflow.log_metrics(final)
