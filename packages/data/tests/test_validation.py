@@ -57,3 +57,19 @@ def test_complete_splits_raise_no_coverage_warning():
         summary["warnings"]
     )
     assert "min_val_per_class" not in summary["warnings"]
+
+
+def test_data_docs_show_file_names_as_text_never_as_markup():
+    """Great Expectations' Data Docs put values into their HTML as they are: a file name
+    holding a tag ran there. The copy it validates has them escaped."""
+    import html
+
+    data = manifest({"train": {"apple": 12, "kiwi": 12}, "val": {"apple": 5, "kiwi": 5}})
+    hostile = "raw/ds/train/apple/x<img src=x onerror=alert(1)>.jpg"
+    data.loc[0, "key"] = data.loc[1, "key"] = hostile  # a duplicate: the docs list it
+    with validate(data, ValidationConfig()) as outcome:
+        pages = [p.read_text() for p in outcome.docs_dir.rglob("*.html")]
+        summary = outcome.summary
+    assert "unique_keys" in summary["failed_expectations"]  # still judged the same
+    assert not any("onerror=alert(1)>" in page for page in pages)
+    assert any(html.escape(hostile) in page for page in pages)

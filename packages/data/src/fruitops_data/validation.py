@@ -12,6 +12,7 @@ Storing and logging the outcome is `fruitops_data.validation_report`'s (docs/des
 
 from __future__ import annotations
 
+import html
 import logging
 import sqlite3
 import tempfile
@@ -109,8 +110,14 @@ def load_sqlite(frames: Iterable[pd.DataFrame], path: Path, min_val_per_class: i
             + ")"
         )
         insert = f"INSERT INTO files VALUES ({', '.join('?' * len(columns))})"
+        text = [c for c, kind in MANIFEST_COLUMNS.items() if kind == "string"]
         for frame in frames:
             rows = frame[columns].astype(object).where(frame[columns].notna(), None)
+            # Data Docs show values as they are, inside its HTML: a file named
+            # "x<img src=x onerror=…>.jpg" would run there. Escaped here, the docs show it
+            # as text; escaping is one-to-one, so every expectation judges the same
+            for column in text:
+                rows[column] = rows[column].map(lambda v: html.escape(v) if v else v)
             db.executemany(insert, rows.itertuples(index=False, name=None))
         db.executescript(_ENRICH)
         db.executescript(_COVERAGE.format(min_val=int(min_val_per_class)))
