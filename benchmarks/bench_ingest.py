@@ -127,6 +127,9 @@ def run_child(dataset: Path, assets: list[str]) -> dict:
 
 
 def main() -> None:
+    from fruitops_models.hardware import cpu_features, cpu_summary
+
+    print("CPU:", cpu_summary(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--files", type=int, default=50_000)
     parser.add_argument("--small", type=int, default=5_000)
@@ -141,6 +144,7 @@ def main() -> None:
     ours_s = min(fruitops_manifest(files) for _ in range(2))
     with_validation = ["data/data_validation"]
     result = {
+        "cpu": cpu_features(),
         "machine": {"cpus": os.cpu_count()},
         "manifest_decode": {
             "files": len(files),

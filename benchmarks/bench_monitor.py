@@ -65,6 +65,9 @@ def features_child(files: list[Path], workdir: Path) -> dict:
 
 
 def main() -> None:
+    from fruitops_models.hardware import cpu_features, cpu_summary
+
+    print("CPU:", cpu_summary(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--images", type=int, default=5000)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/monitor.json"))
@@ -94,6 +97,7 @@ def main() -> None:
     snapshot.json()
     report_s = time.perf_counter() - start
     result = {
+        "cpu": cpu_features(),
         "machine": {"cpus": os.cpu_count()},
         "features": {
             str(small["images"]): {

@@ -246,6 +246,9 @@ def rss_of_score(home: Path, list_file: Path) -> dict:
 
 
 def main() -> None:
+    from fruitops_models.hardware import cpu_features, cpu_summary
+
+    print("CPU:", cpu_summary(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--home", type=Path, default=Path(".fruitops/bench/quality"))
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/score.json"))
@@ -288,6 +291,7 @@ def main() -> None:
     model_ips = _rate(predictor.probabilities, batch)
     peak = matmul_peak_gflops(torch.bfloat16) / 1000  # TFLOP/s
     result = {
+        "cpu": cpu_features(),
         "image_size": model.image_size,
         "model": model.uri,
         "backend": predictor.backend,

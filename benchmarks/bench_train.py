@@ -131,6 +131,9 @@ def training_gflop_per_image(arch: str, classes: int, size: int) -> float:
 
 
 def main() -> None:
+    from fruitops_models.hardware import cpu_features, cpu_summary
+
+    print("CPU:", cpu_summary(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--images", type=int, default=512)
@@ -142,6 +145,7 @@ def main() -> None:
     args = parser.parse_args()
     files, labels, classes = photos(args.images)
     result = {
+        "cpu": cpu_features(),
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads()},
         "images": len(files),
         "image_size": args.size,

@@ -4,7 +4,8 @@ the same ImageNet EfficientNet-Lite0 two ways on fruits-real.
     .venv/bin/python benchmarks/bench_transfer.py --target 0.80 --naive-minutes 25
 
 FruitOps: the training cache built from the photos (timed), then `train()` with the default
-recipe (bf16 autocast + channels_last, the lower blocks frozen, the head at a higher rate).
+recipe (the precision the hardware gives, channels_last, the lower blocks frozen, the head at
+a higher rate).
 Naive, like the original project's loop: PIL decode and torchvision transforms every epoch,
 fp32 eager, every layer fine-tuned with Adam. Both are scored on the val split after every
 epoch, and the clock stops at the first epoch that reaches the target; the naive loop stops
@@ -147,12 +148,16 @@ def main() -> None:
     if not REAL.exists():
         raise SystemExit(f"{REAL} is missing: this benchmark needs the real fruit photos")
     shutil.rmtree(args.home, ignore_errors=True)
+    from fruitops_models.hardware import cpu_features, cpu_summary
+
+    print("CPU:", cpu_summary(), flush=True)
     ours = fruitops_run(args.home.resolve(), args.target)
     naive = naive_run(args.target, args.naive_minutes)
     naive_s = naive["seconds"] or naive["stopped_after_seconds"]
     result = {
         "target_val_macro_f1": args.target,
         "threads": torch.get_num_threads(),
+        "cpu": cpu_features(),
         "fruitops": ours,
         "naive": naive,
         "speedup": round(naive_s / ours["seconds"], 2) if ours["seconds"] else None,

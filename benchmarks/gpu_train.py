@@ -41,6 +41,9 @@ def load_split(root: Path, classes: list[str], size: int) -> tuple[CachedSplit, 
 
 
 def main() -> None:
+    from fruitops_models.hardware import cpu_features, cpu_summary
+
+    print("CPU:", cpu_summary(), flush=True)
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--photos", type=Path, required=True, help="a fruits-real folder")
     parser.add_argument("--size", type=int, default=128)
@@ -58,6 +61,7 @@ def main() -> None:
     train_split, train_files = load_split(root / "train1", classes, args.size)
     val_split, _ = load_split(root / "val1", classes, args.size)
     result = {
+        "cpu": cpu_features(),
         "gpu": torch.cuda.get_device_name(0),
         "torch": torch.__version__,
         "cache_seconds": round(time.perf_counter() - t0, 2),

@@ -88,6 +88,25 @@ def test_local_objects_get_ordinary_permissions(tmp_path: Path):
     assert stat.S_IMODE((tmp_path / "obj").stat().st_mode) == 0o666 & ~mask
 
 
+def test_local_writes_reach_the_disk_before_the_rename_commits_them(tmp_path, monkeypatch):
+    """A crash right after the rename must not leave an empty or half file under the name:
+    the data is fsynced first, then renamed."""
+    import os
+
+    import fruitops_core.lake_base as lake_base
+
+    events = []
+    real_fsync, real_replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    monkeypatch.setattr(
+        lake_base.os, "replace", lambda a, b: (events.append("rename"), real_replace(a, b))[1]
+    )
+    lake = LocalLake(tmp_path / "lake")
+    lake.write_bytes("a/data.bin", b"x" * 100)
+    lake.put_chunks([b"y", b"z"], "a/chunks.bin")
+    assert events == ["fsync", "rename", "fsync", "rename"]
+
+
 def test_failed_local_write_leaves_old_object(tmp_path: Path):
     lake = LocalLake(tmp_path)
     lake.write_bytes("obj", b"old")

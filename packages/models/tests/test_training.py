@@ -292,3 +292,21 @@ def test_probe_fits_the_head_before_fine_tuning(caplog):
     with caplog.at_level(logging.INFO, logger="fruitops.train"):
         train(config, data, val, CLASSES)
     assert "head probed on 2 views" in caplog.text
+
+
+def test_a_short_run_of_a_pretrained_network_probes_first_and_fine_tunes_gently():
+    """Too few steps to train a new head with the layers under it (the demo's 128 photos,
+    32 steps): the head is fitted on frozen features first, then everything moves at a
+    tenth of the rates. A full data set keeps the recipe; what was given is kept."""
+    from fruitops_models.config import ARCH_RECIPES, PROBED_LR_SCALE, SMALL_RUN_PROBE_VIEWS
+
+    recipe = ARCH_RECIPES["efficientnet_lite0"]
+    short = TrainConfig(epochs=8).fitted(128)
+    assert short.probe_views == SMALL_RUN_PROBE_VIEWS
+    assert short.lr == pytest.approx(recipe.lr * PROBED_LR_SCALE)
+    assert short.fitted(128) == short  # asked again, the same answer
+    full = TrainConfig().fitted(1349)
+    assert full.probe_views == 0 and full.lr == recipe.lr
+    assert TrainConfig(arch="cnn", epochs=8).fitted(128).probe_views == 0  # nothing to probe
+    assert TrainConfig(epochs=8, lr=0.01).fitted(128).lr == 0.01
+    assert TrainConfig(epochs=8, probe_views=0).fitted(128).lr == recipe.lr

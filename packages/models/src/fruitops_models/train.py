@@ -388,7 +388,7 @@ def train(
     The kept model is the epoch with the best val macro-F1.
     """
     _check_inputs(train_data, classes)
-    config = config.sized(train_data.shards[0].shape[-1])
+    config = config.sized(train_data.shards[0].shape[-1]).fitted(len(train_data))
     rank, world = dist_info()
     device = device_for()
     init_distributed(world, device)

@@ -101,6 +101,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             earlier = None
     classes = list(inputs.cache["classes"])
     splits = open_splits(inputs.lake, inputs.cache, inputs.settings)
+    config = config.fitted(len(splits["train"]))  # logged as it trains
     checkpointer = LakeCheckpointer(
         inputs.lake,
         checkpoint_prefix(
