@@ -104,7 +104,7 @@ def test_monitor_features_cli_streams_a_table(pipeline, tmp_path: Path):
     assert code == 0, result
     assert result["rows"] == result["images"] - 1 and len(result["quarantined"]) == 1
     assert "embedding_pc1" in pd.read_parquet(out).columns
-    train = next(folder.iterdir()) / "train"  # raw/<dataset id>/train/<class>/…
+    train = next(folder.glob("*/v/*/train"))  # raw/<dataset id>/v/<version>/train/<class>/…
     code, result = cli(pipeline.settings.home, "features", str(train))
     assert code == 0, result  # no --output, no --model: pixel features into the lake
     assert result["output_uri"].startswith(pipeline.lake.uri("monitoring/features/"))
