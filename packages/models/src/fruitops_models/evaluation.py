@@ -26,7 +26,7 @@ from fruitops_models.registry import load_model, pending_candidates
 
 
 def predict_names(
-    tracking: Tracking, uri: str, data: CachedSplit, batch_size: int = 128
+    tracking: Tracking, uri: str, data: CachedSplit, batch_size: int = 32
 ) -> list[str]:
     """Class names predicted by the model at ``uri`` for every image of ``data``."""
     model = load_model(tracking, uri)
