@@ -73,8 +73,11 @@ class Stack:
         return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
     def mlflow(self):
+        """A client with the profile's login (MLflow reads it from the environment)."""
         import mlflow
 
+        for name in ("MLFLOW_TRACKING_USERNAME", "MLFLOW_TRACKING_PASSWORD"):
+            os.environ[name] = self.env[name]
         url = self.services.config.mlflow_url
         return mlflow.MlflowClient(url, registry_uri=url)
 

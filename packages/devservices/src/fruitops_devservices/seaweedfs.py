@@ -88,10 +88,7 @@ class SeaweedFS(Supervisor):
                 f'[{section}]\nkey = "{s[f"seaweed_{name}_key"]}"\n'
                 for name, section in JWT_KEYS.items()
             )
-            + grpc_sections(*tls)
-            # the master's and volume servers' write APIs (/dir/assign, /col/delete …) answer
-            # the profile's own address only
-            + f'[guard]\nwhite_list = "{self.config.host}"\n',
+            + grpc_sections(*tls),
         )
         command = [
             weed,
