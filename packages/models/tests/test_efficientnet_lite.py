@@ -151,3 +151,30 @@ def test_folded_batchnorm_answers_the_same():
     with torch.no_grad():
         assert torch.allclose(folded(x), model.backbone(x), atol=1e-4)
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+
+
+def test_the_frozen_part_folded_for_training_computes_the_same_and_stays_out_of_the_state():
+    """Training runs the frozen stem and lower blocks through a BatchNorm-folded copy: the
+    same logits up to float rounding, and nothing of it in the state dict, the parameters
+    or the exported module."""
+    from fruitops_models.architectures import keep_frozen_in_eval
+    from fruitops_models.efficientnet_lite import drop_frozen_prefix, fold_frozen_prefix
+
+    torch.manual_seed(0)
+    model = build_model("efficientnet_lite0", 5, pretrained=True, finetune="top")
+    x = torch.rand(4, 3, 96, 96)
+    model.train()
+    keep_frozen_in_eval(model)
+    keys, params = set(model.state_dict()), len(list(model.parameters()))
+    torch.manual_seed(1)
+    plain = model(x)
+    fold_frozen_prefix(model.backbone)
+    torch.manual_seed(1)  # the same dropout
+    folded = model(x)
+    assert torch.allclose(plain, folded, atol=1e-4)
+    assert set(model.state_dict()) == keys and len(list(model.parameters())) == params
+    folded.sum().backward()  # the trainable part still learns through it
+    assert model.backbone._fc.weight.grad is not None
+    assert model.backbone._blocks[0]._depthwise_conv.weight.grad is None
+    drop_frozen_prefix(model.backbone)
+    assert "frozen_prefix" not in model.backbone.__dict__

@@ -194,8 +194,9 @@ def for_inference(model: FruitClassifier) -> FruitClassifier:
 
     copied = copy.deepcopy(model).eval()
     if type(copied.backbone).__name__ == "EfficientNetLite":
-        from fruitops_models.efficientnet_lite import fold_batchnorm
+        from fruitops_models.efficientnet_lite import drop_frozen_prefix, fold_batchnorm
 
+        drop_frozen_prefix(copied.backbone)
         fold_batchnorm(copied.backbone)
     return copied
 

@@ -11,6 +11,7 @@ which the weights were trained with. Input: RGB pixels p in 0..255 as (p − 127
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 from dataclasses import dataclass
@@ -148,10 +149,50 @@ class EfficientNetLite(nn.Module):
         return F.adaptive_avg_pool2d(x, 1).flatten(1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.stem(x)
-        for block in self._blocks:
+        prefix = self.__dict__.get("frozen_prefix")  # set by `fold_frozen_prefix` only
+        start = 0
+        if prefix is not None and self.training:
+            with torch.no_grad():
+                x = prefix(x)
+            start = prefix.depth
+        else:
+            x = self.stem(x)
+        for block in self._blocks[start:]:
             x = block(x)
         return self._fc(self._dropout(self.pooled(x)))
+
+
+class FrozenPrefix(nn.Module):
+    """The frozen stem and lower blocks with their BatchNorm folded in: what they compute in
+    training (their statistics frozen, `keep_frozen_in_eval`) in fewer memory passes."""
+
+    def __init__(self, net: EfficientNetLite, depth: int):
+        super().__init__()
+        conv, bn = copy.deepcopy(net._conv_stem).eval(), copy.deepcopy(net._bn0).eval()
+        stem = nn.Sequential(fuse_conv_bn_eval(conv, bn), nn.ReLU6(inplace=True))
+        blocks = [copy.deepcopy(b).eval() for b in net._blocks[:depth]]
+        for block in blocks:
+            _fold_block(block)
+        self.layers = nn.Sequential(stem, *blocks)
+        self.depth = depth
+        self.eval().requires_grad_(False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def fold_frozen_prefix(net: EfficientNetLite) -> None:
+    """Run the frozen part (`lower_part`) through a folded copy while training: the same
+    numbers up to float rounding, ~8 % less time a step on a CPU. Kept out of the module's
+    state (no parameter, no key in the state dict, not exported); `drop_frozen_prefix`
+    removes it. Call it once the weights are final (after a resume) and on their device."""
+    depth = net.stage_ends[FROZEN_STAGES - 1]
+    prefix = FrozenPrefix(net, depth).to(next(net.parameters()).device)
+    net.__dict__["frozen_prefix"] = prefix
+
+
+def drop_frozen_prefix(net: nn.Module) -> None:
+    net.__dict__.pop("frozen_prefix", None)
 
 
 def fold_batchnorm(net: EfficientNetLite) -> EfficientNetLite:
@@ -161,16 +202,23 @@ def fold_batchnorm(net: EfficientNetLite) -> EfficientNetLite:
     third of an evaluation's time went to BatchNorm, which is a per-channel scale and shift
     once its statistics are frozen. Changes ``net`` in place; give it a copy.
     """
-    pairs = [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]
+    for parent, conv, bn in [(net, "_conv_stem", "_bn0"), (net, "_conv_head", "_bn1")]:
+        _fold(parent, conv, bn)
     for block in net._blocks:
-        if hasattr(block, "_expand_conv"):
-            pairs.append((block, "_expand_conv", "_bn0"))
-        pairs += [(block, "_depthwise_conv", "_bn1"), (block, "_project_conv", "_bn2")]
-    for parent, conv, bn in pairs:
-        fused = fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn))
-        setattr(parent, conv, fused)
-        setattr(parent, bn, nn.Identity())
+        _fold_block(block)
     return net
+
+
+def _fold(parent: nn.Module, conv: str, bn: str) -> None:
+    setattr(parent, conv, fuse_conv_bn_eval(getattr(parent, conv), getattr(parent, bn)))
+    setattr(parent, bn, nn.Identity())
+
+
+def _fold_block(block: MBConv) -> None:
+    if hasattr(block, "_expand_conv"):
+        _fold(block, "_expand_conv", "_bn0")
+    _fold(block, "_depthwise_conv", "_bn1")
+    _fold(block, "_project_conv", "_bn2")
 
 
 FROZEN_STAGES = 3  # finetune="top": the stem and the stages at 1/2 to 1/8 resolution
