@@ -65,6 +65,18 @@ class S3Server:
     endpoint: str
     bucket: str
 
+    def client(self):
+        """A boto3 client with the server's test credentials."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id="fruitops",
+            aws_secret_access_key="fruitops-s3",
+            region_name="us-east-1",
+        )
+
 
 @pytest.fixture(scope="session")
 def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:

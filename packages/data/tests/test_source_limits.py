@@ -59,15 +59,7 @@ def _put(client, bucket: str, key: str, body: bytes) -> None:
 @pytest.fixture
 def s3_prefix(s3_server, real_sample):
     """A prefix on the real S3 server holding the real sample photos, and its client."""
-    import boto3
-
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        aws_access_key_id="fruitops",
-        aws_secret_access_key="fruitops-s3",
-        region_name="us-east-1",
-    )
+    client = s3_server.client()
     prefix = f"limits-{uuid.uuid4().hex[:8]}"
     for path in sorted((real_sample / "Fruit_dataset").rglob("*.jpg")):
         _put(client, s3_server.bucket, f"{prefix}/{path.relative_to(real_sample).as_posix()}",

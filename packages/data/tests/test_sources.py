@@ -134,16 +134,9 @@ def test_s3_mirror_follows_deletes_and_changes_on_a_real_server(
     odd keys the server accepts (it refuses '..' and folds '//') stay inside the mirror."""
     import uuid
 
-    import boto3
     from botocore.exceptions import ClientError
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=s3_server.endpoint,
-        aws_access_key_id="fruitops",
-        aws_secret_access_key="fruitops-s3",
-        region_name="us-east-1",
-    )
+    client = s3_server.client()
     bucket, prefix = s3_server.bucket, f"mirror-{uuid.uuid4().hex[:8]}"
     photos = sorted((real_sample / "Fruit_dataset").rglob("*.jpg"))
     for path in photos:
