@@ -116,7 +116,8 @@ def assert_needs_a_client_certificate(port: int, ca: Path) -> None:
 def test_mlflow_asks_a_login_and_the_services_home_is_private(stack):
     """MLflow's basic-auth app: no login, no answer (but /health); the login of `services
     env` works. The home and its folders are for their owner (711 where root must let the
-    postgres user through to its data, 700 below)."""
+    postgres user through to its data, 700 below), and SeaweedFS's master and volume write
+    APIs answer the profile's own address only."""
     import base64
     import stat
     import urllib.error
@@ -137,6 +138,15 @@ def test_mlflow_asks_a_login_and_the_services_home_is_private(stack):
     assert stat.S_IMODE(root.stat().st_mode) & 0o066 == 0  # no read or write for others
     for folder in (root / "seaweedfs", root / "postgres"):
         assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
+    assert (
+        f'[guard]\nwhite_list = "{stack.services.config.host},@"'
+        in (root / "seaweedfs" / "security.toml").read_text()
+    )
+    # ... and the profile's own S3 gateway still writes through it (a too narrow list made
+    # every PUT time out)
+    bucket = stack.services.config.lake_bucket
+    stack.services._s3_client().put_object(Bucket=bucket, Key="guard-check", Body=b"ok")
+    assert "guard-check" in stack.s3_keys(bucket, "guard-check")
 
 
 def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):

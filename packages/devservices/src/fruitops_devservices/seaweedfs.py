@@ -88,7 +88,12 @@ class SeaweedFS(Supervisor):
                 f'[{section}]\nkey = "{s[f"seaweed_{name}_key"]}"\n'
                 for name, section in JWT_KEYS.items()
             )
-            + grpc_sections(*tls),
+            + grpc_sections(*tls)
+            # the master's and volume servers' write APIs (/dir/assign, /col/delete …) answer
+            # the profile's own address only; "@" is the peer weed 4.x sees for the gRPC calls
+            # between its own servers in `weed mini` (without it no volume can be allocated
+            # and every S3 PUT times out)
+            + f'[guard]\nwhite_list = "{self.config.host},@"\n',
         )
         command = [
             weed,
