@@ -109,3 +109,19 @@ def test_the_first_model_and_one_of_other_classes_are_crowned_at_registration(se
     tags = client.get_model_version(settings.registered_model, str(other)).tags
     assert "trained on other classes" in tags["promotion.reason"]
     assert second == first + 1
+
+
+def test_a_champion_crowned_in_this_run_is_weighed_with_its_candidates():
+    """The demo's case: v1 (crowned at registration) and v2 trained in one run; the report's
+    best candidate is the better of the two, not the runner-up. An older champion is not a
+    candidate."""
+    from fruitops_models.evaluation import best_candidate
+
+    scores = [
+        {"version": 1, "role": "champion", "macro_f1": 0.97},
+        {"version": 2, "role": "candidate", "macro_f1": 0.55},
+    ]
+    assert best_candidate(scores, this_run={1, 2})["version"] == 1
+    assert best_candidate(scores, this_run={2})["version"] == 2
+    tie = [*scores, {"version": 3, "role": "candidate", "macro_f1": 0.55}]
+    assert best_candidate(tie, this_run={3, 2})["version"] == 2

@@ -45,3 +45,14 @@ def test_plots_print_names_from_data_as_written():
     ):
         figure.savefig(io.BytesIO(), format="png")  # raised ValueError from mathtext before
         assert "$x^$" in [t.get_text() for t in figure.axes[0].get_yticklabels()]
+
+
+def test_the_cards_weakest_classes_leave_out_perfect_ones():
+    """On 8 classes, 5 "weakest" would name classes answered perfectly (the demo's card did)."""
+    from fruitops_models.card import WEAKEST, weakest_classes
+
+    rows = [{"class": c, "f1": f} for c, f in [("a", 1.0), ("b", 0.9), ("c", 1.0), ("d", 0.5)]]
+    assert [r["class"] for r in weakest_classes(rows)] == ["d", "b"]
+    many = [{"class": str(i), "f1": i / 10} for i in range(10)]
+    assert [r["class"] for r in weakest_classes(many)] == [str(i) for i in range(WEAKEST)]
+    assert weakest_classes([{"class": "a", "f1": 1.0}]) == []

@@ -73,6 +73,7 @@ def test_monitor_drift_cli_and_its_clear_errors(pipeline, tmp_path: Path):
         "report_html_uri",
         "report_json_uri",
     }
+    assert result["drift_threshold"] == 0.5  # DriftConfig's default, said with the share
     assert result["dataset_drift"] is False and Path(result["report_html_uri"][7:]).exists()
 
     table = pd.read_parquet(predictions)

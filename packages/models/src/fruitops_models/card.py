@@ -72,10 +72,15 @@ def _table(headers: list[str], rows: list[list[str]]) -> list[str]:
     ]
 
 
+def weakest_classes(per_class: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The `WEAKEST` lowest-F1 classes; a class answered perfectly is never "weak"."""
+    return sorted((r for r in per_class if r["f1"] < 1.0), key=lambda r: r["f1"])[:WEAKEST]
+
+
 def render_card(facts: CardFacts) -> str:
     """The card as Markdown. Class names come from data: they are written as code spans."""
     split_for_classes = "test" if "test" in facts.scores else "val"
-    weakest = sorted(facts.per_class, key=lambda r: r["f1"])[:WEAKEST]
+    weakest = weakest_classes(facts.per_class)
     recipe = ", ".join(f"{k}={v}" for k, v in sorted(facts.recipe.items()) if v is not None)
     lines = [
         f"# Model card: {facts.name} v{facts.version} ({facts.arch})",
@@ -150,7 +155,8 @@ def render_card(facts: CardFacts) -> str:
         "",
         f"## Weakest classes ({split_for_classes})",
         "",
-        ", ".join(f"`{r['class']}` (F1 {r['f1']:.2f})" for r in weakest) or "none",
+        ", ".join(f"`{r['class']}` (F1 {r['f1']:.2f})" for r in weakest)
+        or "none: every class scored F1 1.00",
         "",
         f"## Per class ({split_for_classes})",
         "",

@@ -53,6 +53,14 @@ def score_names(true: list[str], predicted: list[str]) -> dict[str, float]:
     return {"accuracy": accuracy, "macro_f1": macro_f1(confusion)}
 
 
+def best_candidate(scores: list[dict[str, Any]], this_run: set[int]) -> dict[str, Any]:
+    """The best-scoring candidate (the older version on a tie). A champion that is one of
+    this run's models (crowned at registration) is weighed with them, so the report names
+    the run's best model, not its runner-up."""
+    weighed = [s for s in scores if s["role"] == "candidate" or s["version"] in this_run]
+    return max(weighed or scores, key=lambda s: (s["macro_f1"], -s["version"]))
+
+
 def score_versions(
     settings: FruitOpsSettings,
     tracking: Tracking,
@@ -83,9 +91,7 @@ def score_versions(
         scores.append(
             {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
         )
-    # the champion itself may be this run's only candidate (crowned at registration)
-    candidate_scores = [s for s in scores if s["role"] == "candidate"] or scores
-    best = max(candidate_scores, key=lambda s: (s["macro_f1"], -s["version"]))
+    best = best_candidate(scores, {int(c["version"]) for c in candidates})
     champion_score = None
     if champion is not None:
         champion_score = next(s for s in scores if s["version"] == int(champion.version))

@@ -79,6 +79,7 @@ def drift(
             "reference_rows": result["reference_rows"],
             "reference_model_uri": result["reference_model_uri"],
             "quarantined": result["quarantined"],
+            "drift_threshold": policy.drift_share,
         }
 
     def human(result: dict[str, Any]) -> None:
@@ -88,7 +89,8 @@ def drift(
         else:
             out.print("no dataset drift", style="green", end="")
         out.print(
-            f": {result['drift_share']:.0%} of columns drifted {result['drifted_columns']}\n"
+            f": {result['drift_share']:.0%} of columns drifted {result['drifted_columns']} "
+            f"(dataset drift from {result['drift_threshold']:.0%}, or a critical column)\n"
             f"batch: {result['batch']}\nreport: {result['report_html_uri']}"
         )
 
