@@ -145,8 +145,10 @@ def test_mlflow_asks_a_login_and_the_services_home_is_private(stack):
     # ... and the profile's own S3 gateway still writes through it (a too narrow list made
     # every PUT time out)
     bucket = stack.services.config.lake_bucket
-    stack.services._s3_client().put_object(Bucket=bucket, Key="guard-check", Body=b"ok")
+    client = stack.services._s3_client()
+    client.put_object(Bucket=bucket, Key="guard-check", Body=b"ok")
     assert "guard-check" in stack.s3_keys(bucket, "guard-check")
+    client.delete_object(Bucket=bucket, Key="guard-check")  # leave the lake as it was
 
 
 def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):
