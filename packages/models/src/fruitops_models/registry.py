@@ -8,12 +8,17 @@ model metadata, so a scorer needs nothing but the model URI.
 from __future__ import annotations
 
 import re
+import tempfile
 import types
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
 from mlflow.exceptions import MlflowException
+from mlflow.models import ModelSignature
+from mlflow.types import ColSpec, Schema
+from mlflow.types.schema import Array, Object, Property
 
 from fruitops_core.tracking import CHAMPION_ALIAS, Tracking, version_uri
 from fruitops_models.config import IMAGENET_MEAN, IMAGENET_STD
@@ -22,6 +27,32 @@ if TYPE_CHECKING:  # torch is imported where a model is logged or loaded, not by
     import torch
 
 INPUT_DESCRIPTION = "float32 RGB in [0, 1], NCHW, resized to image_size x image_size"
+PHOTO_INPUT = (
+    "a column 'image' of photo files (JPEG, PNG, WebP ... bytes; base64 in MLflow's JSON "
+    "formats); each answer: label, confidence, top5, model_version, sha256, or error"
+)
+#: the registered pyfunc's loader (`mlflow.pyfunc.load_model` imports it by this name): the
+#: serving package, where the photo rules and the predictor live
+ONLINE_LOADER = "fruitops_serving.online_model"
+#: the folder, inside the registered model's data, of the torch network (pt2)
+NETWORK = "network"
+PHOTO_SIGNATURE = ModelSignature(
+    inputs=Schema([ColSpec("binary", "image")]),
+    outputs=Schema(
+        [
+            ColSpec("string", "label", required=False),
+            ColSpec("double", "confidence", required=False),
+            ColSpec(
+                Array(Object([Property("label", "string"), Property("probability", "double")])),
+                "top5",
+                required=False,
+            ),
+            ColSpec("long", "model_version", required=False),
+            ColSpec("string", "sha256", required=False),
+            ColSpec("string", "error", required=False),
+        ]
+    ),
+)
 
 
 def log_and_register(
@@ -51,22 +82,35 @@ def log_and_register(
     example_np = example[:2].float().numpy().astype(np.float32)  # [0, 1] pixels
     with torch.no_grad():
         output = model(torch.from_numpy(example_np)).numpy()
-    info = mlflow.pytorch.log_model(
-        model,
-        name="model",
-        serialization_format="pt2",
-        signature=infer_signature(example_np, output),
-        input_example=example_np,
-        registered_model_name=name,
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-        metadata={
-            "classes": classes,
-            "image_size": image_size,
-            "input": INPUT_DESCRIPTION,
-            "normalisation": {**_normalisation(model), "inside_model": True},
-            "arch": arch,
-        },
-    )
+    torch_pin = f"torch=={torch.__version__.split('+')[0]}"
+    with tempfile.TemporaryDirectory(prefix="fruitops-log-") as tmp:
+        network = Path(tmp) / NETWORK
+        mlflow.pytorch.save_model(
+            model,
+            network,
+            serialization_format="pt2",
+            signature=infer_signature(example_np, output),
+            input_example=example_np,
+            pip_requirements=[torch_pin],
+        )
+        # the registered model is the pyfunc that takes photos (`mlflow models serve` serves
+        # it as it is); the network travels inside it as its data
+        info = mlflow.pyfunc.log_model(
+            name="model",
+            loader_module=ONLINE_LOADER,
+            data_path=str(network),
+            signature=PHOTO_SIGNATURE,
+            registered_model_name=name,
+            pip_requirements=[torch_pin],
+            metadata={
+                "classes": classes,
+                "image_size": image_size,
+                "input": PHOTO_INPUT,
+                "network_input": INPUT_DESCRIPTION,
+                "normalisation": {**_normalisation(model), "inside_model": True},
+                "arch": arch,
+            },
+        )
     version = int(info.registered_model_version)
     client.set_model_version_tag(name, str(version), "arch", arch)
     crown_if_first(tracking, version, classes)
@@ -236,14 +280,15 @@ def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
         ) from err
     pinned = version_uri(name, mv.version)
     tracking.activate()  # MLflow resolves models:/ URIs against the process-wide registry
-    metadata = mlflow.models.get_model_info(pinned).metadata or {}
+    info = mlflow.models.get_model_info(pinned)
+    metadata = info.metadata or {}
     if "classes" not in metadata or "image_size" not in metadata:
         raise ValueError(
             f"{pinned} lacks class names or image size in its metadata: "
             "it was not logged by fruitops; retrain it with fruitops"
         )
     return LoadedModel(
-        lambda: mlflow.pytorch.load_model(pinned, map_location="cpu"),
+        lambda: load_network(pinned, info.flavors),
         list(metadata["classes"]),
         int(metadata["image_size"]),
         name,
@@ -251,3 +296,18 @@ def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
         mv.run_id,
         model_uri,
     )
+
+
+def load_network(model_uri: str, flavors: dict[str, Any]) -> Any:
+    """The torch network of a registered version: inside its pyfunc's data, or (versions
+    logged before the pyfunc) the pytorch model itself."""
+    if "pytorch" in flavors:
+        return mlflow.pytorch.load_model(model_uri, map_location="cpu")
+    with tempfile.TemporaryDirectory(prefix="fruitops-network-") as tmp:
+        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
+        return network_at(Path(local))
+
+
+def network_at(model_dir: Path) -> Any:
+    """The torch network inside a downloaded registered model (its folder holds MLmodel)."""
+    return mlflow.pytorch.load_model(str(model_dir / "data" / NETWORK), map_location="cpu")

@@ -27,8 +27,9 @@ def drift(
     config: dict[str, dict[str, Any]],
     batch: str | None = typer.Option(
         None,
-        help="a predictions table (path or s3:// URI) written by fruitops score; "
-        "default: the last one it wrote",
+        help="a predictions table (path or s3:// URI) written by fruitops score, or a day "
+        "of fruitops serve's answers (<lake>/predictions/online/<date>/); default: the last "
+        "table fruitops score wrote",
     ),
     reference: str | None = typer.Option(
         None,
@@ -123,7 +124,9 @@ def reference_for_batch(
             "or pass --reference"
         )
     table_lake, name = object_at(batch, settings.s3_endpoint)
-    scored = table_lake.read_parquet(name)
+    from fruitops_serving.predictions import read_predictions
+
+    scored = read_predictions(table_lake, name)
     if scored.empty:
         raise ValueError(f"{batch} holds no predictions: score a batch with images first")
     model_uri = version_uri(scored["model_name"].iloc[0], scored["model_version"].iloc[0])

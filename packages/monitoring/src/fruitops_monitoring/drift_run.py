@@ -63,7 +63,9 @@ def run_drift(
     from fruitops_monitoring.drift import drift_decision, drift_report, report_html
 
     table_lake, name = object_at(predictions_uri, settings.s3_endpoint)
-    predictions = table_lake.read_parquet(name)
+    from fruitops_serving.predictions import read_predictions
+
+    predictions = read_predictions(table_lake, name)
     if predictions.empty:
         raise ValueError(
             f"{predictions_uri} holds no predictions: nothing to compare for drift "

@@ -1,4 +1,4 @@
-"""`fruitops score` (added through the ``fruitops.cli`` entry points)."""
+"""`fruitops score` and `fruitops serve` (added through the ``fruitops.cli`` entry points)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ import typer
 
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, print_set_aside, run_command
-from fruitops_serving.config import LATEST_PREDICTIONS, OutputConfig, ScoringConfig
+from fruitops_serving.config import (
+    LATEST_PREDICTIONS,
+    SERVE_ENV_PREFIX,
+    OutputConfig,
+    ScoringConfig,
+    ServingConfig,
+)
 
 SCORE_OPTIONS = [
     ConfigOption("output", OutputConfig, "output"),
@@ -99,3 +105,44 @@ def score_command(
         print_set_aside(out, result["quarantined"], result["ignored"])
 
     run_command(json_mode, action, human)
+
+
+SERVE_OPTIONS = [
+    ConfigOption("serve", ServingConfig, "model_uri", name="model"),
+    ConfigOption("serve", ServingConfig, "host"),
+    ConfigOption("serve", ServingConfig, "port"),
+    ConfigOption("serve", ServingConfig, "workers"),
+    ConfigOption("serve", ServingConfig, "watch_seconds"),
+    ConfigOption("serve", ServingConfig, "max_photos"),
+    ConfigOption("serve", ServingConfig, "max_request_bytes"),
+    ConfigOption("serve", ServingConfig, "record"),
+]
+
+
+@with_options(SERVE_OPTIONS)
+def serve_command(config: dict[str, dict[str, Any]]) -> None:
+    """Answer photos over HTTP: MLflow's scoring app with the champion, plus /predict
+    (curl -F image=@apple.jpg URL/predict) and a page at / to drop photos on.
+
+    The champion alias is watched: a new champion is swapped in once loaded. Every answer
+    is recorded in the lake (predictions/online/<date>/) for `fruitops monitor drift`.
+    """
+    import os
+
+    import uvicorn
+
+    from fruitops_core.output import setup_logging
+
+    chosen = ServingConfig(**config.get("serve", {}))
+    # the workers read their config from the environment (uvicorn starts them by name)
+    for field, value in chosen.model_dump(exclude_none=True).items():
+        os.environ[f"{SERVE_ENV_PREFIX}{field.upper()}"] = str(value)
+    setup_logging()
+    uvicorn.run(
+        "fruitops_serving.server:create_app",
+        factory=True,
+        host=chosen.host,
+        port=chosen.port,
+        workers=chosen.workers,
+        log_level="info",
+    )

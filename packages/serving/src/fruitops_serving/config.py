@@ -12,6 +12,7 @@ from datetime import date
 from typing import Literal, get_args
 
 from pydantic import BaseModel, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 #: The inference engines (openvino: the faster, see benchmarks/bench_score.py).
 Backend = Literal["openvino", "torch"]
@@ -84,3 +85,55 @@ class OutputConfig(BaseModel):
         "in the lake",
     )
     format: Literal["parquet", "csv"] = Field("parquet", description="table format")
+
+
+SERVE_ENV_PREFIX = "FRUITOPS_SERVE_"
+
+
+class ServingConfig(BaseSettings):
+    """How `fruitops serve` (and the registered model under plain `mlflow models serve`)
+    answers photos online. Read from `FRUITOPS_SERVE_*` variables, which `fruitops serve`'s
+    options set for its workers."""
+
+    model_config = SettingsConfigDict(env_prefix=SERVE_ENV_PREFIX, extra="ignore")
+
+    model_uri: str | None = Field(
+        None,
+        description="models:/NAME@ALIAS or models:/NAME/VERSION; default: the champion alias, "
+        "watched for a new champion",
+    )
+    host: str = Field("127.0.0.1", description="address to listen on (0.0.0.0: every one)")
+    port: int = Field(5001, ge=1, le=65_535, description="port to listen on")
+    workers: int = Field(1, ge=1, le=64, description="server processes, each with the model")
+    watch_seconds: float = Field(
+        30.0,
+        ge=0,
+        description="how often the alias is checked for a new version, swapped in once "
+        "loaded (0: never)",
+    )
+    max_photos: int = Field(32, ge=1, description="photos in one request at most")
+    max_request_bytes: int = Field(
+        32 * 1024**2, ge=1024, description="bytes in one request at most"
+    )
+    max_batch: int = Field(
+        64, ge=1, description="photos of concurrent requests scored together at most"
+    )
+    record: bool = Field(
+        True, description="record every answer in the lake (predictions/online/<date>/)"
+    )
+    record_seconds: float = Field(
+        10.0, gt=0, description="recorded answers are appended to the lake this often"
+    )
+    record_rows: int = Field(
+        512, ge=1, description="or as soon as this many are waiting, whichever comes first"
+    )
+
+
+def setting_name(field: str) -> str:
+    """How a user sets ``field`` of `ServingConfig`: the option and the variable."""
+    return f"--{field.replace('_', '-')} or {SERVE_ENV_PREFIX}{field.upper()}"
+
+
+def online_folder(day: str) -> str:
+    """Where the online answers of one day are appended, a part file per flush."""
+    return f"predictions/online/{day}"

@@ -107,3 +107,18 @@ class PredictionWriter:
                 csv.writer(self._csv).writerow(PREDICTION_COLUMNS)
             self._csv.close()
         return self.path
+
+
+def read_predictions(lake: Any, path: str) -> pd.DataFrame:
+    """A predictions table: one file (batch scoring), or a folder of part files (a day of
+    online answers, `fruitops_serving.recorder`), read as one table."""
+    folder = path.rstrip("/")
+    if folder.endswith(".parquet"):
+        return lake.read_parquet(path)
+    parts = [key for key in lake.list(folder + "/") if key.endswith(".parquet")]
+    if not parts:
+        raise FileNotFoundError(
+            f"{lake.uri(path)}: no predictions table there (a .parquet file, or a folder of "
+            "them such as predictions/online/<date>/)"
+        )
+    return pd.concat([lake.read_parquet(key) for key in parts], ignore_index=True)

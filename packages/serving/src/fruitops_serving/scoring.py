@@ -27,6 +27,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.progress import progress_bar
 from fruitops_data.images import try_decode
 from fruitops_data.manifest import windows
+from fruitops_serving.answers import answers
 from fruitops_serving.config import ScoringConfig
 from fruitops_serving.inputs import ScoringInput
 from fruitops_serving.predictions import PredictionWriter
@@ -56,7 +57,6 @@ def score(
 ) -> dict[str, Any]:
     """Score every key of ``source``; publish the table at ``output_key`` of ``output``."""
     model = predictor.model
-    k = min(5, len(model.classes))
     scored_at = datetime.now(UTC)
     quarantined: list[dict[str, str]] = []
     start = time.perf_counter()
@@ -83,22 +83,15 @@ def score(
             if not good:
                 continue
             probabilities = predictor.probabilities_nhwc(np.stack([item[2] for item in good]))
-            top_i = np.argsort(-probabilities, axis=1, kind="stable")[:, :k]
-            top_p = np.take_along_axis(probabilities, top_i, axis=1)
+            answered = answers(model.classes, probabilities)
             writer.write(
                 pd.DataFrame(
                     {
                         "key": [item[0] for item in good],
                         "sha256": [item[1] for item in good],
-                        "label": [model.classes[i] for i in top_i[:, 0].tolist()],
-                        "confidence": top_p[:, 0].astype(np.float64),
-                        "top5": [
-                            [
-                                {"label": model.classes[i], "probability": float(p)}
-                                for i, p in zip(row_i, row_p, strict=True)
-                            ]
-                            for row_i, row_p in zip(top_i.tolist(), top_p.tolist(), strict=True)
-                        ],
+                        "label": answered.labels,
+                        "confidence": answered.confidences,
+                        "top5": answered.top5,
                         "model_name": model.name,
                         "model_version": model.version,
                         "run_id": model.run_id,
