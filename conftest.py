@@ -8,9 +8,10 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,6 +59,12 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@pytest.fixture(name="free_port", scope="session")
+def _free_port() -> Callable[[], int]:
+    """`free_port` for tests in folders whose own conftest shadows this one's module name."""
+    return free_port
 
 
 @dataclass(frozen=True)
@@ -192,3 +199,16 @@ def pipeline(_pipeline_run: PipelineRun) -> PipelineRun:
     a CNN); MLflow points at that run's store for the test."""
     Tracking(_pipeline_run.settings).activate()
     return _pipeline_run
+
+
+@pytest.fixture
+def chromium() -> Iterator[Any]:
+    """A headless Chromium tab (`tests/browser.py`), closed after the test."""
+    import importlib.util
+
+    path = Path(__file__).parent / "tests" / "browser.py"
+    spec = importlib.util.spec_from_file_location("fruitops_test_browser", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    with module.Browser() as browser:
+        yield browser

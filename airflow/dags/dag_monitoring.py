@@ -4,9 +4,11 @@ Scheduled on the `serving/batch_predictions` Asset (every scoring run updates it
 reference_profile (the held-out split as the champion sees it, reused while it holds) →
 drift_report (Evidently, HTML + JSON in the lake and MLflow) → drift_decision branches:
 `trigger_retraining` starts `fruitops_training` when the drift policy says the batch drifted,
-`no_drift` ends the run otherwise. The retraining run trains on the reference's data set;
-the Airflow Variable `fruitops_retraining_conf` (JSON, e.g. ``{"epochs": 30}``; or the
-environment variable ``AIRFLOW_VAR_FRUITOPS_RETRAINING_CONF``) adds to its conf.
+`no_drift` ends the run otherwise. Triggered by hand with the `online_day` param, it looks at
+that day of `fruitops serve`'s answers instead of the scored batch. The retraining run
+trains on the reference's data set; the Airflow Variable `fruitops_retraining_conf` (JSON,
+e.g. ``{"epochs": 30}``; or the environment variable ``AIRFLOW_VAR_FRUITOPS_RETRAINING_CONF``)
+adds to its conf.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ dag = dag_from_assets(
     options=[
         ConfigOption("monitoring/drift_report", DriftConfig, "drift_share"),
         ConfigOption("monitoring/drift_report", DriftConfig, "critical_columns"),
+        ConfigOption("monitoring/drift_report", DriftConfig, "online_day"),
     ],
     tags=["monitoring"],
     doc_md=__doc__,

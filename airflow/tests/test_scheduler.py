@@ -269,44 +269,39 @@ def test_a_batch_in_distribution_takes_no_drift(airflow, champion, tmp_path):
 
 
 def test_the_ui_shows_the_dags_the_mapped_training_graph_an_xcom_and_the_assets(
-    airflow, champion, tmp_path
+    airflow, champion, tmp_path, chromium
 ):
-    from browser import Browser
-
     out = Path(os.environ.get(SCREENSHOTS) or tmp_path)
     run_id = champion["dag_run_id"]
     training = f"{airflow.base}/dags/fruitops_training"
-    with Browser() as browser:
-        browser.open(f"{airflow.base}/auth/login")
-        browser.type_into("input[name=username]", "admin")
-        browser.type_into("input[name=password]", airflow.password)
-        browser.press_enter()
-        browser.wait_for_text("Dags")
-        # the DAG page opens on its graph, drawn top-down (a user's last choices, kept there)
-        browser.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")
-        browser.evaluate(
-            "localStorage.setItem('direction-fruitops_training', JSON.stringify('DOWN'))"
-        )
+    chromium.open(f"{airflow.base}/auth/login")
+    chromium.type_into("input[name=username]", "admin")
+    chromium.type_into("input[name=password]", airflow.password)
+    chromium.press_enter()
+    chromium.wait_for_text("Dags")
+    # the DAG page opens on its graph, drawn top-down (a user's last choices, kept there)
+    chromium.evaluate("localStorage.setItem('default_dag_view', JSON.stringify('graph'))")
+    chromium.evaluate("localStorage.setItem('direction-fruitops_training', JSON.stringify('DOWN'))")
 
-        browser.open(f"{airflow.base}/dags")
-        browser.wait_for_text(
-            "fruitops_training", "fruitops_scoring", "fruitops_monitoring", "fruitops_pipeline"
-        )
-        browser.settle()
-        shots = [browser.screenshot(out / "airflow-dags.png")]
-        browser.open(f"{training}/runs/{run_id}")
-        browser.wait_for_text("models__trained_model__architectures", "models__trained_model")
-        nodes = "document.querySelectorAll('.react-flow__node').length"
-        browser.wait_for(f"{nodes} >= 11", "drew the graph's 11 tasks")
-        browser.settle()
-        shots.append(browser.screenshot(out / "airflow-training-graph.png"))
-        browser.open(f"{training}/runs/{run_id}/tasks/models__model_evaluation/xcom")
-        browser.wait_for_text("return_value", "asset_key", "s3://fruitops-lake/assets/models/")
-        browser.settle()
-        shots.append(browser.screenshot(out / "airflow-xcom.png"))
-        browser.open(f"{airflow.base}/assets")
-        browser.wait_for_text("serving/batch_predictions", "models/trained_model")
-        browser.settle()
-        shots.append(browser.screenshot(out / "airflow-assets.png"))
+    chromium.open(f"{airflow.base}/dags")
+    chromium.wait_for_text(
+        "fruitops_training", "fruitops_scoring", "fruitops_monitoring", "fruitops_pipeline"
+    )
+    chromium.settle()
+    shots = [chromium.screenshot(out / "airflow-dags.png")]
+    chromium.open(f"{training}/runs/{run_id}")
+    chromium.wait_for_text("models__trained_model__architectures", "models__trained_model")
+    nodes = "document.querySelectorAll('.react-flow__node').length"
+    chromium.wait_for(f"{nodes} >= 11", "drew the graph's 11 tasks")
+    chromium.settle()
+    shots.append(chromium.screenshot(out / "airflow-training-graph.png"))
+    chromium.open(f"{training}/runs/{run_id}/tasks/models__model_evaluation/xcom")
+    chromium.wait_for_text("return_value", "asset_key", "s3://fruitops-lake/assets/models/")
+    chromium.settle()
+    shots.append(chromium.screenshot(out / "airflow-xcom.png"))
+    chromium.open(f"{airflow.base}/assets")
+    chromium.wait_for_text("serving/batch_predictions", "models/trained_model")
+    chromium.settle()
+    shots.append(chromium.screenshot(out / "airflow-assets.png"))
     for shot in shots:
         assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and shot.stat().st_size > 20_000

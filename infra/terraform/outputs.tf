@@ -34,6 +34,10 @@ output "workload_identity_annotations" {
   description = "iam.gke.io/gcp-service-account annotation of each Kubernetes service account"
   value = merge(
     { for ksa in module.iam.airflow_ksas : ksa => module.iam.airflow_sa_email },
-    { "mlflow" = module.iam.mlflow_sa_email, "fruitops-tasks" = module.iam.tasks_sa_email },
+    {
+      "mlflow"                = module.iam.mlflow_sa_email,
+      "fruitops-tasks"        = module.iam.tasks_sa_email,
+      "fruitops-model-server" = module.iam.serving_sa_email,
+    },
   )
 }

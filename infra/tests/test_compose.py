@@ -192,7 +192,7 @@ def test_root_s3_credentials_stay_in_minio_and_its_init_job(compose):
         if "AWS_ACCESS_KEY_ID" in (service.get("environment") or {})
     }
     assert users == {"airflow-scheduler": "fruitops-tasks", "airflow-worker": "fruitops-tasks",
-                     "mlflow": "fruitops-mlflow"}  # fmt: skip
+                     "model-server": "fruitops-tasks", "mlflow": "fruitops-mlflow"}  # fmt: skip
 
 
 def test_scheduler_and_worker_health_as_in_airflows_compose_file(compose):

@@ -110,10 +110,65 @@ def test_every_placeholder_is_a_terraform_output_and_the_stores_are_gcs():
     for item in hcl2.loads((INFRA / "terraform/outputs.tf").read_text())["output"]:
         for name, body in item.items():
             outputs[name.strip('"')] = str(body["value"])
-    for name in ("airflow-values.yaml", "mlflow.yaml", "README.md"):
+    for name in ("airflow-values.yaml", *MANIFESTS, "README.md"):
         for placeholder in set(
             re.findall(r"<([a-z_]+)(?:\.[a-z-]+)?>", (DEPLOY / name).read_text())
         ):
             assert placeholder in outputs or placeholder == "region", (name, placeholder)
     assert "gs://" in outputs["lake_uri"]
     assert "gs://" in outputs["mlflow_artifacts_destination"]
+
+
+MANIFESTS = ("mlflow.yaml", "model-server.yaml")
+
+
+@pytest.mark.parametrize("name", MANIFESTS)
+def test_every_manifest_is_valid_against_the_kubernetes_api_types(name):
+    from k8s_schema import problems
+
+    docs = list(yaml.safe_load_all((DEPLOY / name).read_text()))
+    assert docs
+    for doc in docs:
+        assert problems(doc) == [], (name, doc["kind"])
+
+
+def test_the_schema_check_catches_what_kubectl_would_refuse():
+    from k8s_schema import problems
+
+    doc = yaml.safe_load((DEPLOY / "model-server.yaml").read_text().split("---")[1])
+    container = doc["spec"]["template"]["spec"]["containers"][0]
+    container["readinessProbe"]["httpGet"]["pth"] = "/ping"  # a typo
+    container["ports"][0]["containerPort"] = "5001"  # a string for an int
+    del doc["spec"]["selector"]  # required
+    found = problems(doc)
+    assert any("pth: not a field" in p for p in found), found
+    assert any("containerPort: int expected" in p for p in found), found
+    doc = yaml.safe_load((DEPLOY / "model-server.yaml").read_text().split("---")[1])
+    del doc["spec"]["selector"]
+    assert any("selector" in p for p in problems(doc))
+
+
+def test_the_model_server_serves_the_champion_with_probes_limits_and_workload_identity():
+    docs = {d["kind"]: d for d in yaml.safe_load_all((DEPLOY / "model-server.yaml").read_text())}
+    account = docs["ServiceAccount"]["metadata"]
+    assert account["annotations"]["iam.gke.io/gcp-service-account"] == (
+        f"<workload_identity_annotations.{account['name']}>"
+    )
+    pod = docs["Deployment"]["spec"]["template"]["spec"]
+    assert pod["serviceAccountName"] == account["name"]
+    (container,) = pod["containers"]
+    assert container["args"][:2] == ["fruitops", "serve"]
+    assert container["readinessProbe"]["httpGet"]["path"] == "/ping"
+    assert container["resources"]["requests"]["cpu"] and container["resources"]["limits"]
+    env = {e["name"]: e["value"] for e in container["env"]}
+    assert env["FRUITOPS_PROFILE"] == "gcp" and env["FRUITOPS_LAKE_URI"] == "<lake_uri>"
+    assert (
+        docs["HorizontalPodAutoscaler"]["spec"]["scaleTargetRef"]["name"]
+        == (docs["Deployment"]["metadata"]["name"])
+    )
+    assert (
+        docs["Service"]["spec"]["selector"] == docs["Deployment"]["spec"]["selector"]["matchLabels"]
+    )
+    iam = hcl2.loads((INFRA / "terraform/modules/iam/main.tf").read_text())
+    (local_block,) = [b for b in iam["locals"] if "workload_identity" in b]
+    assert account["name"] in str(local_block["workload_identity"])

@@ -69,11 +69,9 @@ def test_the_registered_pyfunc_answers_as_batch_scoring_does(pipeline, monkeypat
     assert "pixels" in reasons["bomb"] or "limit" in reasons["bomb"], reasons["bomb"]
 
 
-def test_plain_mlflow_models_serve_takes_base64_photos(pipeline, tmp_path: Path):
+def test_plain_mlflow_models_serve_takes_base64_photos(pipeline, tmp_path: Path, free_port):
     """`mlflow models serve --env-manager local` serves the registered version as it is: every
     JSON input format MLflow knows takes base64 photos, and answers match the batch's."""
-    from conftest import free_port
-
     table, photos = scored_batch(pipeline)
     port = free_port()
     env = {
@@ -135,3 +133,70 @@ def test_plain_mlflow_models_serve_takes_base64_photos(pipeline, tmp_path: Path)
         server.terminate()
         server.wait(timeout=30)
         log.close()
+
+
+def test_a_version_registered_before_photos_is_upgraded_then_served(settings, tmp_path: Path):
+    """A version logged the old way (a pt2 network taking tensors) is refused by `fruitops
+    serve` with the command that fixes it; `fruitops models upgrade` registers the same network
+    again as a version that takes photos, the champion follows, and it answers photos."""
+    import filecmp
+
+    import numpy as np
+    import torch
+
+    from fruitops_models.architectures import build_model, for_inference
+    from fruitops_models.registry import png
+
+    tracking = Tracking(settings)
+    name, classes = tracking.registered_model, ["apple", "banana", "cherry", "kiwi"]
+    network = for_inference(build_model("cnn", len(classes)))
+    example = torch.rand(2, 3, 32, 32)
+    with tracking.start_run(kind="train", run_name="before-photos"):
+        mlflow.log_params({"classes": len(classes), "arch": "cnn"})
+        mlflow.log_metric("val_macro_f1", 0.625)
+        mlflow.pytorch.log_model(  # how versions were logged before they took photos
+            network,
+            name="model",
+            serialization_format="pt2",
+            input_example=example.numpy(),
+            registered_model_name=name,
+            metadata={"classes": classes, "image_size": 32, "arch": "cnn",
+                      "normalisation": {"mean": [0.5] * 3, "std": [0.25] * 3}},
+        )  # fmt: skip
+    tracking.client.set_registered_model_alias(name, "champion", "1")
+    fruitops = [str(Path(sys.executable).parent / "fruitops")]
+
+    refused = subprocess.run(
+        [*fruitops, "serve", "--port", "1"], capture_output=True, text=True, timeout=120
+    )
+    assert refused.returncode == 1
+    assert "fruitops models upgrade 1" in refused.stderr, refused.stderr
+    assert "Traceback" not in refused.stderr
+
+    done = subprocess.run(
+        [*fruitops, "models", "upgrade", "1", "--json"], capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0, done.stdout
+    assert json.loads(done.stdout)["version"] == 2
+    assert int(tracking.champion().version) == 2
+    again = subprocess.run(
+        [*fruitops, "models", "upgrade", "2"], capture_output=True, text=True, timeout=300
+    )
+    assert again.returncode == 1 and "takes photos already" in again.stderr
+    listed = subprocess.run(
+        [*fruitops, "models", "list", "--json"], capture_output=True, text=True, timeout=120
+    )
+    v1, v2 = json.loads(listed.stdout)["versions"]
+    assert v2["aliases"] == ["champion"] and v1["aliases"] == []
+    assert (v2["classes"], v2["val_macro_f1"], v2["arch"]) == (4, 0.625, "cnn")
+
+    old = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/1", dst_path=tmp_path / "1"))
+    new = Path(mlflow.artifacts.download_artifacts(f"models:/{name}/2", dst_path=tmp_path / "2"))
+    pt2 = [p.relative_to(old) for p in old.joinpath("data").rglob("*") if p.is_file()]
+    assert pt2 and all(filecmp.cmp(old / f, new / "data" / "network" / f, False) for f in pt2)
+
+    model = mlflow.pyfunc.load_model(tracking.champion_uri)
+    photo = np.random.default_rng(1).random((3, 32, 32)).astype(np.float32)
+    answers = model.predict(pd.DataFrame({"image": [png(photo)]}))
+    assert answers["error"].isna().all() and answers["label"].iloc[0] in classes
+    assert int(answers["model_version"].iloc[0]) == 2

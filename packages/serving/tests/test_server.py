@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from conftest import free_port
 from fruitops_core.lake import LocalLake, lake_from_uri
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
@@ -52,8 +51,7 @@ class Served:
         return httpx.post(f"{self.url}{path}", timeout=60, **kw)
 
 
-def start(home: Path, tmp: Path, *args: str) -> tuple[subprocess.Popen, str, Path]:
-    port = free_port()
+def start(home: Path, tmp: Path, port: int, *args: str) -> tuple[subprocess.Popen, str, Path]:
     log = tmp / f"serve-{port}.log"
     env = {
         **os.environ,
@@ -83,7 +81,7 @@ def start(home: Path, tmp: Path, *args: str) -> tuple[subprocess.Popen, str, Pat
 
 
 @pytest.fixture(scope="module")
-def served(_pipeline_run, tmp_path_factory) -> Iterator[Served]:
+def served(_pipeline_run, tmp_path_factory, free_port) -> Iterator[Served]:
     """The champion of a copy of the shared run's home, served with small limits."""
     tmp = tmp_path_factory.mktemp("serve")
     home = tmp / "home"
@@ -96,6 +94,7 @@ def served(_pipeline_run, tmp_path_factory) -> Iterator[Served]:
     process, url, log = start(
         home,
         tmp,
+        free_port(),
         "--watch-seconds", "1",
         "--max-photos", str(MAX_PHOTOS),
         "--max-request-bytes", str(MAX_BYTES),
@@ -291,3 +290,26 @@ def test_monitor_drift_reads_a_day_of_online_answers(served: Served):
     report = json.loads(done.stdout)
     assert report["current_rows"] >= 6 and report["quarantined"] == [], report
     assert report["reference_model_uri"] == "models:/fruit-classifier/1"
+
+
+def test_a_person_drops_photos_on_the_page_and_sees_the_top5(served: Served, chromium, tmp_path):
+    """The page at / in headless Chromium: photos chosen as in the file dialog, each shown
+    with its top-5; a file that is not a photo says why, its name shown as text, not HTML."""
+    photos = [tmp_path / "first.png", tmp_path / "second.png"]
+    for path, photo in zip(photos, served.photos, strict=False):
+        path.write_bytes(photo)
+    hostile = tmp_path / "<img src=x onerror=alert(1)>.jpg"
+    hostile.write_bytes(b"not a photo")
+    chromium.open(f"{served.url}/")
+    chromium.wait_for_text("What fruit is this?", "Model models:/fruit-classifier/")
+    chromium.choose_files("#files", [*photos, hostile])
+    body = chromium.wait_for_text("Cannot use this photo", "model version")
+    assert body.count("model version") == len(photos)
+    assert hostile.name in body  # shown as text
+    assert chromium.evaluate("document.querySelectorAll('.answer .row').length") == 4 * len(
+        photos
+    )  # the tiny model knows 4 classes: its whole top-5
+    assert chromium.evaluate("document.querySelectorAll('.answer img').length") == 0
+    out = Path(os.environ.get("UI_SCREENSHOTS") or tmp_path)
+    shot = chromium.screenshot(out / "serve-page.png")
+    assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

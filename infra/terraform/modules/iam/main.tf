@@ -8,6 +8,7 @@ locals {
     tasks   = "FruitOps task pods: the lake"
     mlflow  = "MLflow server: artifacts and its database"
     airflow = "Airflow components: metadata database"
+    serving = "Online model server: reads the lake, records its answers there"
   }
   # Kubernetes service account → Google service account it acts as. The Airflow chart gives
   # each component a service account of its own (infra/deploy/airflow-values.yaml names
@@ -17,7 +18,7 @@ locals {
     "airflow-worker", "airflow-migrate-database-job",
   ]
   workload_identity = merge(
-    { "fruitops-tasks" = "tasks", "mlflow" = "mlflow" },
+    { "fruitops-tasks" = "tasks", "mlflow" = "mlflow", "fruitops-model-server" = "serving" },
     { for ksa in local.airflow_components : ksa => "airflow" },
   )
 }
@@ -51,6 +52,14 @@ resource "google_storage_bucket_iam_member" "tasks_lake" {
   bucket = var.lake_bucket
   role   = "roles/storage.objectAdmin"
   member = "serviceAccount:${google_service_account.this["tasks"].email}"
+}
+
+# the model server reads the precision gate's held-out images and writes its answers
+# (predictions/online/); models come through the MLflow server, not from its bucket
+resource "google_storage_bucket_iam_member" "serving_lake" {
+  bucket = var.lake_bucket
+  role   = "roles/storage.objectAdmin"
+  member = "serviceAccount:${google_service_account.this["serving"].email}"
 }
 
 resource "google_storage_bucket_iam_member" "airflow_lake_read" {

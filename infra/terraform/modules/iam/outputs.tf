@@ -22,3 +22,8 @@ output "airflow_ksas" {
   description = "Kubernetes service accounts of the Airflow components bound to the airflow account"
   value       = local.airflow_components
 }
+
+output "serving_sa_email" {
+  description = "Service account of the online model server (KSA fruitops-model-server)"
+  value       = google_service_account.this["serving"].email
+}

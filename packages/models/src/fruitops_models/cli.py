@@ -141,6 +141,27 @@ def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) ->
     run_command(json_mode, action, human)
 
 
+@models_app.command("upgrade")
+def upgrade(
+    version: int = typer.Argument(..., help="the registered version to register again"),
+    json_mode: bool = JSON_OPTION,
+) -> None:
+    """Register a version logged before versions took photos again, as one that does (what
+    `fruitops serve` and `mlflow models serve` need); the champion alias follows it."""
+
+    def action() -> dict[str, Any]:
+        from fruitops_core.settings import FruitOpsSettings
+        from fruitops_core.tracking import Tracking
+        from fruitops_models.registry import register_for_photos
+
+        return register_for_photos(Tracking(FruitOpsSettings()), version)
+
+    def human(result: dict[str, Any]) -> None:
+        plain_console().print(f"v{version} registered again as {result['model_uri']}")
+
+    run_command(json_mode, action, human)
+
+
 @models_app.command("list")
 def list_models(
     card: int | None = typer.Option(

@@ -7,7 +7,9 @@ model metadata, so a scorer needs nothing but the model URI.
 
 from __future__ import annotations
 
+import io
 import re
+import shutil
 import tempfile
 import types
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import mlflow
 import numpy as np
+import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
@@ -82,7 +85,6 @@ def log_and_register(
     example_np = example[:2].float().numpy().astype(np.float32)  # [0, 1] pixels
     with torch.no_grad():
         output = model(torch.from_numpy(example_np)).numpy()
-    torch_pin = f"torch=={torch.__version__.split('+')[0]}"
     with tempfile.TemporaryDirectory(prefix="fruitops-log-") as tmp:
         network = Path(tmp) / NETWORK
         mlflow.pytorch.save_model(
@@ -91,30 +93,55 @@ def log_and_register(
             serialization_format="pt2",
             signature=infer_signature(example_np, output),
             input_example=example_np,
-            pip_requirements=[torch_pin],
+            pip_requirements=[torch_pin()],
         )
-        # the registered model is the pyfunc that takes photos (`mlflow models serve` serves
-        # it as it is); the network travels inside it as its data
-        info = mlflow.pyfunc.log_model(
-            name="model",
-            loader_module=ONLINE_LOADER,
-            data_path=str(network),
-            signature=PHOTO_SIGNATURE,
-            registered_model_name=name,
-            pip_requirements=[torch_pin],
-            metadata={
-                "classes": classes,
-                "image_size": image_size,
-                "input": PHOTO_INPUT,
-                "network_input": INPUT_DESCRIPTION,
-                "normalisation": {**_normalisation(model), "inside_model": True},
-                "arch": arch,
-            },
-        )
+        metadata = {
+            "classes": classes,
+            "image_size": image_size,
+            "normalisation": {**_normalisation(model), "inside_model": True},
+            "arch": arch,
+        }
+        return _register_photo_model(network, metadata, example_np, tracking)
+
+
+def _register_photo_model(
+    network: Path, metadata: dict[str, Any], example_np: np.ndarray, tracking: Tracking
+) -> dict[str, Any]:
+    """Log the pyfunc that takes photos, with ``network`` (a saved pt2 model) as its data,
+    to the active run; register it. `mlflow models serve` serves it as it is."""
+    client, name = tracking.client, tracking.registered_model
+    info = mlflow.pyfunc.log_model(
+        name="model",
+        loader_module=ONLINE_LOADER,
+        data_path=str(network),
+        signature=PHOTO_SIGNATURE,
+        # two photos: MLflow answers them with the logged pyfunc before registering it
+        input_example=pd.DataFrame({"image": [png(image) for image in example_np]}),
+        registered_model_name=name,
+        pip_requirements=[torch_pin()],
+        metadata={**metadata, "input": PHOTO_INPUT, "network_input": INPUT_DESCRIPTION},
+    )
     version = int(info.registered_model_version)
-    client.set_model_version_tag(name, str(version), "arch", arch)
-    crown_if_first(tracking, version, classes)
+    client.set_model_version_tag(name, str(version), "arch", metadata["arch"])
+    crown_if_first(tracking, version, list(metadata["classes"]))
     return _registered(name, version, info.model_uri)
+
+
+def torch_pin() -> str:
+    """The installed torch, as the logged models' requirement."""
+    from importlib.metadata import version
+
+    return f"torch=={version('torch').split('+')[0]}"
+
+
+def png(image: np.ndarray) -> bytes:
+    """A 3×H×W float image in [0, 1] as PNG bytes: a photo the registered pyfunc takes."""
+    from PIL import Image
+
+    pixels = (image.transpose(1, 2, 0) * 255).round().clip(0, 255).astype(np.uint8)
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def _normalisation(model: Any) -> dict[str, list[float]]:
@@ -311,3 +338,47 @@ def load_network(model_uri: str, flavors: dict[str, Any]) -> Any:
 def network_at(model_dir: Path) -> Any:
     """The torch network inside a downloaded registered model (its folder holds MLmodel)."""
     return mlflow.pytorch.load_model(str(model_dir / "data" / NETWORK), map_location="cpu")
+
+
+def takes_photos(info: Any) -> bool:
+    """Whether a registered version (its `ModelInfo`) is the photo-taking pyfunc."""
+    pyfunc = (info.flavors or {}).get("python_function", {})
+    return pyfunc.get("loader_module") == ONLINE_LOADER
+
+
+def register_for_photos(tracking: Tracking, version: int) -> dict[str, Any]:
+    """Register ``version`` (logged before versions took photos: a pt2 taking tensors) again,
+    the same network and metadata as a new version that takes photos; the champion alias
+    follows it if ``version`` held it. Returns the new version's `_registered` record."""
+    name = tracking.registered_model
+    pinned = version_uri(name, version)
+    old = load_model(tracking, pinned)  # says so when the version does not exist
+    info = mlflow.models.get_model_info(pinned)
+    if takes_photos(info):
+        raise ValueError(f"{pinned} takes photos already: nothing to do")
+    metadata = {k: v for k, v in (info.metadata or {}).items() if k != "input"}
+    example = np.random.default_rng(0).random((2, 3, old.image_size, old.image_size))
+    with (
+        tempfile.TemporaryDirectory(prefix="fruitops-upgrade-") as tmp,
+        tracking.start_run(kind="register", run_name=f"v{version}-takes-photos"),
+    ):
+        # the logged pt2 model as it is: the same bytes, inside the new version
+        downloaded = mlflow.artifacts.download_artifacts(
+            artifact_uri=pinned, dst_path=str(Path(tmp) / "download")
+        )
+        network = Path(tmp) / NETWORK  # the folder name `network_at` reads
+        shutil.copytree(downloaded, network)
+        mlflow.set_tag("fruitops.registered_again_from", pinned)
+        source = tracking.client.get_run(info.run_id).data  # the same network: its scores
+        mlflow.log_params(source.params)
+        mlflow.log_metrics(source.metrics)
+        new = _register_photo_model(network, metadata, example.astype(np.float32), tracking)
+    client = tracking.client
+    for key, value in client.get_model_version(name, str(version)).tags.items():
+        if key.startswith(("promotion.", "arch", "card")):
+            client.set_model_version_tag(name, str(new["version"]), key, value)
+    champion = tracking.champion()
+    if champion is not None and int(champion.version) == version:
+        reason = f"v{new['version']} is v{version} registered again to take photos"
+        crown(client, name, new["version"], version, reason)
+    return new

@@ -15,6 +15,7 @@ from fruitops_core.tables import ParquetTable
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
 from fruitops_monitoring.reference import build_reference, versioned_uri
+from fruitops_serving.config import online_folder
 
 
 @asset(
@@ -63,6 +64,12 @@ def drift_report(
     """
     reference = reference_profile
     batch_model = versioned_uri(batch_predictions["model_uri"], batch_predictions["model_version"])
+    predictions_uri = batch_predictions["predictions_uri"]
+    if ctx.config.online_day:
+        # a day of online answers, by whichever versions served that day: its photos'
+        # features are computed under the reference's model (the champion's), as a batch's
+        predictions_uri = ctx.lake.uri(online_folder(ctx.config.online_day)) + "/"
+        batch_model = reference["model_uri"]
     if reference["model_uri"] != batch_model:
         ctx.log.warning(
             "reference was built with %s, the batch was scored by %s: rebuilding the reference",
@@ -81,7 +88,7 @@ def drift_report(
         ctx.lake,
         ctx.settings,
         ctx.tracking,
-        batch_predictions["predictions_uri"],
+        predictions_uri,
         reference,
         ctx.config,
         ctx.asset_dir,
@@ -91,6 +98,7 @@ def drift_report(
     ctx.add_metadata(
         **{k: result[k] for k in ("dataset_drift", "drift_share", "drifted_columns")},
         report_html_uri=result["report_html_uri"],
+        predictions_uri=predictions_uri,
         reference_rebuilt=reference is not reference_profile,
     )
     return result

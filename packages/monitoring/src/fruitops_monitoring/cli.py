@@ -17,6 +17,7 @@ from fruitops_core.tracking import Tracking, version_uri
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
 from fruitops_monitoring.reference import build_reference
+from fruitops_serving.predictions import read_predictions
 
 app = typer.Typer(help="Monitoring: image features and drift reports.", no_args_is_help=True)
 
@@ -124,8 +125,6 @@ def reference_for_batch(
             "or pass --reference"
         )
     table_lake, name = object_at(batch, settings.s3_endpoint)
-    from fruitops_serving.predictions import read_predictions
-
     scored = read_predictions(table_lake, name)
     if scored.empty:
         raise ValueError(f"{batch} holds no predictions: score a batch with images first")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, Field
+from datetime import date
+
+from pydantic import BaseModel, Field, field_validator
 
 
 class DriftPolicy(BaseModel):
@@ -27,6 +29,24 @@ class ReferenceConfig(BaseModel):
 
 
 class DriftConfig(DriftPolicy):
-    """The drift asset's options: the policy, and whether the run is logged to MLflow."""
+    """The drift asset's options: the policy, which traffic it looks at, and whether the run
+    is logged to MLflow."""
 
     log_to_mlflow: bool = True
+    online_day: str | None = Field(
+        None,
+        description="look at one day of `fruitops serve`'s answers (YYYY-MM-DD: the lake's "
+        "predictions/online/<day>/) instead of the scored batch",
+    )
+
+    @field_validator("online_day")
+    @classmethod
+    def _a_day(cls, value: str | None) -> str | None:
+        if value:  # "" is the DAG form's "not given"
+            try:
+                date.fromisoformat(value)
+            except ValueError:
+                raise ValueError(
+                    f"online_day {value!r} is not a day in the form YYYY-MM-DD"
+                ) from None
+        return value or None

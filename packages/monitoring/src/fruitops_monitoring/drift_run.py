@@ -13,6 +13,7 @@ from fruitops_core.tables import ParquetTable
 from fruitops_core.tracking import Tracking
 from fruitops_monitoring.config import DriftConfig
 from fruitops_monitoring.reference import class_from_key
+from fruitops_serving.predictions import read_predictions
 
 
 def batch_features(
@@ -63,8 +64,6 @@ def run_drift(
     from fruitops_monitoring.drift import drift_decision, drift_report, report_html
 
     table_lake, name = object_at(predictions_uri, settings.s3_endpoint)
-    from fruitops_serving.predictions import read_predictions
-
     predictions = read_predictions(table_lake, name)
     if predictions.empty:
         raise ValueError(

@@ -134,6 +134,17 @@ def serve_command(config: dict[str, dict[str, Any]]) -> None:
     from fruitops_core.output import setup_logging
 
     chosen = ServingConfig(**config.get("serve", {}))
+
+    def preflight() -> dict[str, Any]:
+        from fruitops_core.settings import FruitOpsSettings
+        from fruitops_core.tracking import Tracking
+        from fruitops_serving.server import servable_version
+
+        tracking = Tracking(FruitOpsSettings())
+        tracking.activate()
+        return {"model": servable_version(chosen.model_uri or tracking.champion_uri, tracking)}
+
+    run_command(False, preflight, lambda found: None)  # what is wrong, before any worker
     # the workers read their config from the environment (uvicorn starts them by name)
     for field, value in chosen.model_dump(exclude_none=True).items():
         os.environ[f"{SERVE_ENV_PREFIX}{field.upper()}"] = str(value)

@@ -40,13 +40,45 @@ ALIAS_URI = re.compile(r"models:/([^/@]+)@([^/]+)")
 PINNED_URI = re.compile(r"models:/([^/@]+)/(\d+)")
 
 
+def servable_version(uri: str, tracking: Any) -> str:
+    """The URI ``uri`` names now, pinned (an alias resolved to models:/NAME/VERSION), checked
+    to be a version that takes photos: what `fruitops serve` says before it starts, rather
+    than a worker's traceback."""
+    import mlflow
+
+    from fruitops_core.tracking import version_uri
+    from fruitops_models.registry import takes_photos
+
+    if alias := ALIAS_URI.fullmatch(uri):
+        name, label = alias.groups()
+        try:
+            uri = version_uri(name, tracking.client.get_model_version_by_alias(name, label).version)
+        except MlflowException as err:
+            raise ValueError(
+                f"no version of {name!r} is {label!r} at {tracking.uri}: train one with "
+                "`fruitops train` (the first becomes champion), or give --model-uri"
+            ) from err
+    info = mlflow.models.get_model_info(uri)
+    if not takes_photos(info):
+        raise ValueError(
+            f"{uri} was registered before FruitOps versions took photos (it takes tensors): "
+            f"register it again with `fruitops models upgrade {uri.rsplit('/', 1)[-1]}`, "
+            "or train a new one"
+        )
+    return uri
+
+
 def load_version(pinned: str) -> tuple[Any, OnlineModel]:
     """The registered pyfunc at ``pinned`` (models:/NAME/VERSION) and its `OnlineModel`,
     warmed up: it has answered one photo, so its first real request pays no compilation."""
     import mlflow
     from PIL import Image
 
+    from fruitops_models.registry import ONLINE_LOADER
+
     pyfunc = mlflow.pyfunc.load_model(pinned)
+    if pyfunc.loader_module != ONLINE_LOADER:  # `servable_version` says why and what to do
+        raise ValueError(f"{pinned} does not take photos")
     online = pyfunc.get_raw_model()
     if match := PINNED_URI.fullmatch(pinned):  # the version asked for is the one answering
         online.model.name, online.model.version = match[1], int(match[2])
@@ -73,7 +105,7 @@ class LiveModel:
         self.answered = self.photo_errors = 0
         self.watch: dict[str, Any] = {"alias": uri if self.alias else None, "checks": 0,
                                       "last_error": None, "swaps": 0}  # fmt: skip
-        self.pyfunc, self.online = load_version(self._pinned())
+        self.pyfunc, self.online = load_version(servable_version(uri, tracking))
         self._stop = threading.Event()
         if self.alias and config.watch_seconds > 0:
             threading.Thread(target=self._watch, name="fruitops-watch", daemon=True).start()

@@ -1,7 +1,8 @@
 """Headless Chromium driven over the DevTools protocol: open a page, type, read, screenshot.
 
-Just what the UI test needs, on the ``websocket-client`` that Airflow's providers install;
-Chromium is Debian's package (``make test`` installs it; ``CHROMIUM`` names another).
+Just what the UI tests need (the Airflow UI, `fruitops serve`'s page), on the
+``websocket-client`` that Airflow's providers install; Chromium is Debian's package (``make
+test`` installs it; ``CHROMIUM`` names another).
 """
 
 from __future__ import annotations
@@ -140,6 +141,15 @@ class Browser:
                 windowsVirtualKeyCode=13,
                 text="\r" if kind == "keyDown" else "",
             )
+
+    def choose_files(self, selector: str, paths: list[Path]) -> None:
+        """Choose files in the ``<input type=file>`` at ``selector``, as a person does in the
+        file dialog (the page sees its change event)."""
+        root = self.call("DOM.getDocument")["root"]["nodeId"]
+        node = self.call("DOM.querySelector", nodeId=root, selector=selector)["nodeId"]
+        if not node:
+            raise AssertionError(f"no {selector} on {self.evaluate('location.href')}")
+        self.call("DOM.setFileInputFiles", nodeId=node, files=[str(p) for p in paths])
 
     def screenshot(self, path: Path) -> Path:
         data = self.call("Page.captureScreenshot", format="png")["data"]
