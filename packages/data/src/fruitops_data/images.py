@@ -73,7 +73,7 @@ def decode_rgb(data: bytes, size: int | None = None, draft: int | None = None) -
     least = size or draft
     if least is not None and image.format == "JPEG":
         image.draft("RGB", (least, least))
-    image = ImageOps.exif_transpose(image)
+    ImageOps.exif_transpose(image, in_place=True)  # (not in place, it copies every image)
     if image.mode in HIGH_DEPTH_MODES:
         image = _to_8bit(image)
     if image.mode != "RGB":

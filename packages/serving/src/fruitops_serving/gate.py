@@ -40,7 +40,7 @@ from fruitops_serving.precision import (
     fp32_top1,
     precision_gate,
 )
-from fruitops_serving.predictor import Predictor
+from fruitops_serving.predictor import BATCH_HINT, Predictor
 
 GATE = "serving/precision_gate"
 CACHE = "data/training_cache"
@@ -229,6 +229,7 @@ def choose_predictor(
     backend: str = "openvino",
     gate: dict[str, Any] | None = None,
     tracking: Tracking | None = None,
+    hint: str = BATCH_HINT,
 ) -> tuple[Predictor, dict[str, Any]]:
     """``backend`` in fp32, or in bf16 when asked for auto and bf16 passed the gate for this
     model version and back end; with the verdict (or why there is none).
@@ -240,7 +241,7 @@ def choose_predictor(
     cache_dir = settings.local_cache / "openvino"
 
     def predictor(bf16: bool = False) -> Predictor:
-        return Predictor(model, bf16=bf16, backend=backend, cache_dir=cache_dir)
+        return Predictor(model, bf16=bf16, backend=backend, cache_dir=cache_dir, hint=hint)
 
     if precision == "fp32":
         return predictor(), {"passed": False, "reason": FP32_ASKED}

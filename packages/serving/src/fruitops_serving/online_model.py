@@ -34,7 +34,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 
 from fruitops_serving.answers import answers
 from fruitops_serving.config import ServingConfig, setting_name
-from fruitops_serving.predictor import Predictor
+from fruitops_serving.predictor import ONLINE_HINT, Predictor
 
 log = logging.getLogger(__name__)
 
@@ -235,16 +235,22 @@ def load_online(model_dir: Path, config: ServingConfig | None = None) -> OnlineM
     cache = settings.local_cache / "openvino"
     if version is None:  # MLflow checking the input example as it logs: no verdict yet
         reason = "not a registered version (no precision gate verdict): fp32"
-        predictor, gate = Predictor(model, backend="openvino", cache_dir=cache), {"reason": reason}
+        predictor = Predictor(model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT)
+        gate = {"reason": reason}
     else:
         try:
             predictor, gate = choose_predictor(
-                model, open_lake(settings), settings, backend="openvino", tracking=tracking
+                model,
+                open_lake(settings),
+                settings,
+                backend="openvino",
+                tracking=tracking,
+                hint=ONLINE_HINT,
             )
         except Exception as err:  # no lake or gate here: fp32 is always allowed
             reason = f"the precision gate could not be read ({err}): fp32"
             log.warning(reason)
-            predictor = Predictor(model, backend="openvino", cache_dir=cache)
+            predictor = Predictor(model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT)
             gate = {"reason": reason}
     log.info(
         "serving %s (%s %s, %d classes)",
