@@ -179,7 +179,13 @@ def test_monitoring_runs_on_the_predictions_asset_and_branches_to_retraining(dag
     assert monitoring.get_task("retraining_conf").upstream_task_ids == {
         "monitoring__reference_profile"
     }
-    assert set(monitoring.params) == {"drift_share", "critical_columns", "asset_config"}
+    assert set(monitoring.params) == {
+        "drift_share",
+        "critical_columns",
+        "online_day",  # a day of `fruitops serve`'s answers instead of the scored batch
+        "asset_config",
+    }
+    assert monitoring.params["online_day"] == ""  # not given: the batch that triggered it
 
 
 def test_scoring_runs_daily_on_the_days_folder(dagbag):

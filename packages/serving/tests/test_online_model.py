@@ -135,7 +135,9 @@ def test_plain_mlflow_models_serve_takes_base64_photos(pipeline, tmp_path: Path,
         log.close()
 
 
-def test_a_version_registered_before_photos_is_upgraded_then_served(settings, tmp_path: Path):
+def test_a_version_registered_before_photos_is_upgraded_then_served(
+    settings, tmp_path: Path, request
+):
     """A version logged the old way (a pt2 network taking tensors) is refused by `fruitops
     serve` with the command that fixes it; `fruitops models upgrade` registers the same network
     again as a version that takes photos, the champion follows, and it answers photos."""
@@ -147,6 +149,8 @@ def test_a_version_registered_before_photos_is_upgraded_then_served(settings, tm
     from fruitops_models.architectures import build_model, for_inference
     from fruitops_models.registry import png
 
+    previous = mlflow.get_tracking_uri()  # this test's store is not the next test's
+    request.addfinalizer(lambda: mlflow.set_tracking_uri(previous))
     tracking = Tracking(settings)
     name, classes = tracking.registered_model, ["apple", "banana", "cherry", "kiwi"]
     network = for_inference(build_model("cnn", len(classes)))
@@ -172,6 +176,11 @@ def test_a_version_registered_before_photos_is_upgraded_then_served(settings, tm
     assert refused.returncode == 1
     assert "fruitops models upgrade 1" in refused.stderr, refused.stderr
     assert "Traceback" not in refused.stderr
+    as_json = subprocess.run(
+        [*fruitops, "serve", "--json"], capture_output=True, text=True, timeout=120
+    )
+    assert as_json.returncode == 1
+    assert "fruitops models upgrade 1" in json.loads(as_json.stdout)["error"]
 
     done = subprocess.run(
         [*fruitops, "models", "upgrade", "1", "--json"], capture_output=True, text=True, timeout=300
@@ -182,7 +191,11 @@ def test_a_version_registered_before_photos_is_upgraded_then_served(settings, tm
     again = subprocess.run(
         [*fruitops, "models", "upgrade", "2"], capture_output=True, text=True, timeout=300
     )
-    assert again.returncode == 1 and "takes photos already" in again.stderr
+    assert again.returncode == 0 and "takes photos already" in again.stdout
+    missing = subprocess.run(
+        [*fruitops, "models", "upgrade", "9"], capture_output=True, text=True, timeout=300
+    )
+    assert missing.returncode == 1 and "no version 9" in missing.stderr
     listed = subprocess.run(
         [*fruitops, "models", "list", "--json"], capture_output=True, text=True, timeout=120
     )

@@ -51,13 +51,16 @@ class Served:
         return httpx.post(f"{self.url}{path}", timeout=60, **kw)
 
 
-def start(home: Path, tmp: Path, port: int, *args: str) -> tuple[subprocess.Popen, str, Path]:
+def start(
+    home: Path, tmp: Path, port: int, *args: str, env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str, Path]:
     log = tmp / f"serve-{port}.log"
     env = {
         **os.environ,
         "FRUITOPS_HOME": str(home),
         "FRUITOPS_SERVE_RECORD_SECONDS": "0.5",
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        **(env or {}),
     }
     for var in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
         env.pop(var, None)
@@ -97,7 +100,8 @@ def served(_pipeline_run, tmp_path_factory, free_port) -> Iterator[Served]:
         free_port(),
         "--watch-seconds", "1",
         "--max-photos", str(MAX_PHOTOS),
-        "--max-request-bytes", str(MAX_BYTES),
+        # a setting from the environment, as in a container: typed options' defaults yield
+        env={"FRUITOPS_SERVE_MAX_REQUEST_BYTES": str(MAX_BYTES)},
     )  # fmt: skip
     yield Served(url, home, process, log, table, photos)
     process.terminate()  # uvicorn shuts down cleanly, then exits by the signal it caught
@@ -191,6 +195,14 @@ def test_a_bad_request_gets_a_4xx_naming_its_limit_and_the_server_goes_on(served
     else:
         response = served.post("/predict", content=b"{}", headers={"Content-Type": "text/plain"})
         assert response.status_code == 400
+        broken = served.post(
+            "/predict",
+            content=b"--x\r\nnot a part",
+            headers={"Content-Type": "multipart/form-data; boundary=x"},
+        )
+        assert broken.status_code == 400, broken.text
+        assert broken.json()["message"].startswith("not a multipart upload: "), broken.text
+        assert "400:" not in broken.json()["message"]
     assert "Traceback" not in response.text
     assert served.get("/ping").status_code == 200
 
@@ -227,6 +239,7 @@ def test_a_new_champion_is_served_without_a_dropped_request(served: Served):
     then by v2 once it is loaded, never by a half-swapped model."""
     settings = FruitOpsSettings(home=served.home)
     tracking = Tracking(settings)
+    tracking.activate()  # MLflow resolves the models:/m-… source by the global tracking URI
     client = tracking.client
     first = client.get_model_version("fruit-classifier", "1")
     second = client.create_model_version("fruit-classifier", first.source, run_id=first.run_id)

@@ -157,7 +157,10 @@ def upgrade(
         return register_for_photos(Tracking(FruitOpsSettings()), version)
 
     def human(result: dict[str, Any]) -> None:
-        plain_console().print(f"v{version} registered again as {result['model_uri']}")
+        if result.get("unchanged"):
+            plain_console().print(f"v{version} takes photos already: nothing to do")
+        else:
+            plain_console().print(f"v{version} registered again as {result['model_uri']}")
 
     run_command(json_mode, action, human)
 

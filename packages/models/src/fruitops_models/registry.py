@@ -350,12 +350,20 @@ def register_for_photos(tracking: Tracking, version: int) -> dict[str, Any]:
     """Register ``version`` (logged before versions took photos: a pt2 taking tensors) again,
     the same network and metadata as a new version that takes photos; the champion alias
     follows it if ``version`` held it. Returns the new version's `_registered` record."""
-    name = tracking.registered_model
+    name, client = tracking.registered_model, tracking.client
     pinned = version_uri(name, version)
-    old = load_model(tracking, pinned)  # says so when the version does not exist
+    try:
+        client.get_model_version(name, str(version))
+    except MlflowException as err:
+        raise ValueError(
+            f"{name} has no version {version} at {tracking.uri}: `fruitops models list` "
+            "shows the versions there"
+        ) from err
+    tracking.activate()
     info = mlflow.models.get_model_info(pinned)
-    if takes_photos(info):
-        raise ValueError(f"{pinned} takes photos already: nothing to do")
+    if takes_photos(info):  # nothing to do: said so, not an error (a re-run is harmless)
+        return {**_registered(name, version, pinned), "unchanged": True}
+    old = load_model(tracking, pinned)
     metadata = {k: v for k, v in (info.metadata or {}).items() if k != "input"}
     example = np.random.default_rng(0).random((2, 3, old.image_size, old.image_size))
     with (
@@ -373,7 +381,6 @@ def register_for_photos(tracking: Tracking, version: int) -> dict[str, Any]:
         mlflow.log_params(source.params)
         mlflow.log_metrics(source.metrics)
         new = _register_photo_model(network, metadata, example.astype(np.float32), tracking)
-    client = tracking.client
     for key, value in client.get_model_version(name, str(version)).tags.items():
         if key.startswith(("promotion.", "arch", "card")):
             client.set_model_version_tag(name, str(new["version"]), key, value)

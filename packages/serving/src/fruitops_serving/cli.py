@@ -109,51 +109,80 @@ def score_command(
 
 SERVE_OPTIONS = [
     ConfigOption("serve", ServingConfig, "model_uri", name="model"),
-    ConfigOption("serve", ServingConfig, "host"),
-    ConfigOption("serve", ServingConfig, "port"),
-    ConfigOption("serve", ServingConfig, "workers"),
-    ConfigOption("serve", ServingConfig, "watch_seconds"),
-    ConfigOption("serve", ServingConfig, "max_photos"),
-    ConfigOption("serve", ServingConfig, "max_request_bytes"),
-    ConfigOption("serve", ServingConfig, "record"),
+    *(
+        ConfigOption("serve", ServingConfig, field)
+        for field in (
+            "host",
+            "port",
+            "workers",
+            "watch_seconds",
+            "max_photos",
+            "max_request_bytes",
+            "record",
+        )
+    ),
 ]
 
 
 @with_options(SERVE_OPTIONS)
-def serve_command(config: dict[str, dict[str, Any]]) -> None:
+def serve_command(
+    context: typer.Context, config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION
+) -> None:
     """Answer photos over HTTP: MLflow's scoring app with the champion, plus /predict
     (curl -F image=@apple.jpg URL/predict) and a page at / to drop photos on.
 
     The champion alias is watched: a new champion is swapped in once loaded. Every answer
     is recorded in the lake (predictions/online/<date>/) for `fruitops monitor drift`.
+    Each option can also be set as FRUITOPS_SERVE_<OPTION>. With --json, what is served is
+    one JSON object on stdout before the server starts; its log goes to stderr.
     """
+    import copy
     import os
 
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from fruitops_core.output import setup_logging
 
-    chosen = ServingConfig(**config.get("serve", {}))
+    # options typed on the command line win; the others come from FRUITOPS_SERVE_* (as in a
+    # container), then the defaults: Typer hands over defaults too, so they are left out here
+    given = {
+        option.field: config.get("serve", {}).get(option.field)
+        for option in SERVE_OPTIONS
+        if getattr(context.get_parameter_source(option.param), "name", "") == "COMMANDLINE"
+    }
+    chosen: list[ServingConfig] = []
 
     def preflight() -> dict[str, Any]:
+        """What is wrong (a bad setting, no champion, an old version), before any worker."""
         from fruitops_core.settings import FruitOpsSettings
         from fruitops_core.tracking import Tracking
         from fruitops_serving.server import servable_version
 
-        tracking = Tracking(FruitOpsSettings())
+        chosen.append(ServingConfig(**given))
+        serving, tracking = chosen[0], Tracking(FruitOpsSettings())
         tracking.activate()
-        return {"model": servable_version(chosen.model_uri or tracking.champion_uri, tracking)}
+        uri = serving.model_uri or tracking.champion_uri
+        return {
+            "model": servable_version(uri, tracking),
+            "served_as": uri,
+            "url": f"http://{serving.host}:{serving.port}",
+        }
 
-    run_command(False, preflight, lambda found: None)  # what is wrong, before any worker
+    run_command(json_mode, preflight, lambda found: None)  # the log names what is served
+    serving = chosen[0]
     # the workers read their config from the environment (uvicorn starts them by name)
-    for field, value in chosen.model_dump(exclude_none=True).items():
+    for field, value in serving.model_dump(exclude_none=True).items():
         os.environ[f"{SERVE_ENV_PREFIX}{field.upper()}"] = str(value)
     setup_logging()
+    log_config = copy.deepcopy(LOGGING_CONFIG)  # every log line on stderr, access log too
+    log_config["handlers"]["access"]["stream"] = "ext://sys.stderr"
     uvicorn.run(
         "fruitops_serving.server:create_app",
         factory=True,
-        host=chosen.host,
-        port=chosen.port,
-        workers=chosen.workers,
+        host=serving.host,
+        port=serving.port,
+        workers=serving.workers,
         log_level="info",
+        log_config=log_config,
     )

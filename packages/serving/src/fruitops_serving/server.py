@@ -318,7 +318,8 @@ def build_app(live: LiveModel) -> Any:
                     f"more than {config.max_photos} photos in one request, the limit (setting "
                     f"{setting_name('max_photos')}): send them in several requests",
                 )
-            return error_response(400, "BAD_REQUEST", f"not a multipart upload: {err}")
+            reason = getattr(err, "detail", None) or err  # an HTTPException's text, no code
+            return error_response(400, "BAD_REQUEST", f"not a multipart upload: {reason}")
         uploads = [(key, v) for key, v in form.multi_items() if isinstance(v, UploadFile)]
         if not uploads:
             return error_response(
