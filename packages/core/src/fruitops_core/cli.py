@@ -274,6 +274,8 @@ def main() -> None:
     from typer._click.exceptions import UsageError  # Typer's own copy of Click
 
     _add_plugin_commands(app)
+    if not sys.stderr.isatty():  # MLflow's download bars are noise in a log or a pipe
+        os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     if "--json" not in sys.argv[1:]:
         app()
         return

@@ -90,9 +90,10 @@ def drift(
             out.print("drift", style="red", end="")
         else:
             out.print("no dataset drift", style="green", end="")
+        drifted = ", ".join(result["drifted_columns"]) or "none"
         out.print(
-            f": {result['drift_share']:.0%} of columns drifted {result['drifted_columns']} "
-            f"(dataset drift from {result['drift_threshold']:.0%}, or a critical column)\n"
+            f": {result['drift_share']:.0%} of columns drifted ({drifted}); "
+            f"dataset drift from {result['drift_threshold']:.0%}, or a critical column\n"
             f"batch: {result['batch']}\nreport: {result['report_html_uri']}"
         )
 
