@@ -56,7 +56,8 @@ def servable_version(uri: str, tracking: Any) -> str:
         except MlflowException as err:
             raise ValueError(
                 f"no version of {name!r} is {label!r} at {tracking.uri}: train one with "
-                "`fruitops train` (the first becomes champion), or give --model-uri"
+                "`fruitops train` (the first becomes champion), or give "
+                "--model models:/NAME/VERSION"
             ) from err
     info = mlflow.models.get_model_info(uri)
     if not takes_photos(info):
