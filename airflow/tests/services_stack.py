@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -26,22 +25,22 @@ BIN = Path(sys.executable).parent
 DAGS_FOLDER = Path(__file__).resolve().parents[1] / "dags"
 
 
-def _free(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) != 0
+def _ports_module():
+    """`tests/ports.py` by path (the repository root is not a package)."""
+    import importlib.util
+
+    if "fruitops_test_ports" in sys.modules:
+        return sys.modules["fruitops_test_ports"]
+    path = Path(__file__).resolve().parents[2] / "tests" / "ports.py"
+    spec = importlib.util.spec_from_file_location("fruitops_test_ports", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # one set of handed-out ports per process
+    spec.loader.exec_module(module)
+    return module
 
 
-def free_block(size: int) -> int:
-    """A port p with p..p+size-1 and their gRPC twins (+10000) free (weed mini uses both)."""
-    for _ in range(200):
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            base = sock.getsockname()[1]
-        if base + 10000 + size < 65535 and all(
-            _free(base + i) and _free(base + 10000 + i) for i in range(size)
-        ):
-            return base
-    raise RuntimeError("no free block of ports")
+_ports = _ports_module()
+free_block = _ports.free_block
 
 
 @dataclass
@@ -91,7 +90,7 @@ def services_stack() -> Iterator[Stack]:
     ports = {
         "FRUITOPS_SERVICES_HOME": str(root / "services"),
         "FRUITOPS_SERVICES_POSTGRES_PORT": str(free_block(1)),
-        "FRUITOPS_SERVICES_S3_PORT": str(free_block(5)),
+        "FRUITOPS_SERVICES_S3_PORT": str(free_block(5, twins=True)),
         "FRUITOPS_SERVICES_MLFLOW_PORT": str(free_block(1)),
     }
     config = ServicesConfig(

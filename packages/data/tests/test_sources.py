@@ -171,20 +171,17 @@ def test_s3_mirror_follows_deletes_and_changes_on_a_real_server(
 
 
 def test_s3_keys_that_would_escape_are_refused_and_listed_on_a_fake_s3_server_moto(
-    tmp_path: Path, real_sample: Path, monkeypatch
+    tmp_path: Path, real_sample: Path, monkeypatch, free_port
 ):
     """AWS keeps keys as given: ``prefix//etc/x`` lists as ``/etc/x`` under the prefix, and
     ``..`` segments stay. SeaweedFS cannot hold them, so moto's S3 server (a fake, over
     HTTP, that keeps keys as AWS does) holds them, made through the S3 API: each is
     refused with its reason, none is written."""
-    import socket
 
     import boto3
     from moto.server import ThreadedMotoServer
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     for var, value in {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}.items():

@@ -2,7 +2,6 @@
 
 import hashlib
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -184,7 +183,7 @@ def test_pretrained_offline_and_from_a_local_file(tmp_path: Path):
 
 
 @pytest.mark.slow
-def test_ddp_with_two_gloo_processes(tmp_path: Path):
+def test_ddp_with_two_gloo_processes(tmp_path: Path, free_port):
     script = tmp_path / "ddp_train.py"
     script.write_text(
         textwrap.dedent(f"""
@@ -201,9 +200,7 @@ def test_ddp_with_two_gloo_processes(tmp_path: Path):
     """)
     )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     done = subprocess.run(
         [
             sys.executable,
