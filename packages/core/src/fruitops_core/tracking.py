@@ -28,11 +28,6 @@ if TYPE_CHECKING:  # MLflow is imported on first use: the asset graph loads with
 CHAMPION_ALIAS = "champion"
 
 
-def version_uri(name: str, version: int | str) -> str:
-    """``models:/NAME/VERSION``: one registered version, pinned (not an alias that moves)."""
-    return f"models:/{name}/{int(version)}"
-
-
 class TrackingUnavailable(ConnectionError):
     """The MLflow server does not answer; the message names its URI and what to start."""
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fruitops_core.assets import AssetContext, asset
-from fruitops_core.tracking import version_uri
+from fruitops_core.model_ref import ModelRef
 from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
 
 # torch, MLflow and the training code are imported inside the asset functions: the asset
@@ -93,7 +93,7 @@ def champion_model(
         "name": current.name,
         "version": int(current.version),
         "run_id": current.run_id,
-        "model_uri": version_uri(current.name, current.version),
+        "model_uri": ModelRef.pinned(current.name, current.version).uri,
         "alias_uri": ctx.tracking.champion_uri,
         "decision": decision,
     }

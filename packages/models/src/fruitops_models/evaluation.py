@@ -17,8 +17,9 @@ import numpy as np
 import torch
 
 from fruitops_core.lake import Lake
+from fruitops_core.model_ref import ModelRef
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking, version_uri
+from fruitops_core.tracking import Tracking
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models.augment import resize
 from fruitops_models.metrics import confusion_matrix, macro_f1
@@ -87,7 +88,7 @@ def score_versions(
         roles[champion_version] = ("champion", champion.tags.get("arch", "?"))
     scores = []
     for version, (role, arch) in roles.items():
-        predicted = predict_names(tracking, version_uri(name, version), data)
+        predicted = predict_names(tracking, ModelRef.pinned(name, version).uri, data)
         scores.append(
             {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
         )

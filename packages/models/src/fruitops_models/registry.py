@@ -8,7 +8,6 @@ model metadata, so a scorer needs nothing but the model URI.
 from __future__ import annotations
 
 import io
-import re
 import shutil
 import tempfile
 import types
@@ -23,7 +22,8 @@ from mlflow.models import ModelSignature
 from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import Array, Object, Property
 
-from fruitops_core.tracking import CHAMPION_ALIAS, Tracking, version_uri
+from fruitops_core.model_ref import ModelRef
+from fruitops_core.tracking import CHAMPION_ALIAS, Tracking
 from fruitops_models.config import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:  # torch is imported where a model is logged or loaded, not by scorers
@@ -161,7 +161,9 @@ def crown_if_first(tracking: Tracking, version: int, classes: list[str]) -> bool
         reason = "the first model registered becomes champion"
     else:
         tracking.activate()
-        known = mlflow.models.get_model_info(version_uri(name, current.version)).metadata or {}
+        known = (
+            mlflow.models.get_model_info(ModelRef.pinned(name, current.version).uri).metadata or {}
+        )
         if list(known.get("classes", [])) == list(classes):
             return False
         reason = f"champion v{current.version} was trained on other classes: replaced at once"
@@ -200,7 +202,7 @@ def pending_candidates(client: Any, name: str, champion_version: int | None) -> 
 def _registered(name: str, version: int, logged_model_uri: str) -> dict[str, Any]:
     """What `log_and_register` reports of a registered version."""
     return {
-        "model_uri": version_uri(name, version),
+        "model_uri": ModelRef.pinned(name, version).uri,
         "logged_model_uri": logged_model_uri,
         "name": name,
         "version": version,
@@ -278,6 +280,11 @@ class LoadedModel:
         self.name, self.version, self.run_id, self.uri = name, version, run_id, uri
 
     @property
+    def pinned_uri(self) -> str:
+        """``models:/NAME/VERSION``, however the model was named (an alias)."""
+        return ModelRef.pinned(self.name, self.version).uri
+
+    @property
     def module(self) -> Any:
         if isinstance(self._module, types.FunctionType):  # the loader, not yet called
             self._module = self._module()
@@ -286,18 +293,13 @@ class LoadedModel:
 
 def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
     """Load a registered model (``models:/name@alias`` or ``models:/name/version``)."""
-    match = re.fullmatch(r"models:/([^/@]+)(?:@([^/]+)|/(\d+))", model_uri)
-    if not match:
-        raise ValueError(
-            f"model URI {model_uri!r}: expected models:/NAME@ALIAS or models:/NAME/VERSION"
-        )
-    name, alias, number = match.groups()
-    client = tracking.client
+    ref = ModelRef.parse(model_uri)
+    name, client = ref.name, tracking.client
     try:
         mv = (
-            client.get_model_version_by_alias(name, alias)
-            if alias
-            else client.get_model_version(name, number)
+            client.get_model_version_by_alias(name, ref.alias)
+            if ref.alias
+            else client.get_model_version(name, str(ref.version))
         )
     except MlflowException as err:
         raise ModelNotFound(
@@ -305,7 +307,7 @@ def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
             "train and promote a model first (fruitops train, fruitops models promote) or "
             "pass --model models:/NAME/VERSION"
         ) from err
-    pinned = version_uri(name, mv.version)
+    pinned = ModelRef.pinned(name, mv.version).uri
     tracking.activate()  # MLflow resolves models:/ URIs against the process-wide registry
     info = mlflow.models.get_model_info(pinned)
     metadata = info.metadata or {}
@@ -351,7 +353,7 @@ def register_for_photos(tracking: Tracking, version: int) -> dict[str, Any]:
     the same network and metadata as a new version that takes photos; the champion alias
     follows it if ``version`` held it. Returns the new version's `_registered` record."""
     name, client = tracking.registered_model, tracking.client
-    pinned = version_uri(name, version)
+    pinned = ModelRef.pinned(name, version).uri
     try:
         client.get_model_version(name, str(version))
     except MlflowException as err:

@@ -11,10 +11,11 @@ from __future__ import annotations
 from typing import Any
 
 from fruitops_core.assets import AssetContext, asset
+from fruitops_core.model_ref import ModelRef
 from fruitops_core.tables import ParquetTable
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
-from fruitops_monitoring.reference import build_reference, versioned_uri
+from fruitops_monitoring.reference import build_reference
 from fruitops_serving.config import online_folder
 
 
@@ -63,7 +64,9 @@ def drift_report(
     for that version first: features are only comparable under the same model.
     """
     reference = reference_profile
-    batch_model = versioned_uri(batch_predictions["model_uri"], batch_predictions["model_version"])
+    batch_model = (
+        ModelRef.parse(batch_predictions["model_uri"]).at(batch_predictions["model_version"]).uri
+    )
     predictions_uri = batch_predictions["predictions_uri"]
     if ctx.config.online_day:
         # a day of online answers, by whichever versions served that day: its photos'

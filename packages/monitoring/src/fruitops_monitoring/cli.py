@@ -9,11 +9,12 @@ from typing import Any
 import typer
 
 from fruitops_core.lake import Lake
+from fruitops_core.model_ref import ModelRef
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, run_command
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking, version_uri
+from fruitops_core.tracking import Tracking
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
 from fruitops_monitoring.reference import build_reference
@@ -129,7 +130,7 @@ def reference_for_batch(
     scored = read_predictions(table_lake, name)
     if scored.empty:
         raise ValueError(f"{batch} holds no predictions: score a batch with images first")
-    model_uri = version_uri(scored["model_name"].iloc[0], scored["model_version"].iloc[0])
+    model_uri = ModelRef.pinned(scored["model_name"].iloc[0], scored["model_version"].iloc[0]).uri
     return build_reference(
         lake,
         Tracking(settings),

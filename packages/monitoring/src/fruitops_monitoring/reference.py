@@ -6,25 +6,17 @@ once and reused until the champion or the data changes.
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from typing import Any
 
 from fruitops_core.lake import Lake
+from fruitops_core.model_ref import ModelRef
 from fruitops_core.names import slug
 from fruitops_core.tables import ParquetTable
-from fruitops_core.tracking import Tracking, version_uri
+from fruitops_core.tracking import Tracking
 from fruitops_monitoring.config import ReferenceConfig
 
 REFERENCES = "assets/monitoring/reference_profile/by_model"
-
-
-def versioned_uri(model_uri: str, version: int) -> str:
-    """``models:/NAME/VERSION`` for any ``models:/NAME…`` URI and a version number."""
-    match = re.match(r"models:/([^/@]+)", model_uri)
-    if not match:
-        raise ValueError(f"model URI {model_uri!r}: expected models:/NAME@ALIAS or /VERSION")
-    return version_uri(match.group(1), version)
 
 
 def class_from_key(classes: list[str]) -> Any:
@@ -90,7 +82,7 @@ def build_reference(
         "manifest_hash": digest,
         "model_name": model.name,
         "model_version": model.version,
-        "model_uri": versioned_uri(model_uri, model.version),
+        "model_uri": ModelRef.parse(model_uri).at(model.version).uri,
         "image_size": model.image_size,
         "quarantined": built.quarantined,
         "projection": built.projection.to_dict() if built.projection else None,

@@ -30,7 +30,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.records import code_version, load_value, read_record, staleness
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking, version_uri
+from fruitops_core.tracking import Tracking
 from fruitops_models.registry import LoadedModel, load_model
 from fruitops_serving.config import PrecisionGateConfig
 from fruitops_serving.precision import (
@@ -52,11 +52,6 @@ NO_BF16 = "this CPU has no bf16"
 FP32_ASKED = "fp32 asked for"
 #: reasons for fp32 that the user chose or cannot change: not worth a line of output
 NOT_ASKED = (FP32_ASKED, NO_BF16)
-
-
-def pinned_uri(model: LoadedModel) -> str:
-    """``models:/NAME/VERSION`` of a loaded model, however it was named (an alias)."""
-    return version_uri(model.name, model.version)
 
 
 def _held_out(
@@ -112,7 +107,7 @@ def check_precision(
     model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
     backends = list(ctx.config.backends)
     value: dict[str, Any] = {
-        "model_uri": pinned_uri(model),
+        "model_uri": model.pinned_uri,
         "model_version": model.version,
         "run_id": model.run_id,
         "held_out_from": {
@@ -174,10 +169,10 @@ def unchecked(reason: str) -> dict[str, Any]:
 def verdict_for(gate: dict[str, Any], model: LoadedModel, backend: str) -> dict[str, Any]:
     """The gate's verdict on ``backend`` for ``model``; not passed, with why, where it has none."""
     checked = gate.get("model_uri")
-    if checked is not None and (checked, gate.get("run_id")) != (pinned_uri(model), model.run_id):
+    if checked is not None and (checked, gate.get("run_id")) != (model.pinned_uri, model.run_id):
         return {
             "passed": False,
-            "reason": f"the precision gate checked {checked}, not {pinned_uri(model)} "
+            "reason": f"the precision gate checked {checked}, not {model.pinned_uri} "
             f"(set the model_uri of {GATE} to check that one)",
         }
     if backend in gate["backends"]:
@@ -205,7 +200,7 @@ def current_gate(
             f"no {CHAMPION} in the lake for {GATE} to depend on (`fruitops models promote` "
             "makes it)"
         )
-    pinned = pinned_uri(model)
+    pinned = model.pinned_uri
     champion = load_value(lake, graph[CHAMPION])
     config = {} if champion.get("model_uri") == pinned else {"model_uri": pinned}
     record = read_record(lake, spec)

@@ -212,8 +212,9 @@ def load_online(model_dir: Path, config: ServingConfig | None = None) -> OnlineM
     from mlflow.models import Model
 
     from fruitops_core.lake import open_lake
+    from fruitops_core.model_ref import ModelRef
     from fruitops_core.settings import FruitOpsSettings
-    from fruitops_core.tracking import Tracking, version_uri
+    from fruitops_core.tracking import Tracking
     from fruitops_models.registry import LoadedModel, network_at
     from fruitops_serving.gate import choose_predictor
 
@@ -230,7 +231,7 @@ def load_online(model_dir: Path, config: ServingConfig | None = None) -> OnlineM
         name,
         version or 0,
         meta.run_id,
-        version_uri(name, version) if version else str(model_dir),
+        ModelRef.pinned(name, version).uri if version else str(model_dir),
     )
     cache = settings.local_cache / "openvino"
     if version is None:  # MLflow checking the input example as it logs: no verdict yet

@@ -18,7 +18,6 @@ import asyncio
 import io
 import json
 import logging
-import re
 import threading
 import time
 from contextlib import asynccontextmanager
@@ -31,13 +30,11 @@ from mlflow.exceptions import MlflowException
 from mlflow.pyfunc.scoring_server import init
 from starlette.datastructures import UploadFile
 
+from fruitops_core.model_ref import ModelRef
 from fruitops_serving.config import ServingConfig, setting_name
 from fruitops_serving.online_model import OnlineModel, _photos, photo_bytes
 
 log = logging.getLogger("fruitops.serve")
-
-ALIAS_URI = re.compile(r"models:/([^/@]+)@([^/]+)")
-PINNED_URI = re.compile(r"models:/([^/@]+)/(\d+)")
 
 
 def servable_version(uri: str, tracking: Any) -> str:
@@ -46,16 +43,17 @@ def servable_version(uri: str, tracking: Any) -> str:
     than a worker's traceback."""
     import mlflow
 
-    from fruitops_core.tracking import version_uri
     from fruitops_models.registry import takes_photos
 
-    if alias := ALIAS_URI.fullmatch(uri):
-        name, label = alias.groups()
+    ref = ModelRef.parse_or_none(uri)
+    if ref is not None and ref.alias is not None:
         try:
-            uri = version_uri(name, tracking.client.get_model_version_by_alias(name, label).version)
+            uri = ref.at(
+                tracking.client.get_model_version_by_alias(ref.name, ref.alias).version
+            ).uri
         except MlflowException as err:
             raise ValueError(
-                f"no version of {name!r} is {label!r} at {tracking.uri}: train one with "
+                f"no version of {ref.name!r} is {ref.alias!r} at {tracking.uri}: train one with "
                 "`fruitops train` (the first becomes champion), or give "
                 "--model models:/NAME/VERSION"
             ) from err
@@ -81,9 +79,9 @@ def load_version(pinned: str) -> tuple[Any, OnlineModel]:
     if pyfunc.loader_module != ONLINE_LOADER:  # `servable_version` says why and what to do
         raise ValueError(f"{pinned} does not take photos")
     online = pyfunc.get_raw_model()
-    if match := PINNED_URI.fullmatch(pinned):  # the version asked for is the one answering
-        online.model.name, online.model.version = match[1], int(match[2])
-        online.model.uri = pinned
+    ref = ModelRef.parse_or_none(pinned)
+    if ref is not None and ref.is_pinned:  # the version asked for is the one answering
+        online.model.name, online.model.version, online.model.uri = ref.name, ref.version, ref.uri
     buffer = io.BytesIO()
     size = online.model.image_size
     Image.new("RGB", (size, size), (128, 160, 96)).save(buffer, format="PNG")
@@ -96,7 +94,8 @@ class LiveModel:
 
     def __init__(self, uri: str, tracking: Any, config: ServingConfig, recorder: Any = None):
         self.uri, self.tracking, self.config, self.recorder = uri, tracking, config, recorder
-        self.alias = ALIAS_URI.fullmatch(uri)
+        ref = ModelRef.parse_or_none(uri)
+        self.alias = ref if ref is not None and ref.alias is not None else None
         self._lock = threading.Lock()
         self._users: dict[int, int] = {}  # in-flight requests per OnlineModel (by id)
         self._retired: dict[int, OnlineModel] = {}
@@ -173,13 +172,12 @@ class LiveModel:
 
     def _pinned(self) -> str:
         """The pinned URI the configured one names now."""
-        from fruitops_core.tracking import version_uri
-
         if self.alias is None:
             return self.uri
-        name, alias = self.alias.groups()
-        version = self.tracking.client.get_model_version_by_alias(name, alias).version
-        return version_uri(name, version)
+        client = self.tracking.client
+        return self.alias.at(
+            client.get_model_version_by_alias(self.alias.name, self.alias.alias).version
+        ).uri
 
     def _watch(self) -> None:
         while not self._stop.wait(self.config.watch_seconds):
