@@ -32,6 +32,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps
 
+from fruitops_core.asset_keys import DATA_VALIDATION
+
 CLASSES = 20
 SPLITS = (("train1", 0.7), ("val1", 0.15), ("test1", 0.15))
 #: width x height mix of the real fruit photos (1682 / 220 / 23 of 1925)
@@ -142,7 +144,7 @@ def main() -> None:
     files = sorted((small / "Fruit_dataset").rglob("*.jpg"))
     naive_s = min(naive_manifest(files) for _ in range(2))  # best of 2, warm page cache
     ours_s = min(fruitops_manifest(files) for _ in range(2))
-    with_validation = ["data/data_validation"]
+    with_validation = [DATA_VALIDATION]
     result = {
         "cpu": cpu_features(),
         "machine": {"cpus": os.cpu_count()},

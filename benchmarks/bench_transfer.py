@@ -24,6 +24,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fruitops_core.asset_keys import TRAINING_CACHE
+
 REAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fruits-real"
 ARCH = "efficientnet_lite0"
 
@@ -46,9 +48,9 @@ def fruitops_run(home: Path, target: float) -> dict:
     settings = FruitOpsSettings()
     start = time.perf_counter()
     config = {"data/raw_images": {"source": str(REAL)}}
-    materialize(["data/training_cache"], with_upstream=True, settings=settings, config=config)
+    materialize([TRAINING_CACHE], with_upstream=True, settings=settings, config=config)
     lake = lake_from_uri(settings.lake_root)
-    cache = load_value(lake, AssetGraph.from_entry_points()["data/training_cache"])
+    cache = load_value(lake, AssetGraph.from_entry_points()[TRAINING_CACHE])
     splits = open_splits(lake, cache, settings)
     cache_seconds = time.perf_counter() - start
     curve: list[dict] = []

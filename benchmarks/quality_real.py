@@ -26,6 +26,8 @@ import statistics
 import time
 from pathlib import Path
 
+from fruitops_core.asset_keys import RAW_IMAGES, TRAINED_MODEL, TRAINING_CACHE, TRAINING_REPORT
+
 REAL = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "fruits-real"
 
 
@@ -88,25 +90,25 @@ def main() -> None:
     lake = lake_from_uri(settings.lake_root)
     tracking = Tracking(settings)
     data_config = {
-        "data/raw_images": {"source": str(REAL)},
-        "data/training_cache": {"image_size": args.image_size} if args.image_size else {},
+        RAW_IMAGES: {"source": str(REAL)},
+        TRAINING_CACHE: {"image_size": args.image_size} if args.image_size else {},
     }
     start = time.perf_counter()
-    materialize(["data/training_cache"], with_upstream=True, settings=settings, config=data_config)
+    materialize([TRAINING_CACHE], with_upstream=True, settings=settings, config=data_config)
     data_seconds = time.perf_counter() - start
 
     runs = []
     for seed in range(args.seeds):
         materialize(
-            ["models/training_report"],
+            [TRAINING_REPORT],
             with_upstream=True,
             settings=settings,
-            config={**data_config, "models/trained_model": {**recipe, "seed": seed}},
+            config={**data_config, TRAINED_MODEL: {**recipe, "seed": seed}},
         )
-        trained = load_value(lake, graph["models/trained_model"])
+        trained = load_value(lake, graph[TRAINED_MODEL])
         runs += [{"seed": seed, **c} for c in trained["candidates"]]
 
-    cache = load_value(lake, graph["data/training_cache"])
+    cache = load_value(lake, graph[TRAINING_CACHE])
     classes = cache["classes"]
     splits = ["val", "test"] if args.test else ["val"]
     data = {s: open_split(lake, cache, s, settings.local_cache) for s in splits}

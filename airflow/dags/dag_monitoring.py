@@ -20,6 +20,7 @@ from airflow.providers.standard.operators.trigger_dagrun import TriggerDagRunOpe
 from airflow.sdk import Variable, task
 
 from fruitops_airflow.factory import airflow_asset, dag_from_assets, task_id_for
+from fruitops_core.asset_keys import BATCH_PREDICTIONS, DRIFT_REPORT, REFERENCE_PROFILE
 from fruitops_core.lake import open_lake
 from fruitops_core.options import ConfigOption
 from fruitops_core.registry import AssetGraph
@@ -28,8 +29,8 @@ from fruitops_monitoring.config import DriftConfig
 
 settings = FruitOpsSettings()
 graph = AssetGraph.from_entry_points()
-predictions = airflow_asset("serving/batch_predictions", open_lake(settings))
-REFERENCE = task_id_for("monitoring/reference_profile")
+predictions = airflow_asset(BATCH_PREDICTIONS, open_lake(settings))
+REFERENCE = task_id_for(REFERENCE_PROFILE)
 RETRAIN = "trigger_retraining"
 QUIET = "no_drift"
 #: The Airflow Variable whose JSON object is added to the retraining run's conf.
@@ -40,9 +41,9 @@ dag = dag_from_assets(
     select="monitoring/*",
     schedule=[predictions],
     options=[
-        ConfigOption("monitoring/drift_report", DriftConfig, "drift_share"),
-        ConfigOption("monitoring/drift_report", DriftConfig, "critical_columns"),
-        ConfigOption("monitoring/drift_report", DriftConfig, "online_day"),
+        ConfigOption(DRIFT_REPORT, DriftConfig, "drift_share"),
+        ConfigOption(DRIFT_REPORT, DriftConfig, "critical_columns"),
+        ConfigOption(DRIFT_REPORT, DriftConfig, "online_day"),
     ],
     tags=["monitoring"],
     doc_md=__doc__,
@@ -66,7 +67,7 @@ with dag:
             raise ValueError(f"Airflow Variable {RETRAINING_CONF} must be a JSON object")
         return {"source": reference["metadata"].get("source") or "", **extra}
 
-    decision = drift_decision(dag.get_task(task_id_for("monitoring/drift_report")).output)
+    decision = drift_decision(dag.get_task(task_id_for(DRIFT_REPORT)).output)
     retrain = TriggerDagRunOperator(
         task_id=RETRAIN,
         trigger_dag_id="fruitops_training",

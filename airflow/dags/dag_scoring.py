@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from fruitops_airflow.factory import dag_from_assets
 from fruitops_airflow.task_modes import TaskSettings
+from fruitops_core.asset_keys import BATCH_PREDICTIONS, INCOMING_BATCH
 from fruitops_core.options import ConfigOption
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_data.config import IncomingBatchConfig
@@ -27,9 +28,9 @@ dag = dag_from_assets(
     select="data/incoming_batch serving/precision_gate serving/batch_predictions",
     schedule=task_settings.scoring_schedule,
     options=[
-        ConfigOption("data/incoming_batch", IncomingBatchConfig, "source", name="batch"),
-        ConfigOption("serving/batch_predictions", ScoringConfig, "backend"),
-        ConfigOption("serving/batch_predictions", ScoringConfig, "date", override="{ds}"),
+        ConfigOption(INCOMING_BATCH, IncomingBatchConfig, "source", name="batch"),
+        ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "backend"),
+        ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "date", override="{ds}"),
     ],
     tags=["scoring"],
     doc_md=__doc__,

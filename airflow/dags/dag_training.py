@@ -16,6 +16,7 @@ versions of the earlier try, and continues an unfinished one from its checkpoint
 from __future__ import annotations
 
 from fruitops_airflow.factory import dag_from_assets
+from fruitops_core.asset_keys import TRAINED_MODEL
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_models.options import TRAINING_PARAMS
 
@@ -25,7 +26,7 @@ dag = dag_from_assets(
     "data/training_cache models/*",
     schedule=None,
     options=TRAINING_PARAMS,
-    fan_out={"models/trained_model": "architectures"},
+    fan_out={TRAINED_MODEL: "architectures"},
     tags=["training"],
     doc_md=__doc__,
     settings=FruitOpsSettings(),

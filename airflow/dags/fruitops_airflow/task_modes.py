@@ -20,6 +20,7 @@ from typing import Any
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fruitops_core.asset_keys import TRAINED_MODEL
 from fruitops_core.orchestration import ParamMap
 from fruitops_core.settings import FruitOpsSettings
 
@@ -36,7 +37,7 @@ RUN_ID = (
 #: The run's date for ``{ds}`` in params: the logical date's, else the day the run was made.
 DS = "{{ ds if ds is defined and ds else dag_run.run_after | ds }}"
 #: Asset keys whose tasks train: on Kubernetes they get the GPU node pool.
-GPU_ASSETS = frozenset({"models/trained_model"})
+GPU_ASSETS = frozenset({TRAINED_MODEL})
 #: Where KubernetesPodOperator's sidecar reads a pod's XCom from.
 XCOM_FILE = "/airflow/xcom/return.json"
 #: The S3 keys a docker-mode task container gets from the worker, outside the rendered

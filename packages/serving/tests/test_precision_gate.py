@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from fruitops_core.asset_keys import PRECISION_GATE
 from fruitops_core.lake import LocalLake, lake_from_uri
 from fruitops_core.materialize import materialize
 from fruitops_core.records import load_value, read_record, staleness
@@ -13,18 +14,18 @@ from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
 from fruitops_models.hardware import cpu_has_bf16
 from fruitops_models.registry import load_model
-from fruitops_serving.gate import GATE, NO_BF16, NO_HELD_OUT, choose_predictor, verdict_for
+from fruitops_serving.gate import NO_BF16, NO_HELD_OUT, choose_predictor, verdict_for
 
 pytestmark = pytest.mark.slow
 SCORING = "serving/batch_predictions"
 
 
 def test_the_gate_declares_what_it_is_made_of_and_scoring_reads_it(pipeline):
-    gate_spec = pipeline.graph[GATE]
+    gate_spec = pipeline.graph[PRECISION_GATE]
     assert gate_spec.deps == ("models/champion_model", "data/training_cache")
-    assert GATE in pipeline.graph[SCORING].deps
+    assert PRECISION_GATE in pipeline.graph[SCORING].deps
     order = pipeline.graph.topological_order()
-    assert order.index("models/champion_model") < order.index(GATE) < order.index(SCORING)
+    assert order.index("models/champion_model") < order.index(PRECISION_GATE) < order.index(SCORING)
     gate = load_value(pipeline.lake, gate_spec)
     assert gate["model_uri"] == "models:/fruit-classifier/1" and gate["checked"] == [
         "openvino",
@@ -68,7 +69,7 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     tracking.activate()
     lake = lake_from_uri(settings.lake_root)
     graph = pipeline.graph
-    spec = graph[GATE]
+    spec = graph[PRECISION_GATE]
     before = read_record(lake, spec)
     assert staleness(spec, graph, lake, {}) is None
 
@@ -76,7 +77,7 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     run = {"settings": settings, "graph": graph, "lake": lake, "tracking": tracking}
     assert _ran(materialize([SCORING], with_upstream=True, **run)) == [SCORING]
     # asked for anyway (as an Airflow task always is), it keeps its verdict: same version
-    (again,) = materialize([GATE], **run)
+    (again,) = materialize([PRECISION_GATE], **run)
     assert again.metadata["reused"] is True and again.version == before.version
     assert staleness(graph[SCORING], graph, lake, {}) is None
 
@@ -88,7 +89,7 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     assert load_value(lake, graph["models/champion_model"])["version"] == 2
     assert staleness(spec, graph, lake, {}) == "upstream models/champion_model changed since"
     records = materialize([SCORING], with_upstream=True, **run)
-    assert _ran(records) == [GATE, SCORING]
+    assert _ran(records) == [PRECISION_GATE, SCORING]
     made = records[0]
     assert made.metadata["reused"] is False and made.metadata["model_version"] == 2
     gate = load_value(lake, spec)
@@ -121,6 +122,6 @@ def test_no_training_cache_scores_in_fp32_and_says_why(pipeline, tmp_path):
     predictor, gate = choose_predictor(model, lake, settings, backend="torch")
     assert predictor.precision == "fp32" and gate["passed"] is False
     assert gate["reason"] == (NO_HELD_OUT if cpu_has_bf16() else NO_BF16)
-    assert not lake.exists(f"assets/{GATE}/materialization.json")
+    assert not lake.exists(f"assets/{PRECISION_GATE}/materialization.json")
     predictor, gate = choose_predictor(model, lake, settings, precision="fp32", backend="torch")
     assert predictor.precision == "fp32" and gate == {"passed": False, "reason": "fp32 asked for"}

@@ -9,6 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from fruitops_core.asset_keys import (
+    BATCH_PREDICTIONS,
+    DATA_VALIDATION,
+    DRIFT_REPORT,
+    RAW_IMAGES,
+    TRAINED_MODEL,
+)
 from fruitops_core.lake import Lake
 from fruitops_core.records import read_record
 from fruitops_core.registry import AssetGraph, AssetGraphError
@@ -21,13 +28,9 @@ DEMO_SOURCE = str(Path(__file__).resolve().parents[4] / "samples" / "fruits-real
 #: `fruitops demo` materializes with them, `make demo` gives them to the DAG. The pretrained
 #: EfficientNet-Lite0 is fine-tuned beside the from-scratch cnn, for a few epochs each.
 DEMO_CONFIG: dict[str, dict[str, Any]] = {
-    "data/raw_images": {"source": DEMO_SOURCE},
-    "models/trained_model": {"architectures": ["efficientnet_lite0", "cnn"], "epochs": 8},
+    RAW_IMAGES: {"source": DEMO_SOURCE},
+    TRAINED_MODEL: {"architectures": ["efficientnet_lite0", "cnn"], "epochs": 8},
 }
-
-PREDICTIONS_ASSET = "serving/batch_predictions"
-DRIFT_ASSET = "monitoring/drift_report"
-VALIDATION_ASSET = "data/data_validation"
 
 
 def _record_field(graph: AssetGraph, lake: Lake, key: str, field: str) -> str | None:
@@ -61,10 +64,10 @@ def demo_summary(settings: FruitOpsSettings, graph: AssetGraph, lake: Lake) -> d
     return {
         "runs": training_runs(tracking),
         "champion": tracking.champion_summary(),
-        "predictions_uri": _record_field(graph, lake, PREDICTIONS_ASSET, "predictions_uri"),
-        "drift_report_uri": _record_field(graph, lake, DRIFT_ASSET, "report_html_uri"),
-        "validation_report_uri": _record_field(graph, lake, VALIDATION_ASSET, "report_uri"),
-        "validation_docs_uri": _record_field(graph, lake, VALIDATION_ASSET, "docs_uri"),
+        "predictions_uri": _record_field(graph, lake, BATCH_PREDICTIONS, "predictions_uri"),
+        "drift_report_uri": _record_field(graph, lake, DRIFT_REPORT, "report_html_uri"),
+        "validation_report_uri": _record_field(graph, lake, DATA_VALIDATION, "report_uri"),
+        "validation_docs_uri": _record_field(graph, lake, DATA_VALIDATION, "docs_uri"),
         "lake_uri": lake.root_uri,
         "mlflow_tracking_uri": settings.tracking_uri,
     }

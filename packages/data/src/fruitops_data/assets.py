@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fruitops_core.asset_keys import (
+    CLASS_MAPPING,
+    DATA_VALIDATION,
+    IMAGE_MANIFEST,
+    INCOMING_BATCH,
+    RAW_IMAGES,
+    TRAINING_CACHE,
+)
 from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, parquet_file
 from fruitops_core.tables import ParquetTable
 from fruitops_data import class_names
@@ -28,7 +36,7 @@ from fruitops_data.summary import ManifestSummary
 
 
 @asset(
-    "data/raw_images",
+    RAW_IMAGES,
     io=parquet_file,
     config=RawImagesConfig,
     config_from_settings={"source": "source"},
@@ -69,7 +77,7 @@ def raw_images(ctx: AssetContext[RawImagesConfig]) -> ParquetTable:
     return copied.table
 
 
-@asset("data/image_manifest", deps=["data/raw_images"], io=parquet_file, config=ManifestConfig)
+@asset(IMAGE_MANIFEST, deps=[RAW_IMAGES], io=parquet_file, config=ManifestConfig)
 def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: ParquetTable) -> ParquetTable:
     """One row per file found, readable or not; unusable files are quarantined with a reason.
 
@@ -102,7 +110,7 @@ def image_manifest(ctx: AssetContext[ManifestConfig], raw_images: ParquetTable) 
     return written.table
 
 
-@asset_check("data/image_manifest", blocking=True)
+@asset_check(IMAGE_MANIFEST, blocking=True)
 def unusable_share_within_threshold(
     ctx: AssetContext[ManifestConfig], manifest: ParquetTable
 ) -> CheckResult:
@@ -119,7 +127,7 @@ def unusable_share_within_threshold(
     )
 
 
-@asset_check("data/image_manifest", blocking=True)
+@asset_check(IMAGE_MANIFEST, blocking=True)
 def manifest_has_trainable_images(ctx: AssetContext, manifest: ParquetTable) -> CheckResult:
     """Training needs readable, labelled images of at least two classes in train and val."""
     labels = ManifestSummary.of(manifest).labels
@@ -142,7 +150,7 @@ def first_key_per_label(manifest: ParquetTable) -> list[tuple[str, str]]:
     return sorted(seen.items())
 
 
-@asset_check("data/image_manifest", blocking=True)
+@asset_check(IMAGE_MANIFEST, blocking=True)
 def class_names_are_allowed(ctx: AssetContext, manifest: ParquetTable) -> CheckResult:
     """Every label within `class_names`' rule, before any report or plot shows it."""
     labels = first_key_per_label(manifest)
@@ -153,7 +161,7 @@ def class_names_are_allowed(ctx: AssetContext, manifest: ParquetTable) -> CheckR
     return CheckResult(True, f"{len(labels)} class names allowed", {"labels": len(labels)})
 
 
-@asset("data/data_validation", deps=["data/image_manifest"], config=ValidationConfig)
+@asset(DATA_VALIDATION, deps=[IMAGE_MANIFEST], config=ValidationConfig)
 def data_validation(
     ctx: AssetContext[ValidationConfig], image_manifest: ParquetTable
 ) -> dict[str, Any]:
@@ -181,7 +189,7 @@ def data_validation(
     return result
 
 
-@asset_check("data/data_validation", blocking=True)
+@asset_check(DATA_VALIDATION, blocking=True)
 def critical_expectations_pass(ctx: AssetContext, result: dict[str, Any]) -> CheckResult:
     """Every critical expectation holds; warnings are reported but do not block."""
     failed = result["failed_expectations"]
@@ -194,7 +202,7 @@ def critical_expectations_pass(ctx: AssetContext, result: dict[str, Any]) -> Che
     )
 
 
-@asset("data/class_mapping", deps=["data/image_manifest", "data/data_validation"])
+@asset(CLASS_MAPPING, deps=[IMAGE_MANIFEST, DATA_VALIDATION])
 def class_mapping(
     ctx: AssetContext, image_manifest: ParquetTable, data_validation: dict[str, Any]
 ) -> dict[str, Any]:
@@ -207,8 +215,8 @@ def class_mapping(
 
 
 @asset(
-    "data/training_cache",
-    deps=["data/image_manifest", "data/class_mapping", "data/data_validation"],
+    TRAINING_CACHE,
+    deps=[IMAGE_MANIFEST, CLASS_MAPPING, DATA_VALIDATION],
     config=TrainingCacheConfig,
 )
 def training_cache(
@@ -242,7 +250,7 @@ def training_cache(
     }
 
 
-@asset("data/incoming_batch", deps=["data/raw_images"], config=IncomingBatchConfig)
+@asset(INCOMING_BATCH, deps=[RAW_IMAGES], config=IncomingBatchConfig)
 def incoming_batch(
     ctx: AssetContext[IncomingBatchConfig], raw_images: ParquetTable
 ) -> dict[str, Any]:

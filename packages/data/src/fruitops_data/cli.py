@@ -8,6 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from fruitops_core.asset_keys import DATA_VALIDATION, IMAGE_MANIFEST, RAW_IMAGES
 from fruitops_core.assets import AssetSpec
 from fruitops_core.cli import open_workspace
 from fruitops_core.lake import Lake
@@ -37,8 +38,8 @@ def _stored(lake: Lake, spec: AssetSpec) -> Any:
 
 def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
     """The ingest JSON, streamed from the stored manifest (only bad files are listed)."""
-    raw = _stored(lake, graph["data/raw_images"])
-    manifest = _stored(lake, graph["data/image_manifest"])
+    raw = _stored(lake, graph[RAW_IMAGES])
+    manifest = _stored(lake, graph[IMAGE_MANIFEST])
     summary, quarantined = ManifestSummary(), []
     for frame in manifest.batches(columns=[*SUMMARY_COLUMNS, "key", "error"]):
         summary.add(frame)
@@ -51,12 +52,12 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
         "quarantined": quarantined,
         "classes": sorted(set().union(*summary.labels.values())),
         "splits": dict(sorted(summary.splits.items())),
-        "manifest_uri": read_record(lake, graph["data/image_manifest"]).artifact_uri,
+        "manifest_uri": read_record(lake, graph[IMAGE_MANIFEST]).artifact_uri,
     }
 
 
 @app.command()
-@with_options([ConfigOption("data/image_manifest", ManifestConfig, "max_unusable_share")])
+@with_options([ConfigOption(IMAGE_MANIFEST, ManifestConfig, "max_unusable_share")])
 def ingest(
     config: dict[str, dict[str, Any]],
     source: str = typer.Argument(..., help=f"what to ingest: {SOURCE_FORMS}; {LOCAL_PATHS}"),
@@ -70,11 +71,11 @@ def ingest(
         settings, graph, lake = open_workspace()
         try:
             materialize(  # both named: a source is walked again even if its name is the same
-                ["data/raw_images", "data/image_manifest"],
+                [RAW_IMAGES, IMAGE_MANIFEST],
                 settings=settings,
                 graph=graph,
                 lake=lake,
-                config={**config, "data/raw_images": {"source": source}},
+                config={**config, RAW_IMAGES: {"source": source}},
             )
         except AssetCheckFailed as err:
             raise CommandFailed(ingest_summary(lake, graph), str(err)) from err
@@ -106,7 +107,7 @@ VALIDATION_FIELDS = (
 @app.command()
 @with_options(
     [
-        ConfigOption("data/data_validation", ValidationConfig, field)
+        ConfigOption(DATA_VALIDATION, ValidationConfig, field)
         for field in ValidationConfig.model_fields
     ]
 )
@@ -115,8 +116,8 @@ def validate(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -
 
     def action() -> dict[str, Any]:
         settings, graph, lake = open_workspace()
-        spec = graph["data/data_validation"]
-        if read_record(lake, graph["data/image_manifest"]) is None:
+        spec = graph[DATA_VALIDATION]
+        if read_record(lake, graph[IMAGE_MANIFEST]) is None:
             raise ValueError("nothing has been ingested yet: run `fruitops data ingest SOURCE`")
         try:
             materialize([spec.key], settings=settings, graph=graph, lake=lake, config=config)

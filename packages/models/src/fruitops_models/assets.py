@@ -9,6 +9,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from fruitops_core.asset_keys import (
+    CHAMPION_MODEL,
+    DATA_VALIDATION,
+    MODEL_EVALUATION,
+    TRAINED_MODEL,
+    TRAINING_CACHE,
+    TRAINING_REPORT,
+)
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.model_ref import ModelRef
 from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
@@ -18,8 +26,8 @@ from fruitops_models.config import CandidatesConfig, EvaluationConfig, Promotion
 
 
 @asset(
-    "models/trained_model",
-    deps=["data/training_cache", "data/data_validation"],
+    TRAINED_MODEL,
+    deps=[TRAINING_CACHE, DATA_VALIDATION],
     config=CandidatesConfig,
 )
 def trained_model(
@@ -50,8 +58,8 @@ def trained_model(
 
 
 @asset(
-    "models/model_evaluation",
-    deps=["models/trained_model", "data/training_cache"],
+    MODEL_EVALUATION,
+    deps=[TRAINED_MODEL, TRAINING_CACHE],
     config=EvaluationConfig,
 )
 def model_evaluation(
@@ -78,7 +86,7 @@ def model_evaluation(
     return result
 
 
-@asset("models/champion_model", deps=["models/model_evaluation"], config=PromotionConfig)
+@asset(CHAMPION_MODEL, deps=[MODEL_EVALUATION], config=PromotionConfig)
 def champion_model(
     ctx: AssetContext[PromotionConfig], model_evaluation: dict[str, Any]
 ) -> dict[str, Any]:
@@ -100,8 +108,8 @@ def champion_model(
 
 
 @asset(
-    "models/training_report",
-    deps=["models/trained_model", "models/model_evaluation", "models/champion_model"],
+    TRAINING_REPORT,
+    deps=[TRAINED_MODEL, MODEL_EVALUATION, CHAMPION_MODEL],
 )
 def training_report(
     ctx: AssetContext,

@@ -8,6 +8,13 @@ from typing import Any
 import typer
 from rich.table import Table
 
+from fruitops_core.asset_keys import (
+    CHAMPION_MODEL,
+    MODEL_EVALUATION,
+    TRAINED_MODEL,
+    TRAINING_CACHE,
+    TRAINING_REPORT,
+)
 from fruitops_core.cli import open_workspace
 from fruitops_core.materialize import materialize
 from fruitops_core.options import ConfigOption, with_options
@@ -15,7 +22,7 @@ from fruitops_core.output import JSON_OPTION, plain_console, run_command
 from fruitops_core.records import load_value, read_record
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_models.config import EvaluationConfig, PromotionConfig
-from fruitops_models.options import TRAIN_COMMAND, TRAINED
+from fruitops_models.options import TRAIN_COMMAND
 
 CANDIDATE_METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
 
@@ -37,12 +44,17 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
         settings, graph, lake = open_workspace()
         rank, world = dist_info()
         if rank > 0:
-            return _train_follower(settings, graph, lake, config[TRAINED])
+            return _train_follower(settings, graph, lake, config[TRAINED_MODEL])
         start = time.perf_counter()
         records = materialize(
-            [TRAINED], settings=settings, graph=graph, lake=lake, with_upstream=True, config=config
+            [TRAINED_MODEL],
+            settings=settings,
+            graph=graph,
+            lake=lake,
+            with_upstream=True,
+            config=config,
         )
-        trained = load_value(lake, graph[TRAINED])
+        trained = load_value(lake, graph[TRAINED_MODEL])
         crowned = Tracking(settings).champion_summary()
         return {
             "candidates": [
@@ -57,7 +69,7 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
                 for c in trained["candidates"]
             ],
             "classes": len(trained["classes"]),
-            "source": load_value(lake, graph["data/training_cache"])["source"],
+            "source": load_value(lake, graph[TRAINING_CACHE])["source"],
             "champion_version": crowned["version"] if crowned else None,
             "champion_reason": crowned["reason"] if crowned else None,
             "seconds": round(time.perf_counter() - start, 2),
@@ -87,12 +99,12 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
     from fruitops_models.train import train as train_model
     from fruitops_models.training_run import open_splits
 
-    if read_record(lake, graph["data/training_cache"]) is None:
+    if read_record(lake, graph[TRAINING_CACHE]) is None:
         raise ValueError(
             "under torchrun the training cache must exist first: run "
             "`fruitops materialize data/training_cache --with-upstream`"
         )
-    cache = load_value(lake, graph["data/training_cache"])
+    cache = load_value(lake, graph[TRAINING_CACHE])
     splits = open_splits(lake, cache, settings)
     candidates = CandidatesConfig(**config)
     (arch,) = candidates.architectures  # torchrun trains one architecture at a time
@@ -104,8 +116,8 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
 @models_app.command("promote")
 @with_options(
     [
-        ConfigOption("models/champion_model", PromotionConfig, "margin"),
-        ConfigOption("models/model_evaluation", EvaluationConfig, "split"),
+        ConfigOption(CHAMPION_MODEL, PromotionConfig, "margin"),
+        ConfigOption(MODEL_EVALUATION, EvaluationConfig, "split"),
     ]
 )
 def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> None:
@@ -114,17 +126,17 @@ def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) ->
 
     def action() -> dict[str, Any]:
         settings, graph, lake = open_workspace()
-        if read_record(lake, graph[TRAINED]) is None:
+        if read_record(lake, graph[TRAINED_MODEL]) is None:
             raise ValueError("nothing has been trained yet: run `fruitops train` first")
         materialize(
-            ["models/model_evaluation", "models/champion_model", "models/training_report"],
+            [MODEL_EVALUATION, CHAMPION_MODEL, TRAINING_REPORT],
             settings=settings,
             graph=graph,
             lake=lake,
             config=config,
         )
-        champion = load_value(lake, graph["models/champion_model"])
-        report = load_value(lake, graph["models/training_report"])
+        champion = load_value(lake, graph[CHAMPION_MODEL])
+        report = load_value(lake, graph[TRAINING_REPORT])
         return {
             **champion["decision"],
             "champion_version": champion["version"],

@@ -2,19 +2,20 @@
 
 from __future__ import annotations
 
+from fruitops_core.asset_keys import RAW_IMAGES, TRAINED_MODEL, TRAINING_CACHE
 from fruitops_core.options import ConfigOption
 from fruitops_data.config import RawImagesConfig, TrainingCacheConfig
 from fruitops_models.config import DAG_CANDIDATES, CandidatesConfig, TrainingRecipe
 
-TRAINED = "models/trained_model"
-SOURCE = ConfigOption("data/raw_images", RawImagesConfig, "source")
-IMAGE_SIZE = ConfigOption("data/training_cache", TrainingCacheConfig, "image_size")
+SOURCE = ConfigOption(RAW_IMAGES, RawImagesConfig, "source")
+IMAGE_SIZE = ConfigOption(TRAINING_CACHE, TrainingCacheConfig, "image_size")
 
 
 def recipe(*fields: str) -> list[ConfigOption]:
     """Options for ``fields`` of the training recipe (all of them when none are named)."""
     return [
-        ConfigOption(TRAINED, CandidatesConfig, f) for f in fields or TrainingRecipe.model_fields
+        ConfigOption(TRAINED_MODEL, CandidatesConfig, f)
+        for f in fields or TrainingRecipe.model_fields
     ]
 
 
@@ -22,13 +23,13 @@ def recipe(*fields: str) -> list[ConfigOption]:
 TRAIN_COMMAND = [
     SOURCE,
     IMAGE_SIZE,
-    ConfigOption(TRAINED, CandidatesConfig, "architectures", name="arch"),
+    ConfigOption(TRAINED_MODEL, CandidatesConfig, "architectures", name="arch"),
     *recipe(),
 ]
 #: the training and pipeline DAGs' Params
 TRAINING_PARAMS = [
     SOURCE,
-    ConfigOption(TRAINED, CandidatesConfig, "architectures", override=DAG_CANDIDATES),
+    ConfigOption(TRAINED_MODEL, CandidatesConfig, "architectures", override=DAG_CANDIDATES),
     IMAGE_SIZE,
     *recipe("epochs", "batch_size", "lr", "patience"),
 ]

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fruitops_core.asset_keys import (
+    BATCH_PREDICTIONS,
+    CHAMPION_MODEL,
+    DRIFT_REPORT,
+    IMAGE_MANIFEST,
+    REFERENCE_PROFILE,
+)
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.tables import ParquetTable
@@ -20,8 +27,8 @@ from fruitops_serving.config import online_folder
 
 
 @asset(
-    "monitoring/reference_profile",
-    deps=["data/image_manifest", "models/champion_model"],
+    REFERENCE_PROFILE,
+    deps=[IMAGE_MANIFEST, CHAMPION_MODEL],
     config=ReferenceConfig,
 )
 def reference_profile(
@@ -48,8 +55,8 @@ def reference_profile(
 
 
 @asset(
-    "monitoring/drift_report",
-    deps=["serving/batch_predictions", "monitoring/reference_profile", "data/image_manifest"],
+    DRIFT_REPORT,
+    deps=[BATCH_PREDICTIONS, REFERENCE_PROFILE, IMAGE_MANIFEST],
     config=DriftConfig,
 )
 def drift_report(

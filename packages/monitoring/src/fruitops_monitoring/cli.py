@@ -8,6 +8,7 @@ from typing import Any
 
 import typer
 
+from fruitops_core.asset_keys import IMAGE_MANIFEST
 from fruitops_core.lake import Lake
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.options import ConfigOption, with_options
@@ -120,7 +121,7 @@ def reference_for_batch(
     from fruitops_core.lake import object_at
     from fruitops_core.records import load_value, read_record
 
-    manifest_spec = graph["data/image_manifest"]
+    manifest_spec = graph[IMAGE_MANIFEST]
     if read_record(lake, manifest_spec) is None:
         raise ValueError(
             "no data set to build a reference from: run `fruitops data ingest SOURCE` first, "

@@ -9,6 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from fruitops_core.asset_keys import (
+    BATCH_PREDICTIONS,
+    CHAMPION_MODEL,
+    INCOMING_BATCH,
+    PRECISION_GATE,
+    TRAINING_CACHE,
+)
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.lake import lake_from_uri
 from fruitops_serving.config import (
@@ -23,8 +30,8 @@ from fruitops_serving.config import (
 
 
 @asset(
-    "serving/precision_gate",
-    deps=["models/champion_model", "data/training_cache"],
+    PRECISION_GATE,
+    deps=[CHAMPION_MODEL, TRAINING_CACHE],
     config=PrecisionGateConfig,
 )
 def precision_gate(
@@ -39,8 +46,8 @@ def precision_gate(
 
 
 @asset(
-    "serving/batch_predictions",
-    deps=["data/incoming_batch", "models/champion_model", "serving/precision_gate"],
+    BATCH_PREDICTIONS,
+    deps=[INCOMING_BATCH, CHAMPION_MODEL, PRECISION_GATE],
     config=ScoringConfig,
 )
 def batch_predictions(

@@ -14,6 +14,8 @@ from typing import Literal, get_args
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from fruitops_core.asset_keys import CHAMPION_MODEL
+
 #: The inference engines (openvino: the faster, see benchmarks/bench_score.py).
 Backend = Literal["openvino", "torch"]
 BACKENDS: tuple[str, ...] = get_args(Backend)
@@ -55,7 +57,7 @@ class PrecisionGateConfig(BaseModel):
     model_uri: str | None = Field(
         None,
         description="models:/NAME/VERSION to check; default: the champion version chosen by "
-        "models/champion_model",
+        + CHAMPION_MODEL,
     )
     # every back end by default: the scoring DAG's `backend` param sets only
     # serving/batch_predictions, so the gate holds a verdict for whichever one it picks

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from fruitops_core.asset_keys import CHAMPION_MODEL, PRECISION_GATE, TRAINING_CACHE
 from fruitops_core.assets import AssetContext
 from fruitops_core.lake import Lake
 from fruitops_core.records import code_version, load_value, read_record, staleness
@@ -42,9 +43,6 @@ from fruitops_serving.precision import (
 )
 from fruitops_serving.predictor import BATCH_HINT, Predictor
 
-GATE = "serving/precision_gate"
-CACHE = "data/training_cache"
-CHAMPION = "models/champion_model"
 #: held-out images compared at most (the first ones of the val split)
 MAX_IMAGES = 512
 NO_HELD_OUT = "no held-out images in the lake to check bf16 against fp32"
@@ -86,7 +84,7 @@ def _inputs(value: dict[str, Any]) -> dict[str, Any]:
 
 def _stored_for(lake: Lake, inputs: dict[str, Any], backends: list[str]) -> dict[str, Any] | None:
     """The stored gate when the same code made it from the same inputs for these back ends."""
-    spec = AssetGraph.from_entry_points()[GATE]
+    spec = AssetGraph.from_entry_points()[PRECISION_GATE]
     record = read_record(lake, spec)
     if record is None or record.code_version != code_version(spec):
         return None
@@ -173,7 +171,7 @@ def verdict_for(gate: dict[str, Any], model: LoadedModel, backend: str) -> dict[
         return {
             "passed": False,
             "reason": f"the precision gate checked {checked}, not {model.pinned_uri} "
-            f"(set the model_uri of {GATE} to check that one)",
+            f"(set the model_uri of {PRECISION_GATE} to check that one)",
         }
     if backend in gate["backends"]:
         return gate["backends"][backend]
@@ -192,16 +190,16 @@ def current_gate(
     from fruitops_core.materialize import materialize
 
     graph = AssetGraph.from_entry_points()
-    spec = graph[GATE]
-    if read_record(lake, graph[CACHE]) is None:
+    spec = graph[PRECISION_GATE]
+    if read_record(lake, graph[TRAINING_CACHE]) is None:
         return unchecked(NO_HELD_OUT)
-    if read_record(lake, graph[CHAMPION]) is None:
+    if read_record(lake, graph[CHAMPION_MODEL]) is None:
         return unchecked(
-            f"no {CHAMPION} in the lake for {GATE} to depend on (`fruitops models promote` "
-            "makes it)"
+            f"no {CHAMPION_MODEL} in the lake for {PRECISION_GATE} to depend on "
+            "(`fruitops models promote` makes it)"
         )
     pinned = model.pinned_uri
-    champion = load_value(lake, graph[CHAMPION])
+    champion = load_value(lake, graph[CHAMPION_MODEL])
     config = {} if champion.get("model_uri") == pinned else {"model_uri": pinned}
     record = read_record(lake, spec)
     fresh = record is not None and staleness(spec, graph, lake, config) is None
@@ -211,7 +209,12 @@ def current_gate(
         if made_for and stored.get("bf16_cpu"):
             return stored
     (record,) = materialize(
-        [GATE], settings=settings, graph=graph, lake=lake, config={GATE: config}, tracking=tracking
+        [PRECISION_GATE],
+        settings=settings,
+        graph=graph,
+        lake=lake,
+        config={PRECISION_GATE: config},
+        tracking=tracking,
     )
     return load_value(lake, spec, record)
 
