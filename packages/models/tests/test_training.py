@@ -12,10 +12,11 @@ import pytest
 import torch
 
 from fruitops_data.cache import CachedSplit
-from fruitops_models.architectures import PretrainedUnavailable, build_model
+from fruitops_models.architectures import build_model
 from fruitops_models.augment import _resampling, augment
 from fruitops_models.config import ARCHITECTURES, TrainConfig
 from fruitops_models.train import train
+from fruitops_models.weights import PretrainedUnavailable
 
 CLASSES = ["apple", "banana"]
 
@@ -180,6 +181,10 @@ def test_pretrained_offline_and_from_a_local_file(tmp_path: Path):
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
     assert trainable == {"backbone.fc.weight", "backbone.fc.bias"}
     assert model.backbone.fc.out_features == 3
+    # the run records which file it started from, as it does for Lite's packaged weights
+    assert model.weights["weights_package"] == "file"
+    assert model.weights["weights_file"] == str(weights)
+    assert model.weights["weights_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
 
 
 @pytest.mark.slow

