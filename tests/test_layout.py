@@ -45,6 +45,37 @@ def test_only_the_registry_imports_asset_modules(path):
     assert asset_modules <= {"fruitops_core.assets"}, f"{path.name} imports {asset_modules}"
 
 
+def _private_names_used_from(path: Path) -> set[str]:
+    """``_name``s that ``path`` imports from another FruitOps module, or reads off one."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    modules, found = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("fruitops"):
+            for alias in node.names:
+                if alias.name.startswith("_"):
+                    found.add(f"{node.module}.{alias.name}")
+                modules.add(alias.asname or alias.name)
+        elif isinstance(node, ast.Import):
+            modules.update(a.asname or a.name for a in node.names if a.name.startswith("fruitops"))
+    for node in ast.walk(tree):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and node.attr.startswith("_")
+            and not node.attr.startswith("__")
+        ):
+            found.add(f"{node.value.id}.{node.attr}")
+    return found
+
+
+@pytest.mark.parametrize("path", SOURCES, ids=lambda p: str(p.relative_to(PACKAGES)))
+def test_no_module_uses_another_modules_private_names(path):
+    """A leading underscore means "only this module relies on it": what two modules share
+    has a public name, so whoever changes it knows to look for its users."""
+    assert not _private_names_used_from(path)
+
+
 def test_import_contracts_hold():
     """pyproject.toml's import-linter contracts: the packages are layers (core <- data <-
     models <- serving <- monitoring), none imports Airflow, even indirectly, and no package's

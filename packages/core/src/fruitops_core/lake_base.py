@@ -28,8 +28,8 @@ class LakeError(RuntimeError):
     """A lake operation failed; the message names the URI and what to check."""
 
 
-def _lock_path(name: str) -> str:
-    return f"locks/{_clean(name)}.lock"
+def lock_path(name: str) -> str:
+    return f"locks/{clean_path(name)}.lock"
 
 
 class Lease:
@@ -42,7 +42,7 @@ class Lease:
         return None
 
 
-class _LockWait:
+class LockWait:
     """The waiting half of taking a lock, the same on every lake: say once who holds it,
     poll, and give up at the deadline naming the holder."""
 
@@ -63,7 +63,7 @@ class _LockWait:
         time.sleep(LOCK_POLL_SECONDS)
 
 
-def _clean(path: str) -> str:
+def clean_path(path: str) -> str:
     parts = [p for p in path.replace("\\", "/").split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise LakeError(f"lake path {path!r} escapes the lake root ('..' is not allowed)")
@@ -99,7 +99,7 @@ class Lake(ABC):
     @abstractmethod
     def get_file(self, path: str, local: Path) -> Path:
         """Copy a lake object to a local file without loading it into memory, atomically
-        (`_replace_atomically`): processes sharing a local copy never read half of one."""
+        (`replace_atomically`): processes sharing a local copy never read half of one."""
 
     @abstractmethod
     def list(self, prefix: str = "") -> Iterator[str]:
@@ -149,7 +149,7 @@ class Lake(ABC):
         return self.write_bytes(path, buffer.getvalue())
 
 
-def _replace_atomically(target: Path, fill: Callable[[str], object]) -> Path:
+def replace_atomically(target: Path, fill: Callable[[str], object]) -> Path:
     """``fill(tmp)`` writes ``.<name's start>.<pid>-<random>.tmp`` beside ``target``, which is
     then renamed over it: a reader (another task copying the same cache shard, a reader of
     the lake) sees the old file or the whole new one, and a failed write leaves nothing

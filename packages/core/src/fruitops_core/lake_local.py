@@ -16,10 +16,10 @@ from fruitops_core.lake_base import (
     Lake,
     LakeError,
     Lease,
-    _clean,
-    _lock_path,
-    _LockWait,
-    _replace_atomically,
+    LockWait,
+    clean_path,
+    lock_path,
+    replace_atomically,
 )
 from fruitops_core.safe_files import OpenedFile, RefusedFile, open_beneath
 
@@ -61,7 +61,7 @@ class LocalLake(Lake):
         self._swept: set[Path] = set()  # folders cleared of killed writers' temporaries
 
     def _path(self, path: str) -> Path:
-        return self.root / _clean(path)
+        return self.root / clean_path(path)
 
     def uri(self, path: str = "") -> str:
         return self._path(path).as_uri()
@@ -76,9 +76,9 @@ class LocalLake(Lake):
     def lock(self, name: str, *, holder: str, wait_seconds: float) -> Iterator[Lease]:
         """An exclusive ``flock`` on ``locks/<name>.lock``: the kernel releases it when its
         process dies, so a killed run never leaves the asset locked."""
-        path = self.root / _lock_path(name)
+        path = self.root / lock_path(name)
         path.parent.mkdir(parents=True, exist_ok=True)
-        wait = _LockWait(name, str(path), wait_seconds)
+        wait = LockWait(name, str(path), wait_seconds)
         with open(path, "a+") as handle:
             while True:
                 try:
@@ -108,7 +108,7 @@ class LocalLake(Lake):
 
     def _open_strict(self, path: str) -> OpenedFile:
         try:
-            return open_beneath(self.root, _clean(path))
+            return open_beneath(self.root, clean_path(path))
         except FileNotFoundError:
             raise LakeError(f"{self._path(path).as_uri()} does not exist") from None
         except RefusedFile as refused:
@@ -137,7 +137,7 @@ class LocalLake(Lake):
             return handle.read()
 
     def _atomic(self, path: str, write) -> str:
-        """Write the target through `_replace_atomically`, with ordinary permissions. After
+        """Write the target through `replace_atomically`, with ordinary permissions. After
         the first successful write into a folder, the leftovers there of writers that were
         killed (their PID gone) are removed: one listing per folder, not one per write."""
 
@@ -148,7 +148,7 @@ class LocalLake(Lake):
                 handle.flush()
                 os.fsync(handle.fileno())  # on disk before the rename commits it
 
-        target = _replace_atomically(self._path(path), fill)
+        target = replace_atomically(self._path(path), fill)
         if target.parent not in self._swept:
             self._swept.add(target.parent)
             _remove_stale_temporaries(target.parent)
@@ -180,13 +180,13 @@ class LocalLake(Lake):
                     for block in opened.chunks():
                         handle.write(block)
 
-            return _replace_atomically(local, copy)
-        return _replace_atomically(local, lambda tmp: shutil.copyfile(self._path(path), tmp))
+            return replace_atomically(local, copy)
+        return replace_atomically(local, lambda tmp: shutil.copyfile(self._path(path), tmp))
 
     def list(self, prefix: str = "") -> Iterator[str]:
         base = self._path(prefix)
         if base.is_file():
-            yield _clean(prefix)
+            yield clean_path(prefix)
             return
         if not base.is_dir():
             return

@@ -19,11 +19,11 @@ from fruitops_core.lake_base import (
     Lake,
     LakeError,
     Lease,
-    _clean,
-    _lock_path,
-    _LockWait,
-    _replace_atomically,
+    LockWait,
+    clean_path,
+    lock_path,
     log,
+    replace_atomically,
 )
 
 #: A lock held on an object store is renewed every quarter of this and taken over by
@@ -52,7 +52,7 @@ class ObjectStoreLake(Lake):
     def __init__(self, scheme: str, bucket: str, prefix: str = "", endpoint_url: str | None = None):
         self.scheme = scheme
         self.bucket = bucket
-        self.prefix = _clean(prefix)
+        self.prefix = clean_path(prefix)
         self.endpoint_url = endpoint_url
         self.root_uri = f"{scheme}://{bucket}/{self.prefix}".rstrip("/")
         self._fs = None
@@ -66,7 +66,7 @@ class ObjectStoreLake(Lake):
         return self._fs
 
     def _key(self, path: str) -> str:
-        return "/".join(p for p in (self.prefix, _clean(path)) if p)
+        return "/".join(p for p in (self.prefix, clean_path(path)) if p)
 
     def _full(self, path: str) -> str:
         return f"{self.bucket}/{self._key(path)}".rstrip("/")
@@ -150,7 +150,7 @@ class ObjectStoreLake(Lake):
         return digest.hexdigest()
 
     def get_file(self, path: str, local: Path) -> Path:
-        return _replace_atomically(
+        return replace_atomically(
             local,
             lambda tmp: self._call("downloading", path, self.fs.get_file, self._full(path), tmp),
         )
@@ -198,10 +198,10 @@ class ObjectStoreLake(Lake):
         """A lease object ``locks/<name>.lock``, made with a conditional PUT (If-None-Match;
         a generation match on GCS), renewed while held and taken over once
         `LEASE_SECONDS` old (its holder died)."""
-        path = _lock_path(name)
+        path = lock_path(name)
         token = uuid.uuid4().hex
         body = json.dumps({"holder": holder, "token": token, "host": socket.gethostname()})
-        wait = _LockWait(name, self.uri(path), wait_seconds)
+        wait = LockWait(name, self.uri(path), wait_seconds)
         while not self._create(path, body.encode(), token):
             held = self._lease(path)
             if held is None:

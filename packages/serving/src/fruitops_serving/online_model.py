@@ -143,7 +143,7 @@ class OnlineModel:
 
     def predict(self, model_input: Any, params: dict[str, Any] | None = None) -> pd.DataFrame:
         """One answer row per photo of ``model_input`` (a frame with an ``image`` column)."""
-        photos = [photo_bytes(value) for value in _photos(model_input)]
+        photos = [photo_bytes(value) for value in request_photos(model_input)]
         return pd.DataFrame(self.predict_photos(photos), columns=ANSWER_COLUMNS)
 
     def predict_photos(self, photos: list[bytes | str]) -> list[dict[str, Any]]:
@@ -188,7 +188,7 @@ class OnlineModel:
         return rows
 
 
-def _photos(model_input: Any) -> list[Any]:
+def request_photos(model_input: Any) -> list[Any]:
     """The photos of a request: the ``image`` column (or the only column) of a frame, or a
     list of photos."""
     if isinstance(model_input, pd.DataFrame):

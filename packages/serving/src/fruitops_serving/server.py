@@ -32,7 +32,7 @@ from starlette.datastructures import UploadFile
 
 from fruitops_core.model_ref import ModelRef
 from fruitops_serving.config import ServingConfig, setting_name
-from fruitops_serving.online_model import OnlineModel, _photos, photo_bytes
+from fruitops_serving.online_model import OnlineModel, photo_bytes, request_photos
 
 log = logging.getLogger("fruitops.serve")
 
@@ -122,7 +122,7 @@ class LiveModel:
 
         from fruitops_serving.online_model import ANSWER_COLUMNS
 
-        photos = [photo_bytes(v) for v in _photos(model_input)]
+        photos = [photo_bytes(v) for v in request_photos(model_input)]
         return pd.DataFrame(self.answer(photos), columns=ANSWER_COLUMNS)
 
     # --- answering --------------------------------------------------------------------------
