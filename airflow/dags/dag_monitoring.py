@@ -22,10 +22,9 @@ from airflow.sdk import Variable, task
 from fruitops_airflow.factory import airflow_asset, dag_from_assets, task_id_for
 from fruitops_core.asset_keys import BATCH_PREDICTIONS, DRIFT_REPORT, REFERENCE_PROFILE
 from fruitops_core.lake import open_lake
-from fruitops_core.options import ConfigOption
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_monitoring.config import DriftConfig
+from fruitops_monitoring.options import MONITORING_PARAMS
 
 settings = FruitOpsSettings()
 graph = AssetGraph.from_entry_points()
@@ -40,11 +39,7 @@ dag = dag_from_assets(
     "fruitops_monitoring",
     select="monitoring/*",
     schedule=[predictions],
-    options=[
-        ConfigOption(DRIFT_REPORT, DriftConfig, "drift_share"),
-        ConfigOption(DRIFT_REPORT, DriftConfig, "critical_columns"),
-        ConfigOption(DRIFT_REPORT, DriftConfig, "online_day"),
-    ],
+    options=MONITORING_PARAMS,
     tags=["monitoring"],
     doc_md=__doc__,
     settings=settings,

@@ -8,16 +8,17 @@ from typing import Any
 
 import typer
 
-from fruitops_core.asset_keys import IMAGE_MANIFEST
+from fruitops_core.asset_keys import DRIFT_REPORT, IMAGE_MANIFEST
 from fruitops_core.lake import Lake
 from fruitops_core.model_ref import ModelRef
-from fruitops_core.options import ConfigOption, with_options
+from fruitops_core.options import with_options
 from fruitops_core.output import JSON_OPTION, plain_console, run_command
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
+from fruitops_monitoring.options import DRIFT_POLICY
 from fruitops_monitoring.reference import build_reference
 from fruitops_serving.predictions import read_predictions
 
@@ -25,7 +26,7 @@ app = typer.Typer(help="Monitoring: image features and drift reports.", no_args_
 
 
 @app.command()
-@with_options([ConfigOption("policy", DriftConfig, f) for f in ("drift_share", "critical_columns")])
+@with_options(DRIFT_POLICY)
 def drift(
     config: dict[str, dict[str, Any]],
     batch: str | None = typer.Option(
@@ -50,7 +51,7 @@ def drift(
         from fruitops_core.lake import object_at
 
         settings, graph, lake = open_workspace()
-        policy = DriftConfig(**config.get("policy", {}))
+        policy = DriftConfig(**config.get(DRIFT_REPORT, {}))
         scored = batch or last_scored(lake)
         stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
         with tempfile.TemporaryDirectory(prefix="fruitops-drift-") as tmp:

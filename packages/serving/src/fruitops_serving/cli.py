@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 
+from fruitops_core.asset_keys import BATCH_PREDICTIONS
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, print_set_aside, run_command
 from fruitops_serving.config import (
@@ -20,9 +21,10 @@ from fruitops_serving.config import (
 SCORE_OPTIONS = [
     ConfigOption("output", OutputConfig, "output"),
     ConfigOption("output", OutputConfig, "format"),
-    ConfigOption("model", ScoringConfig, "batch_size"),
-    ConfigOption("model", ScoringConfig, "precision"),
-    ConfigOption("model", ScoringConfig, "backend"),
+    ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "model_uri", name="model"),
+    ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "batch_size"),
+    ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "precision"),
+    ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "backend"),
 ]
 
 
@@ -32,14 +34,14 @@ def score_command(
     input: str = typer.Argument(
         ..., help="folder, glob, s3://bucket/prefix or a .csv/.parquet list of files"
     ),
-    model: str | None = typer.Option(None, help="default models:/<registered model>@champion"),
     json_mode: bool = JSON_OPTION,
 ) -> None:
     """Score images with the champion; undecodable files are quarantined, never dropped.
 
     An empty input exits 0 with an empty table and a warning.
     """
-    output, scoring = OutputConfig(**config.get("output", {})), ScoringConfig(**config["model"])
+    output = OutputConfig(**config.get("output", {}))
+    scoring = ScoringConfig(**config.get(BATCH_PREDICTIONS, {}))
 
     def action() -> dict[str, Any]:
         from fruitops_core.lake import object_at, open_lake
@@ -59,7 +61,7 @@ def score_command(
             endpoint_url=settings.s3_endpoint,
             allowed_roots=settings.allowed_root_paths,
         )
-        loaded = load_model(tracking, model or tracking.champion_uri)
+        loaded = load_model(tracking, scoring.model_uri or tracking.champion_uri)
         # auto: the verdict of the serving/precision_gate asset, made first if it is missing
         # or stale or was made for another model
         predictor, gate = choose_predictor(

@@ -23,7 +23,7 @@ BACKENDS: tuple[str, ...] = get_args(Backend)
 
 class ScoringConfig(BaseModel):
     model_uri: str | None = Field(
-        None, description="default: the champion version chosen by models/champion_model"
+        None, description="default: the champion version chosen by " + CHAMPION_MODEL
     )
     batch_size: int = Field(128, ge=1, description="images scored at once")
     precision: Literal["auto", "fp32"] = Field(
