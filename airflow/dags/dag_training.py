@@ -3,7 +3,7 @@
 raw_images (ingest) → image_manifest → data_validation (a blocking gate: nothing trains on
 data that failed it) → class_mapping → training_cache → `models__trained_model__architectures`,
 one mapped task per item of the `architectures` param (each an MLflow run and a registered
-version; `fan_out` below) →
+version; `mapped` below) →
 trained_model (gathers them) → model_evaluation (candidates and champion on one split) →
 champion_model (the alias moves only if the best candidate beats the champion by the margin)
 → training_report (table, curves, winner and why; in the lake and MLflow).
@@ -26,7 +26,7 @@ dag = dag_from_assets(
     "data/training_cache models/*",
     schedule=None,
     options=TRAINING_PARAMS,
-    fan_out={TRAINED_MODEL: "architectures"},
+    mapped={TRAINED_MODEL: "architectures"},
     tags=["training"],
     doc_md=__doc__,
     settings=FruitOpsSettings(),

@@ -388,10 +388,10 @@ def test_in_process_run_key_and_date_without_a_logical_date(dagbag):
     assert render(DS, dated) == "2026-11-27"
 
 
-def test_fan_out_names_a_list_param_of_its_own_asset(dags_folder):
+def test_mapped_names_a_list_param_of_its_own_asset(dags_folder):
     from fruitops_airflow.factory import dag_from_assets
     from fruitops_models.options import TRAINING_PARAMS
 
     with pytest.raises(ValueError, match="configures data/"):
-        dag_from_assets("bad_fan_out", select="data/* models/*", options=TRAINING_PARAMS,
-                        fan_out={"models/trained_model": "source"})  # fmt: skip
+        dag_from_assets("bad_mapped", select="data/* models/*", options=TRAINING_PARAMS,
+                        mapped={"models/trained_model": "source"})  # fmt: skip

@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 TINY = "synthetic:classes=3,per_class=20,size=40,seed=11"
 TRAIN_DATE = "2026-11-20"
 ARCHS = ["cnn", "resnet18"]
-#: models__trained_model__architectures (a mapped task: every slice) and the gathering task
+#: models__trained_model__architectures (a mapped task: every item) and the gathering task
 #: fail once each, through the test-only cluster policy in fail_first_try/ (on PYTHONPATH)
 FAIL_ONCE = "models__trained_model__architectures,models__trained_model"
 FAIL_FIRST_TRY = Path(__file__).resolve().parent / "fail_first_try"

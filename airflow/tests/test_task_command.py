@@ -38,7 +38,7 @@ def test_the_container_command_materializes_and_hands_back_the_record(cli, setti
 
 
 @pytest.mark.slow
-def test_a_slice_trains_one_architecture_that_the_gathering_task_then_reuses(cli, settings):
+def test_a_mapped_item_trains_one_architecture_that_the_gathering_task_then_reuses(cli, settings):
     import mlflow
 
     params = {"source": TINY, "epochs": 1, "architectures": ["cnn"]}
@@ -46,9 +46,9 @@ def test_a_slice_trains_one_architecture_that_the_gathering_task_then_reuses(cli
     done = cli("fruitops", "materialize", "data/training_cache", "--with-upstream", *upstream)
     assert done.returncode == 0, done.stderr[-3000:]
     one_arch = json.dumps({"architectures": ["cnn"]})
-    sliced = cli(*filled(task_command("models/trained_model", PARAM_MAP, one_arch), params, "r2"))
-    assert sliced.returncode == 0, sliced.stderr[-3000:]
-    (candidate,) = json.loads(sliced.stdout)["candidates"]
+    item = cli(*filled(task_command("models/trained_model", PARAM_MAP, one_arch), params, "r2"))
+    assert item.returncode == 0, item.stderr[-3000:]
+    (candidate,) = json.loads(item.stdout)["candidates"]
     gathered = cli(*filled(task_command("models/trained_model", PARAM_MAP), params, "r2"))
     assert gathered.returncode == 0, gathered.stderr[-3000:]
     record = json.loads(gathered.stdout)

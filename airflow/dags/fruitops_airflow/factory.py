@@ -65,12 +65,12 @@ def run_in_process(
     key: str, param_map: ParamMap, overrides: dict[str, Any] | None = None
 ) -> dict[str, Any]:
     """Materialize one asset inside the task (in_process mode); return its small record.
-    With ``overrides``, run that slice of it instead (a fan-out task) and return its value.
+    With ``overrides``, run one item of it instead (a mapped task) and return its value.
 
     Bad input (a wrong source, config or data that fails a blocking check) fails the task at
     once: retrying cannot fix it. Anything else (an S3 or MLflow outage) is retried.
     """
-    from fruitops_core.orchestration import BadInput, run_asset_slice, run_asset_task
+    from fruitops_core.orchestration import BadInput, run_asset_task, run_mapped_task
 
     context = get_current_context()
     common = {
@@ -81,7 +81,7 @@ def run_in_process(
     }
     try:
         if overrides is not None:
-            value = run_asset_slice(key, overrides, **common)
+            value = run_mapped_task(key, overrides, **common)
         else:
             value = run_asset_task(key, **common)
     except BadInput as err:
@@ -96,21 +96,21 @@ def run_in_venv(key: str, param_map: dict, params_json: str, asset_run: str, dat
     return run_serialized(key, params_json, param_map, asset_run, date)
 
 
-def slice_in_venv(
+def mapped_in_venv(
     item: Any, key: str, field: str, param_map: dict, params_json: str, asset_run: str, date: str
 ) -> Any:
-    """`@task.external_python` body of a fan-out slice (``field = [item]``)."""
+    """`@task.external_python` body of one mapped item (``field = [item]``)."""
     import json
 
     from fruitops_core.orchestration import run_serialized
 
     return run_serialized(
-        key, params_json, param_map, asset_run, date, slice_json=json.dumps({field: [item]})
+        key, params_json, param_map, asset_run, date, mapped_json=json.dumps({field: [item]})
     )
 
 
 class Runner:
-    """How one task mode runs an asset: ``whole`` (its own task) or ``sliced`` (one mapped
+    """How one task mode runs an asset: ``whole`` (its own task) or ``mapped`` (one mapped
     task per item of a list, each running the asset with ``field = [item]``)."""
 
     def __init__(
@@ -122,7 +122,7 @@ class Runner:
     def whole(self, **common: Any) -> Any:
         raise NotImplementedError
 
-    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+    def mapped(self, field: str, listed: Any, task_id: str) -> Any:
         raise NotImplementedError
 
 
@@ -130,16 +130,16 @@ class InProcess(Runner):
     def whole(self, **common: Any) -> Any:
         return task(**common)(run_in_process)(self.key, self.param_map)
 
-    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+    def mapped(self, field: str, listed: Any, task_id: str) -> Any:
         key, param_map = self.key, self.param_map
 
-        @task(task_id=task_id, map_index_template="{{ fan_out_item }}")
-        def run_slice(item: Any) -> Any:
-            """Run one slice of the asset (its item in the label) and return it compacted."""
-            get_current_context()["fan_out_item"] = str(item)  # type: ignore[typeddict-unknown-key]
+        @task(task_id=task_id, map_index_template="{{ mapped_item }}")
+        def run_item(item: Any) -> Any:
+            """Run the asset for one item (the item in the label); return it compacted."""
+            get_current_context()["mapped_item"] = str(item)  # type: ignore[typeddict-unknown-key]
             return run_in_process(key, param_map, {field: [item]})
 
-        return run_slice.expand(item=listed)
+        return run_item.expand(item=listed)
 
 
 class InVenv(Runner):
@@ -151,9 +151,9 @@ class InVenv(Runner):
             self.key, self.param_map, PARAMS_JSON, RUN_ID, DS
         )
 
-    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+    def mapped(self, field: str, listed: Any, task_id: str) -> Any:
         return (
-            self._python(task_id=task_id)(slice_in_venv)
+            self._python(task_id=task_id)(mapped_in_venv)
             .partial(
                 key=self.key,
                 field=field,
@@ -175,12 +175,12 @@ class InContainer(Runner):
         command = task_command(self.key, self.param_map)
         return operator(**common, **kwargs, **command_kwargs(mode, command))
 
-    def sliced(self, field: str, listed: Any, task_id: str) -> Any:
+    def mapped(self, field: str, listed: Any, task_id: str) -> Any:
         key, param_map, mode = self.key, self.param_map, self.task_settings.task_mode
 
         @task(task_id=f"{task_id}_commands")
         def commands(values: list) -> list[dict[str, Any]]:
-            """The per-item ``fruitops task --slice`` commands, templates filled in."""
+            """The per-item ``fruitops task --mapped`` commands, templates filled in."""
             context = get_current_context()
             filled = {template: render(template, context) for template in (RUN_ID, DS)}
             filled[PARAMS_JSON] = json.dumps(dict(context["params"]))
@@ -207,26 +207,26 @@ RUNNERS: dict[TaskMode, type[Runner]] = {
 }
 
 
-def sliced_task_id(key: str, param: str) -> str:
-    """The mapped task of `key`'s slices over `param`: `models__trained_model__architectures`."""
+def mapped_task_id(key: str, param: str) -> str:
+    """The task mapping `key` over `param`'s items: `models__trained_model__architectures`."""
     return f"{task_id_for(key)}__{param}"
 
 
-def fan_out_tasks(key: str, param: str, runner: Runner, param_map: ParamMap) -> tuple[Any, Any]:
+def mapped_tasks(key: str, param: str, runner: Runner, param_map: ParamMap) -> tuple[Any, Any]:
     """The task listing the items of the list param ``param``, and the mapped task running
-    ``key`` once per item. ``key``'s asset function must find a slice done by the same run
-    instead of redoing it: its own task then only gathers the slices."""
+    ``key`` once per item. ``key``'s asset function must find an item done by the same run
+    instead of redoing it: its own task then only gathers the items."""
     asset, field = param_map[param]
     if asset != key:
-        raise ValueError(f"fan_out: param {param!r} configures {asset}, not {key}")
+        raise ValueError(f"mapped: param {param!r} configures {asset}, not {key}")
 
     @task(task_id=f"list_{param}")
     def items() -> list:
-        """The list the mapped task fans out over, read from the run's params."""
+        """The items the mapped task runs over, read from the run's params."""
         return list(get_current_context()["params"][param])
 
     listed = items()
-    return listed, runner.sliced(field, listed, sliced_task_id(key, param))
+    return listed, runner.mapped(field, listed, mapped_task_id(key, param))
 
 
 def dag_params(options: Sequence[ConfigOption]) -> dict[str, Param]:
@@ -251,7 +251,7 @@ def dag_from_assets(
     select: str,
     schedule: Any = None,
     options: Sequence[ConfigOption] = (),
-    fan_out: Mapping[str, str] | None = None,
+    mapped: Mapping[str, str] | None = None,
     tags: list[str] | None = None,
     doc_md: str | None = None,
     settings: FruitOpsSettings | None = None,
@@ -260,7 +260,7 @@ def dag_from_assets(
 ) -> DAG:
     """A DAG with a task per selected asset, wired by the assets' dependencies.
 
-    ``fan_out`` maps an asset to one of its list params (``{"models/trained_model":
+    ``mapped`` maps an asset over one of its list params (``{"models/trained_model":
     "architectures"}``): that asset first runs as one mapped task per item, after its
     upstream tasks, and its own task gathers them.
     """
@@ -295,11 +295,11 @@ def dag_from_assets(
             for dep in graph[key].deps:
                 if dep in tasks:
                     tasks[dep] >> tasks[key]
-        for key, param in (fan_out or {}).items():
-            slices = runner(key, param_map, task_settings, settings)
-            listed, mapped = fan_out_tasks(key, param, slices, param_map)
+        for key, param in (mapped or {}).items():
+            item_runner = runner(key, param_map, task_settings, settings)
+            listed, mapped_task = mapped_tasks(key, param, item_runner, param_map)
             gather = dag.get_task(task_id_for(key))
             for upstream in gather.upstream_list:
                 upstream >> listed
-            mapped >> gather
+            mapped_task >> gather
     return dag

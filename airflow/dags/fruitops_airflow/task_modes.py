@@ -78,7 +78,7 @@ class TaskSettings(BaseSettings):
         return None if value is None or value.strip().lower() in ("", "none") else value
 
 
-def task_command(key: str, param_map: ParamMap, slice_json: str | None = None) -> list[str]:
+def task_command(key: str, param_map: ParamMap, mapped_json: str | None = None) -> list[str]:
     """The ``fruitops task`` command line a container runs for ``key`` (templated)."""
     command = [
         "fruitops",
@@ -94,8 +94,8 @@ def task_command(key: str, param_map: ParamMap, slice_json: str | None = None) -
         "--param-map",
         json.dumps(param_map),
     ]
-    if slice_json is not None:
-        command += ["--slice", slice_json]
+    if mapped_json is not None:
+        command += ["--mapped", mapped_json]
     return command
 
 

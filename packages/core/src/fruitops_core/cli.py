@@ -166,8 +166,8 @@ def task_command(
     params: str = typer.Option("{}", help="The DAG run's params, as JSON."),
     param_map: str = typer.Option("{}", help="JSON: param name -> [asset key, config field]."),
     ds: str | None = typer.Option(None, help="Logical date YYYY-MM-DD ({ds} in params)."),
-    slice_config: str | None = typer.Option(
-        None, "--slice", help="JSON config overrides: run one slice, store nothing."
+    mapped_config: str | None = typer.Option(
+        None, "--mapped", help="JSON config overrides: run one mapped item, store nothing."
     ),
     xcom_file: Path | None = typer.Option(
         None, help="Also write the result there (KubernetesPodOperator: /airflow/xcom/return.json)."
@@ -179,7 +179,7 @@ def task_command(
 
     def action() -> dict[str, Any]:
         result = run_serialized(
-            key, params, json.loads(param_map), run_id, ds, slice_json=slice_config
+            key, params, json.loads(param_map), run_id, ds, mapped_json=mapped_config
         )
         if xcom_file is not None:
             xcom_file.parent.mkdir(parents=True, exist_ok=True)

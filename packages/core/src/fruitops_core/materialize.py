@@ -99,7 +99,7 @@ def _upstream(
     return values, versions
 
 
-def compute(
+def run_mapped(
     spec: AssetSpec,
     graph: AssetGraph,
     resources: Resources,
@@ -108,8 +108,8 @@ def compute(
 ) -> Any:
     """Run ``spec``'s function on the stored upstream values without storing the result.
 
-    For a slice of an asset's work done elsewhere (one architecture of ``models/trained_model``
-    in an Airflow mapped task): the asset's own materialization then finds that work done.
+    For one item of an asset's work done in an Airflow mapped task (one architecture of
+    ``models/trained_model``): the asset's own materialization then finds that work done.
     The value must not need the scratch folder, which is gone on return.
     """
     upstream, _ = _upstream(spec, graph, resources.lake)

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from fruitops_core.lake import LakeError
-from fruitops_core.materialize import compute, materialize
+from fruitops_core.materialize import materialize, run_mapped
 from fruitops_core.names import slug
 from fruitops_core.options import ParamMap
 from fruitops_core.records import MaterializationError, MaterializationRecord
@@ -131,7 +131,7 @@ def run_asset_task(
     return small_record(record)
 
 
-def run_asset_slice(
+def run_mapped_task(
     key: str,
     overrides: dict[str, Any],
     *,
@@ -144,16 +144,16 @@ def run_asset_slice(
     """Run ``key``'s function with ``overrides`` on its config, storing nothing; return the
     value `compact`ed.
 
-    The fan-out half of a mapped task (one architecture of ``models/trained_model``): the
-    asset function must make that slice idempotent per run id, so the asset's own task later
-    finds the slice done rather than doing it again.
+    One item of a mapped task (one architecture of ``models/trained_model``): the asset
+    function must make that item's work idempotent per run id, so the asset's own task later
+    finds it done rather than doing it again.
     """
     settings = settings or FruitOpsSettings()
     graph = AssetGraph.from_entry_points()
     config = {**config_from_params(params, param_map, logical_date).get(key, {}), **overrides}
     with bad_input_raised_as_such(key):
         resources = Resources.of(settings)
-        value = compute(graph[key], graph, resources, safe_run_id(run_id), config)
+        value = run_mapped(graph[key], graph, resources, safe_run_id(run_id), config)
     return compact(value)
 
 
@@ -164,9 +164,9 @@ def run_serialized(
     run_id: str,
     logical_date: str | None,
     *,
-    slice_json: str | None = None,
+    mapped_json: str | None = None,
 ) -> Any:
-    """`run_asset_task` (or, with ``slice_json``, `run_asset_slice`) for a process that got
+    """`run_asset_task` (or, with ``mapped_json``, `run_mapped_task`) for a process that got
     the run's params as JSON: ``fruitops task`` in a container, an external_python task.
 
     Its `BadInput` message starts with `BAD_INPUT_PREFIX`, for the orchestrator outside.
@@ -178,8 +178,8 @@ def run_serialized(
         "logical_date": logical_date,
     }
     try:
-        if slice_json is not None:
-            return run_asset_slice(key, json.loads(slice_json), **common)
+        if mapped_json is not None:
+            return run_mapped_task(key, json.loads(mapped_json), **common)
         return run_asset_task(key, **common)
     except BadInput as err:
         raise BadInput(f"{BAD_INPUT_PREFIX}{err}") from err
