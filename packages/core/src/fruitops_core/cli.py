@@ -17,11 +17,9 @@ import typer
 from rich.table import Table
 
 from fruitops_core.demo import DEMO_CONFIG, demo_summary
-from fruitops_core.lake import Lake, open_lake
 from fruitops_core.materialize import materialize as run_materialize
 from fruitops_core.output import DEBUG_VARIABLE, JSON_OPTION, plain_console, run_command
-from fruitops_core.registry import AssetGraph
-from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.workspace import open_workspace
 
 CLI_ENTRY_POINT_GROUP = "fruitops.cli"
 
@@ -70,18 +68,12 @@ def parse_config(items: list[str]) -> dict[str, dict[str, Any]]:
     return config
 
 
-def open_workspace() -> tuple[FruitOpsSettings, AssetGraph, Lake]:
-    """The settings from the environment, the installed asset graph and its lake."""
-    settings = FruitOpsSettings()
-    return settings, AssetGraph.from_entry_points(), open_lake(settings)
-
-
 @assets_app.command("list")
 def assets_list(json_mode: bool = JSON_OPTION) -> None:
     """List every asset, its upstream assets and its checks, in dependency order."""
 
     def action() -> dict[str, Any]:
-        _, graph, lake = open_workspace()
+        graph, lake = (ws := open_workspace()).graph, ws.lake
         return {
             "assets": [
                 {
@@ -134,12 +126,11 @@ def materialize(
     parsed = parse_config(config)
 
     def action() -> dict[str, Any]:
-        settings, graph, lake = open_workspace()
+        ws = open_workspace()
         records = run_materialize(
             keys,
-            settings=settings,
-            graph=graph,
-            lake=lake,
+            graph=ws.graph,
+            resources=ws.resources,
             with_upstream=with_upstream,
             config=parsed,
             run_id=run_id,
@@ -208,16 +199,15 @@ def demo(
         return
 
     def action() -> dict[str, Any]:
-        settings, graph, lake = open_workspace()
+        ws = open_workspace()
         if run:
             run_materialize(
-                graph.topological_order(),
-                settings=settings,
-                graph=graph,
-                lake=lake,
+                ws.graph.topological_order(),
+                graph=ws.graph,
+                resources=ws.resources,
                 config=DEMO_CONFIG,
             )
-        return demo_summary(settings, graph, lake)
+        return demo_summary(ws)
 
     def human(result: dict[str, Any]) -> None:
         out = plain_console()

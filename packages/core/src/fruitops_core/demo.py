@@ -19,8 +19,8 @@ from fruitops_core.asset_keys import (
 from fruitops_core.lake import Lake
 from fruitops_core.records import read_record
 from fruitops_core.registry import AssetGraph, AssetGraphError
-from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
+from fruitops_core.workspace import Workspace
 
 #: The real photos shipped with the repository (8 classes, 208 photos, MIT; see its SOURCE.md).
 DEMO_SOURCE = str(Path(__file__).resolve().parents[4] / "samples" / "fruits-real-mini")
@@ -59,8 +59,8 @@ def training_runs(tracking: Tracking, limit: int = 20) -> list[dict[str, Any]]:
     ]
 
 
-def demo_summary(settings: FruitOpsSettings, graph: AssetGraph, lake: Lake) -> dict[str, Any]:
-    tracking = Tracking(settings)
+def demo_summary(workspace: Workspace) -> dict[str, Any]:
+    settings, graph, lake, tracking = workspace
     return {
         "runs": training_runs(tracking),
         "champion": tracking.champion_summary(),

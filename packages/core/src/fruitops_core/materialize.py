@@ -194,16 +194,18 @@ def materialize(
     lake: Lake | None = None,
     force: bool = False,
     tracking: Tracking | None = None,
+    resources: Resources | None = None,
 ) -> list[MaterializationRecord]:
     """Materialize ``keys`` and, with ``with_upstream``, what they depend on, in order.
 
     The named ``keys`` always run. Their upstream assets run only when missing or stale
     (`staleness`), or always with ``force``. ``config`` maps asset keys to config values;
     every given config is validated before anything runs. Returns the records of the
-    assets that ran. ``tracking`` (the MLflow resource) is built from ``settings`` unless
-    given, and shared by every asset of the run.
+    assets that ran. ``resources`` (a command's `Workspace` has them), or else the lake and
+    ``tracking`` (the MLflow resource), are built from ``settings`` unless given, and shared
+    by every asset of the run.
     """
-    resources = Resources.of(settings, lake, tracking)
+    resources = resources or Resources.of(settings, lake, tracking)
     settings, lake = resources.settings, resources.lake
     graph = graph or AssetGraph.from_entry_points()
     run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"

@@ -1,7 +1,7 @@
 """`Tracking`: the MLflow resource, the one way FruitOps code talks to MLflow.
 
 `materialize` builds one from the settings and hands it to every asset as ``ctx.tracking``;
-a CLI or script that needs MLflow builds its own with ``Tracking(settings)``. It holds a
+a command gets its own from `fruitops_core.workspace.open_workspace` and hands it on. It holds a
 client bound to the profile's tracking URI (used for every registry and search call), knows
 the experiment and the registered model, and is the single place that looks up the champion.
 

@@ -10,7 +10,6 @@ from rich.table import Table
 
 from fruitops_core.asset_keys import DATA_VALIDATION, IMAGE_MANIFEST, RAW_IMAGES
 from fruitops_core.assets import AssetSpec
-from fruitops_core.cli import open_workspace
 from fruitops_core.lake import Lake
 from fruitops_core.materialize import materialize
 from fruitops_core.options import ConfigOption, with_options
@@ -23,6 +22,7 @@ from fruitops_core.output import (
 )
 from fruitops_core.records import AssetCheckFailed, load_value, read_record
 from fruitops_core.registry import AssetGraph
+from fruitops_core.workspace import open_workspace
 from fruitops_data.config import LOCAL_PATHS, SOURCE_FORMS, ManifestConfig, ValidationConfig
 from fruitops_data.layout import find_dataset_root, walk
 from fruitops_data.quarantine import unusable
@@ -68,13 +68,13 @@ def ingest(
     What is ingested is the data set every later step (validate, train, the DAGs) uses."""
 
     def action() -> dict[str, Any]:
-        settings, graph, lake = open_workspace()
+        ws = open_workspace()
+        graph, lake = ws.graph, ws.lake
         try:
             materialize(  # both named: a source is walked again even if its name is the same
                 [RAW_IMAGES, IMAGE_MANIFEST],
-                settings=settings,
                 graph=graph,
-                lake=lake,
+                resources=ws.resources,
                 config={**config, RAW_IMAGES: {"source": source}},
             )
         except AssetCheckFailed as err:
@@ -115,12 +115,13 @@ def validate(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -
     """Validate the ingested manifest with Great Expectations; exit 1 on a critical failure."""
 
     def action() -> dict[str, Any]:
-        settings, graph, lake = open_workspace()
+        ws = open_workspace()
+        graph, lake = ws.graph, ws.lake
         spec = graph[DATA_VALIDATION]
         if read_record(lake, graph[IMAGE_MANIFEST]) is None:
             raise ValueError("nothing has been ingested yet: run `fruitops data ingest SOURCE`")
         try:
-            materialize([spec.key], settings=settings, graph=graph, lake=lake, config=config)
+            materialize([spec.key], graph=graph, resources=ws.resources, config=config)
         except AssetCheckFailed as err:
             record = read_record(lake, spec)
             if record is None or not record.blocked_by:  # an upstream gate, not validation's

@@ -15,12 +15,11 @@ from fruitops_core.asset_keys import (
     TRAINING_CACHE,
     TRAINING_REPORT,
 )
-from fruitops_core.cli import open_workspace
 from fruitops_core.materialize import materialize
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JSON_OPTION, plain_console, run_command
 from fruitops_core.records import load_value, read_record
-from fruitops_core.settings import FruitOpsSettings
+from fruitops_core.workspace import open_workspace
 from fruitops_models.config import EvaluationConfig, PromotionConfig
 from fruitops_models.options import TRAIN_COMMAND
 
@@ -38,24 +37,23 @@ def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> N
     model registered becomes champion, later ones wait for `fruitops models promote`."""
 
     def action() -> dict[str, Any]:
-        from fruitops_core.tracking import Tracking
         from fruitops_models.hardware import dist_info
 
-        settings, graph, lake = open_workspace()
+        ws = open_workspace()
+        settings, graph, lake = ws.settings, ws.graph, ws.lake
         rank, world = dist_info()
         if rank > 0:
             return _train_follower(settings, graph, lake, config[TRAINED_MODEL])
         start = time.perf_counter()
         records = materialize(
             [TRAINED_MODEL],
-            settings=settings,
             graph=graph,
-            lake=lake,
+            resources=ws.resources,
             with_upstream=True,
             config=config,
         )
         trained = load_value(lake, graph[TRAINED_MODEL])
-        crowned = Tracking(settings).champion_summary()
+        crowned = ws.tracking.champion_summary()
         return {
             "candidates": [
                 {
@@ -125,14 +123,14 @@ def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) ->
     made it) and the champion on one split; move the alias to the best by the margin."""
 
     def action() -> dict[str, Any]:
-        settings, graph, lake = open_workspace()
+        ws = open_workspace()
+        graph, lake = ws.graph, ws.lake
         if read_record(lake, graph[TRAINED_MODEL]) is None:
             raise ValueError("nothing has been trained yet: run `fruitops train` first")
         materialize(
             [MODEL_EVALUATION, CHAMPION_MODEL, TRAINING_REPORT],
-            settings=settings,
             graph=graph,
-            lake=lake,
+            resources=ws.resources,
             config=config,
         )
         champion = load_value(lake, graph[CHAMPION_MODEL])
@@ -162,11 +160,9 @@ def upgrade(
     `fruitops serve` and `mlflow models serve` need); the champion alias follows it."""
 
     def action() -> dict[str, Any]:
-        from fruitops_core.settings import FruitOpsSettings
-        from fruitops_core.tracking import Tracking
         from fruitops_models.registry import register_for_photos
 
-        return register_for_photos(Tracking(FruitOpsSettings()), version)
+        return register_for_photos(open_workspace().tracking, version)
 
     def human(result: dict[str, Any]) -> None:
         if result.get("unchanged"):
@@ -194,10 +190,8 @@ def list_models(
         return
 
     def action() -> dict[str, Any]:
-        from fruitops_core.tracking import Tracking
-
-        settings = FruitOpsSettings()
-        client = Tracking(settings).client
+        ws = open_workspace()
+        settings, client = ws.settings, ws.tracking.client
         versions = client.search_model_versions(f"name = '{settings.registered_model}'")
         aliases: dict[str, list[str]] = {}
         if versions:
@@ -246,10 +240,8 @@ def list_models(
 
 def _print_card(version: int, json_mode: bool) -> None:
     def action() -> dict[str, Any]:
-        from fruitops_core.tracking import Tracking
         from fruitops_models.card import read_card
 
-        settings = FruitOpsSettings()
-        return {"version": version, "card": read_card(Tracking(settings), version)}
+        return {"version": version, "card": read_card(open_workspace().tracking, version)}
 
     run_command(json_mode, action, lambda result: typer.echo(result["card"]))

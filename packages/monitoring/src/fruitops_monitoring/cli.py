@@ -13,9 +13,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.options import with_options
 from fruitops_core.output import JSON_OPTION, plain_console, run_command
-from fruitops_core.registry import AssetGraph
-from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking
+from fruitops_core.workspace import Workspace, open_workspace
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
 from fruitops_monitoring.options import DRIFT_POLICY
@@ -47,10 +45,10 @@ def drift(
     def action() -> dict[str, Any]:
         from datetime import UTC, datetime
 
-        from fruitops_core.cli import open_workspace
         from fruitops_core.lake import object_at
 
-        settings, graph, lake = open_workspace()
+        workspace = open_workspace()
+        settings, lake = workspace.settings, workspace.lake
         policy = DriftConfig(**config.get(DRIFT_REPORT, {}))
         scored = batch or last_scored(lake)
         stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
@@ -59,11 +57,11 @@ def drift(
                 ref_lake, name = object_at(reference, settings.s3_endpoint)
                 record = ref_lake.read_json(name)
             else:
-                record = reference_for_batch(lake, settings, graph, scored, Path(tmp))
+                record = reference_for_batch(workspace, scored, Path(tmp))
             result = run_drift(
                 lake,
                 settings,
-                Tracking(settings),
+                workspace.tracking,
                 scored,
                 record,
                 policy,
@@ -114,14 +112,13 @@ def last_scored(lake: Lake) -> str:
     return lake.read_json(LATEST_PREDICTIONS)["predictions_uri"]
 
 
-def reference_for_batch(
-    lake: Lake, settings: FruitOpsSettings, graph: AssetGraph, batch: str, workdir: Path
-) -> dict[str, Any]:
+def reference_for_batch(workspace: Workspace, batch: str, workdir: Path) -> dict[str, Any]:
     """The reference of the model version that scored ``batch``: stored, or built now from
     the ingested data set's held-out split."""
     from fruitops_core.lake import object_at
     from fruitops_core.records import load_value, read_record
 
+    settings, graph, lake, tracking = workspace
     manifest_spec = graph[IMAGE_MANIFEST]
     if read_record(lake, manifest_spec) is None:
         raise ValueError(
@@ -135,7 +132,7 @@ def reference_for_batch(
     model_uri = ModelRef.pinned(scored["model_name"].iloc[0], scored["model_version"].iloc[0]).uri
     return build_reference(
         lake,
-        Tracking(settings),
+        tracking,
         load_value(lake, manifest_spec),
         model_uri,
         ReferenceConfig(),
@@ -159,12 +156,12 @@ def features(
     """Image features of every file of INPUT (streamed); undecodable files are listed."""
 
     def action() -> dict[str, Any]:
-        from fruitops_core.lake import object_at, open_lake
-        from fruitops_core.settings import FruitOpsSettings
+        from fruitops_core.lake import object_at
         from fruitops_monitoring.profile import build_features
         from fruitops_serving.inputs import resolve_input
 
-        settings = FruitOpsSettings()
+        workspace = open_workspace()
+        settings = workspace.settings
         source = resolve_input(
             input,
             endpoint_url=settings.s3_endpoint,
@@ -174,11 +171,11 @@ def features(
         if model:
             from fruitops_models.registry import load_model
 
-            loaded = load_model(Tracking(settings), model)
+            loaded = load_model(workspace.tracking, model)
         if output:
             target, key = object_at(output, settings.s3_endpoint)
         else:
-            target, key = open_lake(settings), f"monitoring/features/{source.name}.parquet"
+            target, key = workspace.lake, f"monitoring/features/{source.name}.parquet"
         with tempfile.TemporaryDirectory(prefix="fruitops-features-") as tmp:
             built = build_features(
                 source.keys,

@@ -44,18 +44,15 @@ def score_command(
     scoring = ScoringConfig(**config.get(BATCH_PREDICTIONS, {}))
 
     def action() -> dict[str, Any]:
-        from fruitops_core.lake import object_at, open_lake
-        from fruitops_core.settings import FruitOpsSettings
-        from fruitops_core.tracking import Tracking
+        from fruitops_core.lake import object_at
+        from fruitops_core.workspace import open_workspace
         from fruitops_models.registry import load_model
         from fruitops_serving.gate import choose_predictor
         from fruitops_serving.inputs import resolve_input
         from fruitops_serving.scoring import score
 
         started = time.perf_counter()
-        settings = FruitOpsSettings()
-        tracking = Tracking(settings)
-        lake = open_lake(settings)
+        settings, _, lake, tracking = open_workspace()
         source = resolve_input(
             input,
             endpoint_url=settings.s3_endpoint,
@@ -157,12 +154,11 @@ def serve_command(
 
     def preflight() -> dict[str, Any]:
         """What is wrong (a bad setting, no champion, an old version), before any worker."""
-        from fruitops_core.settings import FruitOpsSettings
-        from fruitops_core.tracking import Tracking
+        from fruitops_core.workspace import open_workspace
         from fruitops_serving.server import servable_version
 
         chosen.append(ServingConfig(**given))
-        serving, tracking = chosen[0], Tracking(FruitOpsSettings())
+        serving, tracking = chosen[0], open_workspace().tracking
         tracking.activate()
         uri = serving.model_uri or tracking.champion_uri
         return {
