@@ -2,8 +2,11 @@
 import asset modules, and the import contracts between packages."""
 
 import ast
+import re
 import subprocess
 import sys
+import tomllib
+from importlib.metadata import packages_distributions
 from pathlib import Path
 
 import pytest
@@ -98,3 +101,28 @@ def test_every_asset_key_is_declared_once_in_asset_keys():
         if name.isupper() and isinstance(value, str)
     }
     assert declared == set(GRAPH.assets)
+
+
+def _name(requirement: str) -> str:
+    """``scikit-learn>=1.4`` → ``scikit-learn``, normalised (PEP 503)."""
+    return re.sub(r"[-_.]+", "-", re.split(r"[<>=!~\[ ;]", requirement, maxsplit=1)[0]).lower()
+
+
+@pytest.mark.parametrize("package", sorted(p.name for p in PACKAGES.iterdir()))
+def test_every_imported_package_is_declared_in_its_pyproject(package):
+    """What a package imports, it declares (extras count): it installs alone, and a
+    dependency that only came along with another one cannot vanish with it."""
+    meta = tomllib.loads((PACKAGES / package / "pyproject.toml").read_text())["project"]
+    extras = meta.get("optional-dependencies", {}).values()
+    declared = {_name(r) for r in [*meta.get("dependencies", []), *(r for e in extras for r in e)]}
+    distributions = packages_distributions()
+    undeclared = {}
+    for path in (PACKAGES / package / "src").rglob("*.py"):
+        for module in _imported_modules(path):
+            top = module.split(".")[0]
+            if top in sys.stdlib_module_names or top.startswith("fruitops") or not top:
+                continue
+            names = {_name(d) for d in distributions.get(top, [top])}
+            if not names & declared:
+                undeclared.setdefault(top, []).append(path.name)
+    assert not undeclared, f"imported but not declared in {package}/pyproject.toml: {undeclared}"

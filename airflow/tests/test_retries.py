@@ -9,7 +9,7 @@ lines (DockerOperator) and its last lines as termination message (KubernetesPodO
 import json
 
 from airflow.providers.docker.exceptions import DockerContainerFailedException
-from airflow.sdk.definitions.retry_policy import RetryAction
+from airflow.sdk import RetryAction
 from airflow.sdk.exceptions import AirflowException
 
 from fruitops_airflow.retries import BadInputFails

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+from airflow.sdk import RetryDecision, RetryPolicy
 
 from fruitops_core.orchestration import BAD_INPUT_PREFIX, BadInput
 

@@ -138,3 +138,20 @@ def test_a_lake_without_credentials_is_a_plain_error_naming_the_setting(
     assert "FRUITOPS_LAKE_URI" in payload["error"]
     assert "application-default login" in payload["error"] and ".." not in payload["error"]
     assert "hint" not in payload and "traceback" not in payload
+
+
+def test_version_names_every_package_and_its_version(settings):
+    from importlib.metadata import version
+
+    expected = {
+        f"fruitops-{name}": version(f"fruitops-{name}")
+        for name in ("core", "data", "models", "serving", "monitoring", "devservices")
+    }
+    for args in (("--version", "--json"), ("--json", "--version")):
+        done = run(*args)
+        assert done.returncode == 0, done.stderr
+        assert json.loads(done.stdout) == expected
+    text = run("--version")
+    assert text.returncode == 0 and text.stdout.splitlines() == [
+        f"{name} {v}" for name, v in sorted(expected.items())
+    ]

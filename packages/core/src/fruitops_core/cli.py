@@ -32,8 +32,31 @@ app = typer.Typer(
 )
 
 
+def installed_versions() -> dict[str, str]:
+    """Every installed FruitOps package and its version (each package is versioned apart)."""
+    from importlib.metadata import distributions
+
+    found = {d.metadata["Name"]: d.version for d in distributions()}
+    return {name: found[name] for name in sorted(found) if name.startswith("fruitops")}
+
+
+def _print_versions(asked: bool) -> None:
+    if not asked:
+        return
+    versions = installed_versions()  # `fruitops --version --json`: `main` answers it
+    typer.echo("\n".join(f"{name} {version}" for name, version in versions.items()))
+    raise typer.Exit()
+
+
 @app.callback()
 def _root(
+    version: bool = typer.Option(
+        False,
+        "--version",
+        callback=_print_versions,
+        is_eager=True,
+        help="Print the version of each installed FruitOps package and exit.",
+    ),
     debug: bool = typer.Option(
         False,
         "--debug",
@@ -261,8 +284,6 @@ def _add_plugin_commands(root: typer.Typer) -> None:
 
 def main() -> None:
     """The ``fruitops`` entry point; with ``--json`` even a command-line error is JSON."""
-    from typer._click.exceptions import UsageError  # Typer's own copy of Click
-
     _add_plugin_commands(app)
     if not sys.stderr.isatty():  # MLflow's download bars are noise in a log or a pipe
         os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -271,10 +292,14 @@ def main() -> None:
         return
     # every command takes --json: accept it anywhere (`fruitops --json train …` too)
     args = [a for a in sys.argv[1:] if a != "--json"] + ["--json"]
+    if args[0] == "--version":
+        typer.echo(json.dumps(installed_versions()))
+        return
     try:
         code = app(args, standalone_mode=False)
-    except UsageError as err:
-        hint = f" (see: {err.ctx.command_path} --help)" if err.ctx else ""
+    except typer.TyperException as err:  # a usage error of Typer's own Click (its public base)
+        ctx = getattr(err, "ctx", None)
+        hint = f" (see: {ctx.command_path} --help)" if ctx else ""
         typer.echo(json.dumps({"error": err.format_message() + hint, "error_type": "UsageError"}))
-        sys.exit(err.exit_code)
+        sys.exit(getattr(err, "exit_code", 2))
     sys.exit(code if isinstance(code, int) else 0)
