@@ -28,29 +28,40 @@ help: ## List the verbs
 
 setup: $(VENV)/.setup-done ## Create .venv: torch with pip (pinned), then the workspace with Poetry
 
+# each step prints one line with its time; what it printed is in $(SETUP_LOG)
+SETUP_LOG := $(TOOLS)/setup.log
+STEP := @SETUP_LOG=$(SETUP_LOG) scripts/step
+
 $(POETRY):
-	$(PYTHON) -m venv $(TOOLS)/poetry
-	$(TOOLS)/poetry/bin/pip install -q poetry==$(POETRY_VERSION)
+	@echo "Setting up (each step's output: $(SETUP_LOG))"
+	$(STEP) "Poetry $(POETRY_VERSION) in $(TOOLS)/poetry" \
+	  bash -c '$(PYTHON) -m venv $(TOOLS)/poetry && \
+	    $(TOOLS)/poetry/bin/pip install -q poetry==$(POETRY_VERSION)'
 
 $(VENV)/.torch-done:
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install -q $(TORCH_PINS)
-	touch $@
+	$(STEP) "$(VENV) with $(TORCH_PINS) (pip)" \
+	  bash -c '$(PYTHON) -m venv $(VENV) && $(BIN)/pip install -q $(TORCH_PINS)'
+	@touch $@
 
 $(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock packages/*/pyproject.toml
-	scripts/install-postgres
-	PYTHON=$(PYTHON) scripts/install-infra-tools
-	$(POETRY) check --lock
-	$(POETRY) install --no-interaction
+	$(STEP) "PostgreSQL server binaries (services profile)" scripts/install-postgres
+	$(STEP) "infra checkers (checkov, hadolint, check-jsonschema, nix)" \
+	  env PYTHON=$(PYTHON) scripts/install-infra-tools
+	$(STEP) "poetry.lock matches the pyproject files" $(POETRY) check --lock
+	$(STEP) "the workspace's dependencies (poetry install)" \
+	  $(POETRY) install --no-interaction
 	@# Poetry skips path packages whose version did not change; reinstalling them (editable,
 	@# no deps) refreshes their entry points after a pyproject edit.
-	$(BIN)/pip install -q --no-deps $(foreach p,$(wildcard packages/*),-e $(p))
+	$(STEP) "the FruitOps packages, editable" \
+	  $(BIN)/pip install -q --no-deps $(foreach p,$(wildcard packages/*),-e $(p))
 	@# Poetry installs without bytecode, and with PYTHONDONTWRITEBYTECODE set none is ever
 	@# written: every command would compile its imports again (~2 s of a scorer's start-up).
 	@# A few vendored files do not compile (old test data): that is not a failure.
-	$(BIN)/python -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages packages/*/src \
-	  > /dev/null || true
-	touch $@
+	$(STEP) "bytecode of the installed packages" \
+	  bash -c '$(BIN)/python -m compileall -q -j 0 $(VENV)/lib/python3.11/site-packages \
+	    packages/*/src > /dev/null 2>&1 || true'
+	@touch $@
+	@echo "Set up: $(VENV) is ready (each step's output: $(SETUP_LOG))"
 
 airflow-db: $(AIRFLOW_DB) ## Create the embedded Airflow metadata DB (SQLite) and load the DAGs
 

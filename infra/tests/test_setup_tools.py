@@ -53,3 +53,31 @@ def test_without_root_install_infra_tools_says_what_to_install_and_goes_on(bare_
     done = as_nobody("install-infra-tools", bare_path)
     assert done.returncode == 0, done.stderr
     assert "nix-instantiate is missing" in done.stderr and "nix-bin" in done.stderr
+
+
+def test_a_setup_step_is_one_line_and_a_failed_one_shows_its_output_and_the_log(tmp_path):
+    log = tmp_path / "logs" / "setup.log"
+
+    def step(label: str, script: str) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [str(ROOT / "scripts" / "step"), label, "bash", "-c", script],
+            env={**os.environ, "SETUP_LOG": str(log)},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    noisy = "; ".join(f"echo Installing file {i}" for i in range(500))
+    done = step("many files", f"{noisy}; echo 'note: nix is missing' >&2")
+    assert done.returncode == 0
+    shown = done.stdout.splitlines()
+    assert len(shown) == 2 and shown[0].split()[:3] == ["many", "files", "ok"]
+    assert shown[1].strip() == "note: nix is missing"  # notes are shown, the rest is logged
+    assert "Installing file 499" in log.read_text()
+
+    failed = step("a broken step", "echo first line; echo 'ERROR: no such package' >&2; exit 3")
+    assert failed.returncode == 3
+    assert "a broken step" in failed.stdout and "FAILED (exit 3)" in failed.stdout
+    assert "first line" in failed.stdout and "ERROR: no such package" in failed.stdout
+    assert f"full log: {log}" in failed.stdout
+    assert log.read_text().count("=== ") == 2  # both steps, each under its own header
