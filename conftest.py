@@ -72,6 +72,12 @@ ports = _load_test_module("ports")
 free_port = ports.free_port
 
 
+@pytest.fixture(name="free_block", scope="session")
+def _free_block() -> Callable[..., int]:
+    """`tests/ports.py`'s free_block: n ports in a row, with twins=True their +10000 too."""
+    return ports.free_block
+
+
 @pytest.fixture(name="free_port", scope="session")
 def _free_port() -> Callable[[], int]:
     """`free_port` for tests in folders whose own conftest shadows this one's module name."""

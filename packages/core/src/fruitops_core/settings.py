@@ -31,7 +31,7 @@ _PROFILE_DEFAULTS: dict[Profile, dict[str, str | None]] = {
     Profile.compose: {
         "lake": "s3://fruitops-lake",
         "mlflow": "http://mlflow:5000",
-        "s3": "http://minio:9000",
+        "s3": "http://s3:8333",
     },
     # GCP has no sensible default bucket: the user must name theirs.
     Profile.gcp: {"lake": None, "mlflow": None, "s3": None},
