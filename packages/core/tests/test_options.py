@@ -1,6 +1,6 @@
 """Options made from config fields: what the parser accepts and what a DAG Param says."""
 
-from typing import Literal
+from typing import Annotated, Literal
 
 import typer
 from pydantic import BaseModel, Field
@@ -26,7 +26,7 @@ def command_app(seen: list) -> typer.Typer:
 
     @app.command()
     @with_options(OPTIONS)
-    def train(config: dict, name: str = typer.Argument("run")) -> None:
+    def train(config: dict, name: Annotated[str, typer.Argument()] = "run") -> None:
         seen.append((name, config))
 
     return app

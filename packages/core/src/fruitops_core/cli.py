@@ -11,14 +11,14 @@ import os
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
 
 from fruitops_core.demo import DEMO_CONFIG, demo_summary
 from fruitops_core.materialize import materialize as run_materialize
-from fruitops_core.output import DEBUG_VARIABLE, JSON_OPTION, plain_console, run_command
+from fruitops_core.output import DEBUG_VARIABLE, JsonFlag, plain_console, run_command
 from fruitops_core.workspace import open_workspace
 
 CLI_ENTRY_POINT_GROUP = "fruitops.cli"
@@ -50,19 +50,23 @@ def _print_versions(asked: bool) -> None:
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(
-        False,
-        "--version",
-        callback=_print_versions,
-        is_eager=True,
-        help="Print the version of each installed FruitOps package and exit.",
-    ),
-    debug: bool = typer.Option(
-        False,
-        "--debug",
-        envvar=DEBUG_VARIABLE,
-        help="Raise errors with their full traceback instead of a one-line message.",
-    ),
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_versions,
+            is_eager=True,
+            help="Print the version of each installed FruitOps package and exit.",
+        ),
+    ] = False,
+    debug: Annotated[
+        bool,
+        typer.Option(
+            "--debug",
+            envvar=DEBUG_VARIABLE,
+            help="Raise errors with their full traceback instead of a one-line message.",
+        ),
+    ] = False,
 ) -> None:
     if debug:
         os.environ[DEBUG_VARIABLE] = "1"
@@ -92,7 +96,7 @@ def parse_config(items: list[str]) -> dict[str, dict[str, Any]]:
 
 
 @assets_app.command("list")
-def assets_list(json_mode: bool = JSON_OPTION) -> None:
+def assets_list(json_mode: JsonFlag = False) -> None:
     """List every asset, its upstream assets and its checks, in dependency order."""
 
     def action() -> dict[str, Any]:
@@ -131,22 +135,28 @@ def assets_list(json_mode: bool = JSON_OPTION) -> None:
 
 @app.command()
 def materialize(
-    keys: list[str] = typer.Argument(..., help="Asset keys, e.g. data/image_manifest"),
-    with_upstream: bool = typer.Option(
-        False, "--with-upstream", help="Also run upstream assets that are missing or stale."
-    ),
-    force: bool = typer.Option(
-        False, "--force", help="With --with-upstream: run every upstream asset, fresh or not."
-    ),
-    config: list[str] = typer.Option(
-        [], "--config", "-c", help="ASSET_KEY.FIELD=VALUE, repeatable."
-    ),
-    run_id: str | None = typer.Option(None, help="Run id to record (default: a new one)."),
-    json_mode: bool = JSON_OPTION,
+    keys: Annotated[list[str], typer.Argument(help="Asset keys, e.g. data/image_manifest")],
+    with_upstream: Annotated[
+        bool,
+        typer.Option("--with-upstream", help="Also run upstream assets that are missing or stale."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="With --with-upstream: run every upstream asset, fresh or not."
+        ),
+    ] = False,
+    config: Annotated[
+        list[str] | None, typer.Option("--config", "-c", help="ASSET_KEY.FIELD=VALUE, repeatable.")
+    ] = None,
+    run_id: Annotated[
+        str | None, typer.Option(help="Run id to record (default: a new one).")
+    ] = None,
+    json_mode: JsonFlag = False,
 ) -> None:
     """Materialize assets; with --with-upstream also what they need that is missing or stale
     (never made, made from other upstream versions, by other code or with other config)."""
-    parsed = parse_config(config)
+    parsed = parse_config(config or [])
 
     def action() -> dict[str, Any]:
         ws = open_workspace()
@@ -175,18 +185,26 @@ def materialize(
 
 @app.command("task")
 def task_command(
-    key: str = typer.Argument(..., help="Asset key, e.g. models/trained_model"),
-    run_id: str = typer.Option(..., help="The orchestrator's run id (retries reuse it)."),
-    params: str = typer.Option("{}", help="The DAG run's params, as JSON."),
-    param_map: str = typer.Option("{}", help="JSON: param name -> [asset key, config field]."),
-    ds: str | None = typer.Option(None, help="Logical date YYYY-MM-DD ({ds} in params)."),
-    mapped_config: str | None = typer.Option(
-        None, "--mapped", help="JSON config overrides: run one mapped item, store nothing."
-    ),
-    xcom_file: Path | None = typer.Option(
-        None, help="Also write the result there (KubernetesPodOperator: /airflow/xcom/return.json)."
-    ),
-    json_mode: bool = JSON_OPTION,
+    key: Annotated[str, typer.Argument(help="Asset key, e.g. models/trained_model")],
+    run_id: Annotated[str, typer.Option(help="The orchestrator's run id (retries reuse it).")],
+    params: Annotated[str, typer.Option(help="The DAG run's params, as JSON.")] = "{}",
+    param_map: Annotated[
+        str, typer.Option(help="JSON: param name -> [asset key, config field].")
+    ] = "{}",
+    ds: Annotated[
+        str | None, typer.Option(help="Logical date YYYY-MM-DD ({ds} in params).")
+    ] = None,
+    mapped_config: Annotated[
+        str | None,
+        typer.Option("--mapped", help="JSON config overrides: run one mapped item, store nothing."),
+    ] = None,
+    xcom_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Also write the result there (KubernetesPodOperator: /airflow/xcom/return.json)."
+        ),
+    ] = None,
+    json_mode: JsonFlag = False,
 ) -> None:
     """One orchestrator task: what Airflow's Docker and Kubernetes task modes run."""
     from fruitops_core.orchestration import run_serialized
@@ -205,16 +223,19 @@ def task_command(
 
 @app.command()
 def demo(
-    run: bool = typer.Option(
-        True,
-        "--run/--no-run",
-        help="Run the whole pipeline in-process first (--no-run: "
-        "only summarise what an earlier run, e.g. the Airflow DAG, stored).",
-    ),
-    dag_conf: bool = typer.Option(
-        False, "--dag-conf", help="Only print the demo's DAG run conf (JSON) and exit."
-    ),
-    json_mode: bool = JSON_OPTION,
+    run: Annotated[
+        bool,
+        typer.Option(
+            "--run/--no-run",
+            help="Run the whole pipeline in-process first (--no-run: "
+            "only summarise what an earlier run, e.g. the Airflow DAG, stored).",
+        ),
+    ] = True,
+    dag_conf: Annotated[
+        bool,
+        typer.Option("--dag-conf", help="Only print the demo's DAG run conf (JSON) and exit."),
+    ] = False,
+    json_mode: JsonFlag = False,
 ) -> None:
     """Run the pipeline end to end on the shipped real photos; summarise where results are."""
     if dag_conf:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -24,8 +24,8 @@ from rich.logging import RichHandler
 from rich.markup import escape
 
 err_console = Console(stderr=True)
-#: The ``--json`` option every fruitops command takes.
-JSON_OPTION = typer.Option(False, "--json", help="Print exactly one JSON object on stdout.")
+#: The ``--json`` option every fruitops command takes: ``json_mode: JsonFlag = False``.
+JsonFlag = Annotated[bool, typer.Option("--json", help="Print exactly one JSON object on stdout.")]
 #: Set (to 1) by ``fruitops --debug``: errors are raised with their traceback, not summed up.
 DEBUG_VARIABLE = "FRUITOPS_DEBUG"
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -14,8 +14,8 @@ from fruitops_core.lake import Lake
 from fruitops_core.materialize import materialize
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import (
-    JSON_OPTION,
     CommandFailed,
+    JsonFlag,
     plain_console,
     print_set_aside,
     run_command,
@@ -60,8 +60,8 @@ def ingest_summary(lake: Lake, graph: AssetGraph) -> dict[str, Any]:
 @with_options([ConfigOption(IMAGE_MANIFEST, ManifestConfig, "max_unusable_share")])
 def ingest(
     config: dict[str, dict[str, Any]],
-    source: str = typer.Argument(..., help=f"what to ingest: {SOURCE_FORMS}; {LOCAL_PATHS}"),
-    json_mode: bool = JSON_OPTION,
+    source: Annotated[str, typer.Argument(help=f"what to ingest: {SOURCE_FORMS}; {LOCAL_PATHS}")],
+    json_mode: JsonFlag = False,
 ) -> None:
     """Copy a source into the lake and build its manifest; bad files are quarantined.
 
@@ -111,7 +111,7 @@ VALIDATION_FIELDS = (
         for field in ValidationConfig.model_fields
     ]
 )
-def validate(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> None:
+def validate(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> None:
     """Validate the ingested manifest with Great Expectations; exit 1 on a critical failure."""
 
     def action() -> dict[str, Any]:
@@ -151,8 +151,8 @@ def validate(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -
 @with_options([ConfigOption("synthetic", SyntheticSpec, f) for f in SyntheticSpec.model_fields])
 def synth(
     config: dict[str, dict[str, Any]],
-    out: Path = typer.Argument(..., help="Folder to write Fruit_dataset/ into"),
-    json_mode: bool = JSON_OPTION,
+    out: Annotated[Path, typer.Argument(help="Folder to write Fruit_dataset/ into")],
+    json_mode: JsonFlag = False,
 ) -> None:
     """Draw a synthetic fruit set in the Kaggle layout (deterministic by seed)."""
 
@@ -166,8 +166,8 @@ def synth(
 
 @app.command()
 def inspect(
-    folder: Path = typer.Argument(..., help="A folder in the Kaggle layout"),
-    json_mode: bool = JSON_OPTION,
+    folder: Annotated[Path, typer.Argument(help="A folder in the Kaggle layout")],
+    json_mode: JsonFlag = False,
 ) -> None:
     """Count the files per split and class of a folder, and the OS junk that is ignored."""
 

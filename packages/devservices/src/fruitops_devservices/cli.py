@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from fruitops_core.output import JSON_OPTION, plain_console, run_command
+from fruitops_core.output import JsonFlag, plain_console, run_command
 
 app = typer.Typer(
     help="The services profile: PostgreSQL, SeaweedFS S3 and MLflow server on 127.0.0.1.",
@@ -33,7 +33,7 @@ def _services_table(result: dict[str, Any]) -> None:
 
 
 @app.command("up")
-def services_up(json_mode: bool = JSON_OPTION) -> None:
+def services_up(json_mode: JsonFlag = False) -> None:
     """Start whatever is not running yet (idempotent); logs under <home>/services/."""
     from fruitops_devservices.stack import Services
 
@@ -41,7 +41,7 @@ def services_up(json_mode: bool = JSON_OPTION) -> None:
 
 
 @app.command("down")
-def services_down(json_mode: bool = JSON_OPTION) -> None:
+def services_down(json_mode: JsonFlag = False) -> None:
     """Stop the MLflow server, the S3 server and PostgreSQL (data is kept)."""
     from fruitops_devservices.stack import Services
 
@@ -49,7 +49,7 @@ def services_down(json_mode: bool = JSON_OPTION) -> None:
 
 
 @app.command("status")
-def services_status(json_mode: bool = JSON_OPTION) -> None:
+def services_status(json_mode: JsonFlag = False) -> None:
     """Each service's state and address (no passwords)."""
     from fruitops_devservices.stack import Services
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -17,7 +17,7 @@ from fruitops_core.asset_keys import (
 )
 from fruitops_core.materialize import materialize
 from fruitops_core.options import ConfigOption, with_options
-from fruitops_core.output import JSON_OPTION, plain_console, run_command
+from fruitops_core.output import JsonFlag, plain_console, run_command
 from fruitops_core.records import load_value, read_record
 from fruitops_core.workspace import open_workspace
 from fruitops_models.config import EvaluationConfig, PromotionConfig
@@ -31,7 +31,7 @@ models_app = typer.Typer(
 
 
 @with_options(TRAIN_COMMAND)
-def train(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> None:
+def train(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> None:
     """Train one candidate per --arch on the ingested data set, log everything to MLflow and
     register it. Missing or stale upstream steps (validation, cache) run first; the first
     model registered becomes champion, later ones wait for `fruitops models promote`."""
@@ -118,7 +118,7 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
         ConfigOption(MODEL_EVALUATION, EvaluationConfig, "split"),
     ]
 )
-def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) -> None:
+def promote(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> None:
     """Score every candidate registered since the champion was chosen (whichever `train`
     made it) and the champion on one split; move the alias to the best by the margin."""
 
@@ -153,8 +153,8 @@ def promote(config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION) ->
 
 @models_app.command("upgrade")
 def upgrade(
-    version: int = typer.Argument(..., help="the registered version to register again"),
-    json_mode: bool = JSON_OPTION,
+    version: Annotated[int, typer.Argument(help="the registered version to register again")],
+    json_mode: JsonFlag = False,
 ) -> None:
     """Register a version logged before versions took photos again, as one that does (what
     `fruitops serve` and `mlflow models serve` need); the champion alias follows it."""
@@ -175,14 +175,17 @@ def upgrade(
 
 @models_app.command("list")
 def list_models(
-    card: int | None = typer.Option(
-        None,
-        "--card",
-        metavar="VERSION",
-        help="Print that version's model card (Markdown: data, recipe, hardware, scores with "
-        "their intervals, weakest classes, intended use and limits) instead of the list.",
-    ),
-    json_mode: bool = JSON_OPTION,
+    card: Annotated[
+        int | None,
+        typer.Option(
+            "--card",
+            metavar="VERSION",
+            help="Print that version's model card (Markdown: data, recipe, hardware, scores "
+            "with their intervals, weakest classes, intended use and limits) instead of the "
+            "list.",
+        ),
+    ] = None,
+    json_mode: JsonFlag = False,
 ) -> None:
     """Every registered version with its aliases, architecture and scores."""
     if card is not None:

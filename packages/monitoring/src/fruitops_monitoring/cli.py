@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
@@ -12,7 +12,7 @@ from fruitops_core.asset_keys import DRIFT_REPORT, IMAGE_MANIFEST
 from fruitops_core.lake import Lake
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.options import with_options
-from fruitops_core.output import JSON_OPTION, plain_console, run_command
+from fruitops_core.output import JsonFlag, plain_console, run_command
 from fruitops_core.workspace import Workspace, open_workspace
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
@@ -27,18 +27,23 @@ app = typer.Typer(help="Monitoring: image features and drift reports.", no_args_
 @with_options(DRIFT_POLICY)
 def drift(
     config: dict[str, dict[str, Any]],
-    batch: str | None = typer.Option(
-        None,
-        help="a predictions table (path or s3:// URI) written by fruitops score, or a day "
-        "of fruitops serve's answers (<lake>/predictions/online/<date>/); default: the last "
-        "table fruitops score wrote",
-    ),
-    reference: str | None = typer.Option(
-        None,
-        help="a reference record (.json, as monitoring/reference_profile stores it); default: "
-        "the held-out split as the batch's model version sees it (built on first use)",
-    ),
-    json_mode: bool = JSON_OPTION,
+    batch: Annotated[
+        str | None,
+        typer.Option(
+            help="a predictions table (path or s3:// URI) written by fruitops score, or a day "
+            "of fruitops serve's answers (<lake>/predictions/online/<date>/); default: the last "
+            "table fruitops score wrote",
+        ),
+    ] = None,
+    reference: Annotated[
+        str | None,
+        typer.Option(
+            help="a reference record (.json, as monitoring/reference_profile stores it); "
+            "default: the held-out split as the batch's model version sees it (built on first "
+            "use)",
+        ),
+    ] = None,
+    json_mode: JsonFlag = False,
 ) -> None:
     """Compare a scored batch with the reference: HTML + JSON report and the decision."""
 
@@ -142,16 +147,19 @@ def reference_for_batch(workspace: Workspace, batch: str, workdir: Path) -> dict
 
 @app.command()
 def features(
-    input: str = typer.Argument(..., help="folder, glob, s3://bucket/prefix or a file list"),
-    output: str | None = typer.Option(
-        None,
-        help="where the Parquet table goes (path or s3:// URI); "
-        "default monitoring/features/<input>.parquet in the lake",
-    ),
-    model: str | None = typer.Option(
-        None, help="also the model's view (class, confidence, entropy, margin, embedding)"
-    ),
-    json_mode: bool = JSON_OPTION,
+    input: Annotated[str, typer.Argument(help="folder, glob, s3://bucket/prefix or a file list")],
+    output: Annotated[
+        str | None,
+        typer.Option(
+            help="where the Parquet table goes (path or s3:// URI); "
+            "default monitoring/features/<input>.parquet in the lake",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(help="also the model's view (class, confidence, entropy, margin, embedding)"),
+    ] = None,
+    json_mode: JsonFlag = False,
 ) -> None:
     """Image features of every file of INPUT (streamed); undecodable files are listed."""
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 
 from fruitops_core.asset_keys import BATCH_PREDICTIONS
 from fruitops_core.options import ConfigOption, with_options
-from fruitops_core.output import JSON_OPTION, plain_console, print_set_aside, run_command
+from fruitops_core.output import JsonFlag, plain_console, print_set_aside, run_command
 from fruitops_serving.config import (
     LATEST_PREDICTIONS,
     SERVE_ENV_PREFIX,
@@ -31,10 +31,11 @@ SCORE_OPTIONS = [
 @with_options(SCORE_OPTIONS)
 def score_command(
     config: dict[str, dict[str, Any]],
-    input: str = typer.Argument(
-        ..., help="folder, glob, s3://bucket/prefix or a .csv/.parquet list of files"
-    ),
-    json_mode: bool = JSON_OPTION,
+    input: Annotated[
+        str,
+        typer.Argument(help="folder, glob, s3://bucket/prefix or a .csv/.parquet list of files"),
+    ],
+    json_mode: JsonFlag = False,
 ) -> None:
     """Score images with the champion; undecodable files are quarantined, never dropped.
 
@@ -125,7 +126,7 @@ SERVE_OPTIONS = [
 
 @with_options(SERVE_OPTIONS)
 def serve_command(
-    context: typer.Context, config: dict[str, dict[str, Any]], json_mode: bool = JSON_OPTION
+    context: typer.Context, config: dict[str, dict[str, Any]], json_mode: JsonFlag = False
 ) -> None:
     """Answer photos over HTTP: MLflow's scoring app with the champion, plus /predict
     (curl -F image=@apple.jpg URL/predict) and a page at / to drop photos on.
