@@ -1,6 +1,5 @@
 """Promotion by alias on a fresh SQLite registry: only a better candidate becomes champion."""
 
-import mlflow
 import pytest
 
 from fruitops_core.tracking import Tracking
@@ -15,7 +14,7 @@ def registry(settings):
     client.create_registered_model(settings.registered_model)
 
     def new_version() -> int:
-        with mlflow.start_run() as run:
+        with tracking.start_run(kind="training") as run:
             pass
         mv = client.create_model_version(
             settings.registered_model, "file:///dev/null", run.info.run_id
@@ -96,7 +95,7 @@ def test_the_first_model_and_one_of_other_classes_are_crowned_at_registration(se
     example = torch.rand(2, 3, 32, 32)
 
     def register(classes: list[str]) -> int:
-        with mlflow.start_run():
+        with tracking.start_run(kind="training"):  # the experiment's artifact store
             model = build_model("cnn", len(classes))
             return log_and_register(model, classes, 32, example, tracking, "cnn")["version"]
 
