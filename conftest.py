@@ -225,3 +225,14 @@ def chromium() -> Iterator[Any]:
     """A headless Chromium tab (`tests/browser.py`), closed after the test."""
     with _load_test_module("browser").Browser() as browser:
         yield browser
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _nothing_written_into_the_checkout() -> Iterator[None]:
+    """MLflow's default store is ./mlruns: a test that logs outside the project's experiment
+    (whose artifact root is the test's home) would leave files in the checkout."""
+    stray = Path(__file__).parent / "mlruns"
+    before = set(stray.rglob("*")) if stray.exists() else set()
+    yield
+    after = set(stray.rglob("*")) if stray.exists() else set()
+    assert after <= before, f"tests wrote into {stray}: {sorted(map(str, after - before))[:5]}"
