@@ -48,8 +48,11 @@ $(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock pa
 	$(STEP) "infra checkers (checkov, hadolint, check-jsonschema, nix)" \
 	  env PYTHON=$(PYTHON) scripts/install-infra-tools
 	$(STEP) "poetry.lock matches the pyproject files" $(POETRY) check --lock
+	@# mlflow and mlflow-skinny ship the same files: upgrading both in parallel can fail on a
+	@# file the other's uninstall took; one at a time they upgrade cleanly
 	$(STEP) "the workspace's dependencies (poetry install)" \
-	  $(POETRY) install --no-interaction
+	  bash -c '$(POETRY) install --no-interaction || \
+	    POETRY_INSTALLER_PARALLEL=false $(POETRY) install --no-interaction'
 	@# Poetry skips path packages whose version did not change; reinstalling them (editable,
 	@# no deps) refreshes their entry points after a pyproject edit.
 	$(STEP) "the FruitOps packages, editable" \

@@ -307,3 +307,5 @@ def test_the_mlflow_image_can_write_gcs_artifacts():
     assert pinned, "Dockerfile.mlflow must install google-cloud-storage"
     # the version this checkout's mlflow runs with
     assert pinned[1] == importlib.metadata.version("google-cloud-storage")
+    # the server is the MLflow the clients of this checkout are
+    assert f"mlflow=={importlib.metadata.version('mlflow')} " in dockerfile
