@@ -69,8 +69,8 @@ $(VENV)/.setup-done: $(POETRY) $(VENV)/.torch-done pyproject.toml poetry.lock pa
 airflow-db: $(AIRFLOW_DB) ## Create the embedded Airflow metadata DB (SQLite) and load the DAGs
 
 $(AIRFLOW_DB): | $(VENV)/.setup-done
-	scripts/airflow db migrate > /dev/null
-	scripts/airflow dags reserialize > /dev/null 2>&1
+	$(STEP) "Airflow's metadata database (SQLite)" scripts/airflow db migrate
+	$(STEP) "the DAGs, parsed into it" scripts/airflow dags reserialize
 
 demo: setup ## Run the DAGs with `airflow dags test` and summarise (PROFILE=embedded|services)
 ifeq ($(PROFILE),services)

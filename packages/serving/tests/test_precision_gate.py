@@ -87,7 +87,10 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     tracking.client.set_registered_model_alias("fruit-classifier", "champion", v2.version)
     materialize(["models/model_evaluation", "models/champion_model"], **run)
     assert load_value(lake, graph["models/champion_model"])["version"] == 2
-    assert staleness(spec, graph, lake, {}) == "upstream models/champion_model changed since"
+    assert (
+        staleness(spec, graph, lake, {})
+        == "upstream models/champion_model changed since it was made"
+    )
     records = materialize([SCORING], with_upstream=True, **run)
     assert _ran(records) == [PRECISION_GATE, SCORING]
     made = records[0]

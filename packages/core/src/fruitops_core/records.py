@@ -134,7 +134,7 @@ def staleness(spec: AssetSpec, graph: AssetGraph, lake: Lake, given: dict[str, A
     for dep in spec.deps:
         current = read_record(lake, graph[dep])
         if current is None or record.upstream.get(dep) != current.version:
-            return f"upstream {dep} changed since"
+            return f"upstream {dep} changed since it was made"
     parsed = spec.parse_config(given)
     wanted = parsed.model_dump(mode="json", include=set(given))
     changed = {k: v for k, v in wanted.items() if record.config.get(k) != v}

@@ -155,7 +155,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         candidate = {
             "arch": config.arch,
             "run_id": run.info.run_id,
-            "metrics": {k: round(float(v), 4) for k, v in final.items()},
+            "metrics": {k: float(v) for k, v in final.items()},  # as logged: shown alike
             "history": result.history,
             "seconds": round(result.seconds, 2),
             "images_per_second": round(result.images_per_second, 1),
