@@ -136,6 +136,20 @@ def test_dockerfiles_pass_hadolint(run, dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.parametrize("dockerfile", sorted(p.name for p in COMPOSE.glob("Dockerfile.*")))
+def test_the_images_pin_what_the_lock_installs(dockerfile):
+    """Each package an image pins is at the version poetry.lock installs here (MLflow, boto3,
+    torch, the Airflow providers ...): the containers run what the tests ran."""
+    import importlib.metadata
+
+    text = (COMPOSE / dockerfile).read_text()
+    pins = re.findall(r"([A-Za-z][A-Za-z0-9_.\-]*)(?:\[[^\]]*\])?==([0-9][^\s\"\\]*)", text)
+    assert pins, dockerfile
+    for name, pinned in pins:
+        installed = importlib.metadata.version(name).split("+")[0]
+        assert pinned == installed, f"{dockerfile}: {name}=={pinned}, the lock has {installed}"
+
+
 def test_checkov_passes_on_the_compose_folder(run):
     result = run("checkov", "-d", str(COMPOSE), "--quiet", "--compact", "--skip-download")
     assert result.returncode == 0, result.stdout[-5000:]

@@ -1,6 +1,7 @@
 """The training loop itself, on small in-memory caches: learning, resuming, DDP, bad config."""
 
 import hashlib
+import logging
 import os
 import subprocess
 import sys
@@ -105,12 +106,21 @@ def test_resume_after_a_kill_gives_the_same_model(ema_epochs):
     assert weights_digest(resumed.model) == weights_digest(whole.model)
 
 
-def test_early_stopping_keeps_the_best_epoch():
+def test_early_stopping_keeps_the_best_epoch_and_says_so(caplog):
     config = TrainConfig(arch="cnn", epochs=12, batch_size=8, patience=1, lr=1e-4)
-    result = train(config, tiny_split(16), tiny_split(8, seed=2), CLASSES)
+    with caplog.at_level(logging.INFO, logger="fruitops.train"):
+        result = train(config, tiny_split(16), tiny_split(8, seed=2), CLASSES)
     assert result.stopped_early or len(result.history) == 12
     best = max(range(len(result.history)), key=lambda i: result.history[i]["val_macro_f1"])
     assert result.best_epoch == best + 1
+    said = [r.getMessage() for r in caplog.records if "stopped early" in r.getMessage()]
+    if result.stopped_early:
+        assert said == [
+            f"stopped early after epoch {len(result.history)} of 12: no val macro-F1 gain for "
+            f"1 epochs; keeping epoch {result.best_epoch}"
+        ]
+    else:
+        assert said == []
 
 
 def test_augment_keeps_shape_and_range():

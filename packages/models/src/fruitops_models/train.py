@@ -415,5 +415,14 @@ def train(
                 run.state(epoch).save(checkpointer)
         if run.stale >= config.patience:
             run.result.stopped_early = True
+            if rank == 0:
+                log.info(
+                    "stopped early after epoch %d of %d: no val macro-F1 gain for %d epochs; "
+                    "keeping epoch %d",
+                    epoch,
+                    config.epochs,
+                    config.patience,
+                    run.result.best_epoch,
+                )
             break
     return run.finish(time.perf_counter() - t0)
