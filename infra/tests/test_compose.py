@@ -214,7 +214,7 @@ def test_each_s3_user_reaches_its_own_bucket_only_on_the_real_weed(compose, tmp_
     assert f" {service['image'].split(':')[1]} " in version, (service["image"], version)
     script = (COMPOSE / "seaweedfs" / "s3-identities.sh").resolve()
     assert (
-        f"./seaweedfs/s3-identities.sh:{service['command'][0].split()[0]}:ro" in service["volumes"]
+        f"./seaweedfs/s3-identities.sh:{service['command'][0].split()[1]}:ro" in service["volumes"]
     )
     secrets = {name: f"{name.lower()}-7Qx{i}" for i, name in enumerate(service["environment"])}
     config = tmp_path / "s3.json"

@@ -129,8 +129,13 @@ def imagenet_backbone(
                 f"--weights PATH to a local copy of {default.url.rsplit('/', 1)[-1]}, or train "
                 "from scratch without --pretrained"
             ) from None
-        hub_file = Path(torch.hub.get_dir()) / "checkpoints" / default.url.rsplit("/", 1)[-1]
-        provenance = downloaded(hub_file, "torchvision", torchvision.__version__)
+        name = default.url.rsplit("/", 1)[-1]
+        hub_file = Path(torch.hub.get_dir()) / "checkpoints" / name  # where torchvision keeps it
+        provenance = (
+            downloaded(hub_file, "torchvision", torchvision.__version__)
+            if hub_file.is_file()
+            else Provenance("torchvision", torchvision.__version__, name, "")  # hub moved
+        )
     try:
         net.load_state_dict(state)
     except RuntimeError as err:
