@@ -79,6 +79,65 @@ def test_no_module_uses_another_modules_private_names(path):
     assert not _private_names_used_from(path)
 
 
+TRACKING_MODULE = PACKAGES / "core/src/fruitops_core/tracking.py"
+#: MLflow calls outside `fruitops_core.tracking` that touch no tracking store, and why
+MLFLOW_CALLS_ALLOWED = {
+    "mlflow.pytorch.save_model": "writes a local folder",
+    "mlflow.pytorch.load_model": "`network_at` reads a downloaded, local folder",
+    "mlflow.MlflowClient": "the pyfunc loader asks the registry that MLflow loaded it from",
+}
+
+
+def _mlflow_calls(path: Path) -> set[str]:
+    """``mlflow.…(…)`` calls in ``path`` and calls of a ``Tracking``'s ``activate``."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    imported = any(
+        isinstance(node, ast.Import) and any(a.name == "mlflow" for a in node.names)
+        for node in ast.walk(tree)
+    )
+    found = set()
+    for node in ast.walk(tree):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        if node.func.attr == "activate":
+            found.add(f"{ast.unparse(node.func)}()")
+        chain, head = [], node.func
+        while isinstance(head, ast.Attribute):
+            chain.insert(0, head.attr)
+            head = head.value
+        if imported and isinstance(head, ast.Name) and head.id == "mlflow":
+            found.add(".".join(["mlflow", *chain]))
+    return found
+
+
+@pytest.mark.parametrize(
+    "path",
+    [p for p in SOURCES if p != TRACKING_MODULE],
+    ids=lambda p: str(p.relative_to(PACKAGES)),
+)
+def test_mlflow_is_reached_only_through_the_tracking_resource(path):
+    """Logging, registry and loading go through `Tracking` and the `TrackedRun` it yields:
+    no module logs to whichever run MLflow holds active, or points MLflow's process-wide URI
+    somewhere (`activate`) on its own."""
+    assert not _mlflow_calls(path) - set(MLFLOW_CALLS_ALLOWED)
+
+
+def test_the_mlflow_call_check_sees_fluent_calls(tmp_path):
+    sample = tmp_path / "sample.py"
+    sample.write_text(
+        "import mlflow\n"
+        "mlflow.log_metrics({})\n"
+        "mlflow.pyfunc.load_model('models:/m/1')\n"
+        "tracking.activate()\n"
+        "mlflow.pytorch.save_model(m, 'dir')\n"
+    )
+    assert _mlflow_calls(sample) - set(MLFLOW_CALLS_ALLOWED) == {
+        "mlflow.log_metrics",
+        "mlflow.pyfunc.load_model",
+        "tracking.activate()",
+    }
+
+
 def test_import_contracts_hold():
     """pyproject.toml's import-linter contracts: the packages are layers (core <- data <-
     models <- serving <- monitoring), none imports Airflow, even indirectly, and no package's

@@ -95,9 +95,9 @@ def test_the_first_model_and_one_of_other_classes_are_crowned_at_registration(se
     example = torch.rand(2, 3, 32, 32)
 
     def register(classes: list[str]) -> int:
-        with tracking.start_run(kind="training"):  # the experiment's artifact store
+        with tracking.start_run(kind="training") as run:  # the experiment's artifact store
             model = build_model("cnn", len(classes))
-            return log_and_register(model, classes, 32, example, tracking, "cnn")["version"]
+            return log_and_register(model, classes, 32, example, run, "cnn")["version"]
 
     first = register(["apple", "kiwi"])
     assert champion_version(client, settings.registered_model) == first

@@ -192,13 +192,11 @@ def per_class_rows(table: pd.DataFrame) -> list[dict[str, Any]]:
     ]
 
 
-def publish_card(card: str, name: str, version: int, tracking: Any, lake: Any) -> str:
-    """Put the card where people look: the active MLflow run, the registered version's
-    description, and the lake. Returns its lake URI."""
-    import mlflow
-
-    mlflow.log_text(card, CARD_ARTIFACT)
-    tracking.client.update_model_version(name, str(version), description=card)
+def publish_card(card: str, name: str, version: int, run: Any, lake: Any) -> str:
+    """Put the card where people look: the training's MLflow run (a `TrackedRun`), the
+    registered version's description, and the lake. Returns its lake URI."""
+    run.log_text(card, CARD_ARTIFACT)
+    run.tracking.client.update_model_version(name, str(version), description=card)
     return lake.write_bytes(card_path(name, version), card.encode())
 
 

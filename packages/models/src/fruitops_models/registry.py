@@ -23,7 +23,7 @@ from mlflow.types import ColSpec, Schema
 from mlflow.types.schema import Array, Object, Property
 
 from fruitops_core.model_ref import ModelRef
-from fruitops_core.tracking import CHAMPION_ALIAS, Tracking
+from fruitops_core.tracking import CHAMPION_ALIAS, TrackedRun, Tracking
 from fruitops_models.config import IMAGENET_MEAN, IMAGENET_STD
 
 if TYPE_CHECKING:  # torch is imported where a model is logged or loaded, not by scorers
@@ -63,10 +63,10 @@ def log_and_register(
     classes: list[str],
     image_size: int,
     example: torch.Tensor,
-    tracking: Tracking,
+    run: TrackedRun,
     arch: str,
 ) -> dict[str, Any]:
-    """Log ``model`` to the active run and register it; return its URI and version.
+    """Log ``model`` to ``run`` and register it; return its URI and version.
 
     A run continued after a failed try keeps the version it already registered.
     """
@@ -75,9 +75,8 @@ def log_and_register(
 
     if example.shape[0] < 2:
         raise ValueError("the input example needs at least 2 images (pt2 export traces batch>1)")
-    client, name = tracking.client, tracking.registered_model
-    run_id = mlflow.active_run().info.run_id  # the run `tracking.start_run` opened
-    earlier = client.search_model_versions(f"name = '{name}' and run_id = '{run_id}'")
+    client, name = run.tracking.client, run.tracking.registered_model
+    earlier = client.search_model_versions(f"name = '{name}' and run_id = '{run.run_id}'")
     if earlier:
         mv = min(earlier, key=lambda v: int(v.version))
         return _registered(mv.name, int(mv.version), mv.source)
@@ -101,16 +100,18 @@ def log_and_register(
             "normalisation": {**_normalisation(model), "inside_model": True},
             "arch": arch,
         }
-        return _register_photo_model(network, metadata, example_np, tracking)
+        return _register_photo_model(network, metadata, example_np, run)
 
 
 def _register_photo_model(
-    network: Path, metadata: dict[str, Any], example_np: np.ndarray, tracking: Tracking
+    network: Path, metadata: dict[str, Any], example_np: np.ndarray, run: TrackedRun
 ) -> dict[str, Any]:
     """Log the pyfunc that takes photos, with ``network`` (a saved pt2 model) as its data,
-    to the active run; register it. `mlflow models serve` serves it as it is."""
+    to ``run``; register it. `mlflow models serve` serves it as it is."""
+    tracking = run.tracking
     client, name = tracking.client, tracking.registered_model
-    info = mlflow.pyfunc.log_model(
+    info = run.log_model(
+        mlflow.pyfunc,
         name="model",
         loader_module=ONLINE_LOADER,
         data_path=str(network),
@@ -160,10 +161,7 @@ def crown_if_first(tracking: Tracking, version: int, classes: list[str]) -> bool
     if current is None:
         reason = "the first model registered becomes champion"
     else:
-        tracking.activate()
-        known = (
-            mlflow.models.get_model_info(ModelRef.pinned(name, current.version).uri).metadata or {}
-        )
+        known = tracking.model_info(ModelRef.pinned(name, current.version).uri).metadata or {}
         if list(known.get("classes", [])) == list(classes):
             return False
         reason = f"champion v{current.version} was trained on other classes: replaced at once"
@@ -308,8 +306,7 @@ def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
             "pass --model models:/NAME/VERSION"
         ) from err
     pinned = ModelRef.pinned(name, mv.version).uri
-    tracking.activate()  # MLflow resolves models:/ URIs against the process-wide registry
-    info = mlflow.models.get_model_info(pinned)
+    info = tracking.model_info(pinned)
     metadata = info.metadata or {}
     if "classes" not in metadata or "image_size" not in metadata:
         raise ValueError(
@@ -317,7 +314,7 @@ def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
             "it was not logged by fruitops; retrain it with fruitops"
         )
     return LoadedModel(
-        lambda: load_network(pinned, info.flavors),
+        lambda: load_network(tracking, pinned, info.flavors),
         list(metadata["classes"]),
         int(metadata["image_size"]),
         name,
@@ -327,18 +324,18 @@ def load_model(tracking: Tracking, model_uri: str) -> LoadedModel:
     )
 
 
-def load_network(model_uri: str, flavors: dict[str, Any]) -> Any:
+def load_network(tracking: Tracking, model_uri: str, flavors: dict[str, Any]) -> Any:
     """The torch network of a registered version: inside its pyfunc's data, or (versions
     logged before the pyfunc) the pytorch model itself."""
     if "pytorch" in flavors:
-        return mlflow.pytorch.load_model(model_uri, map_location="cpu")
+        return tracking.load_pytorch(model_uri)
     with tempfile.TemporaryDirectory(prefix="fruitops-network-") as tmp:
-        local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri, dst_path=tmp)
-        return network_at(Path(local))
+        return network_at(tracking.download(model_uri, tmp))
 
 
 def network_at(model_dir: Path) -> Any:
-    """The torch network inside a downloaded registered model (its folder holds MLmodel)."""
+    """The torch network inside a downloaded registered model (its folder holds MLmodel):
+    a local folder, so no tracking store is involved."""
     return mlflow.pytorch.load_model(str(model_dir / "data" / NETWORK), map_location="cpu")
 
 
@@ -361,8 +358,7 @@ def register_for_photos(tracking: Tracking, version: int) -> dict[str, Any]:
             f"{name} has no version {version} at {tracking.uri}: `fruitops models list` "
             "shows the versions there"
         ) from err
-    tracking.activate()
-    info = mlflow.models.get_model_info(pinned)
+    info = tracking.model_info(pinned)
     if takes_photos(info):  # nothing to do: said so, not an error (a re-run is harmless)
         return {**_registered(name, version, pinned), "unchanged": True}
     old = load_model(tracking, pinned)
@@ -370,19 +366,17 @@ def register_for_photos(tracking: Tracking, version: int) -> dict[str, Any]:
     example = np.random.default_rng(0).random((2, 3, old.image_size, old.image_size))
     with (
         tempfile.TemporaryDirectory(prefix="fruitops-upgrade-") as tmp,
-        tracking.start_run(kind="register", run_name=f"v{version}-takes-photos"),
+        tracking.start_run(kind="register", run_name=f"v{version}-takes-photos") as run,
     ):
         # the logged pt2 model as it is: the same bytes, inside the new version
-        downloaded = mlflow.artifacts.download_artifacts(
-            artifact_uri=pinned, dst_path=str(Path(tmp) / "download")
-        )
+        downloaded = tracking.download(pinned, Path(tmp) / "download")
         network = Path(tmp) / NETWORK  # the folder name `network_at` reads
         shutil.copytree(downloaded, network)
-        mlflow.set_tag("fruitops.registered_again_from", pinned)
+        run.set_tags({"fruitops.registered_again_from": pinned})
         source = tracking.client.get_run(info.run_id).data  # the same network: its scores
-        mlflow.log_params(source.params)
-        mlflow.log_metrics(source.metrics)
-        new = _register_photo_model(network, metadata, example.astype(np.float32), tracking)
+        run.log_params(source.params)
+        run.log_metrics(source.metrics)
+        new = _register_photo_model(network, metadata, example.astype(np.float32), run)
     for key, value in client.get_model_version(name, str(version)).tags.items():
         if key.startswith(("promotion.", "arch", "card")):
             client.set_model_version_tag(name, str(new["version"]), key, value)

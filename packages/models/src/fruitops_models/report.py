@@ -11,8 +11,6 @@ import html
 import io
 from typing import Any
 
-import mlflow
-
 from fruitops_core.assets import AssetContext
 from fruitops_models import plots
 
@@ -137,10 +135,10 @@ def write_report(
         kind="report",
         run_name=f"training-report-{ctx.run_id}",
         tags={"fruitops_asset_run_id": ctx.run_id},
-    ):
-        mlflow.log_text(markdown, "report/report.md")
-        mlflow.log_text(page, "report/report.html")
-        mlflow.log_figure(figure, "report/curves.png")
+    ) as run:
+        run.log_text(markdown, "report/report.md")
+        run.log_text(page, "report/report.html")
+        run.log_figure(figure, "report/curves.png")
     return {
         "report_md_uri": md_uri,
         "report_html_uri": html_uri,

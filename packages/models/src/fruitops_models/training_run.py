@@ -11,15 +11,14 @@ import hashlib
 import json
 from dataclasses import dataclass
 from importlib.metadata import version
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import mlflow
 import numpy as np
 import torch
 
 from fruitops_core.lake import Lake
 from fruitops_core.settings import FruitOpsSettings
-from fruitops_core.tracking import Tracking
+from fruitops_core.tracking import TrackedRun, Tracking
 from fruitops_data.cache import CachedSplit, open_split
 from fruitops_models import plots
 from fruitops_models.augment import resize
@@ -30,6 +29,9 @@ from fruitops_models.hardware import autocast_dtype, device_for
 from fruitops_models.metrics import bootstrap_interval, per_class_table
 from fruitops_models.registry import log_and_register
 from fruitops_models.train import EvalResult, TrainResult, evaluate, train
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
 
 
 @dataclass
@@ -75,7 +77,7 @@ def training_key(config: TrainConfig, inputs: TrainingInputs) -> str:
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def previous_run(tracking: Tracking, key: str) -> mlflow.entities.Run | None:
+def previous_run(tracking: Tracking, key: str) -> Run | None:
     """The latest MLflow run of this training, if an earlier try started one."""
     runs = tracking.search_runs(f"tags.fruitops_training_key = '{key}'", max_results=1)
     return runs[0] if runs else None
@@ -95,8 +97,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
     earlier = previous_run(tracking, key)
     if earlier is not None and earlier.info.status == "FINISHED":
         try:
-            tracking.activate()
-            return mlflow.artifacts.load_dict(f"runs:/{earlier.info.run_id}/{CANDIDATE_ARTIFACT}")
+            return tracking.load_dict(f"runs:/{earlier.info.run_id}/{CANDIDATE_ARTIFACT}")
         except Exception:  # noqa: BLE001 - finished without its record: train it again
             earlier = None
     classes = list(inputs.cache["classes"])
@@ -114,19 +115,19 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         tags=_run_tags(config, inputs, key),
         run_id=earlier.info.run_id if earlier is not None else None,
     ) as run:
-        mlflow.log_params(_params(config, inputs, splits))
+        run.log_params(_params(config, inputs, splits))
         result = train(
             config,
             splits["train"],
             splits["val"],
             classes,
             checkpointer=checkpointer,
-            on_epoch=lambda epoch, row: mlflow.log_metrics(
+            on_epoch=lambda epoch, row: run.log_metrics(
                 {f"epoch/{k}": v for k, v in row.items()}, step=epoch
             ),
         )
-        mlflow.log_params({**result.weights, **result.settings})
-        evaluated = _evaluate_and_log(result, splits, config)
+        run.log_params({**result.weights, **result.settings})
+        evaluated = _evaluate_and_log(result, splits, config, run)
         # per-epoch curves live under epoch/…; the plain names hold the kept model's scores
         final: dict[str, float] = {
             "best_epoch": result.best_epoch,
@@ -135,26 +136,26 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             **{f"probe_{k}": v for k, v in result.probe.items()},
             **{f"{s}_{k}": v for s, e in evaluated.items() for k, v in e.metrics.items()},
         }
-        mlflow.log_metrics(final)
-        mlflow.log_figure(
+        run.log_metrics(final)
+        run.log_figure(
             plots.training_curves(result.history, f"{config.arch} training"),
             "plots/training_curves.png",
         )
-        mlflow.log_dict({"classes": classes}, "classes.json")
-        mlflow.log_dict(inputs.validation, "validation/result.json")
-        mlflow.set_tags(
+        run.log_dict({"classes": classes}, "classes.json")
+        run.log_dict(inputs.validation, "validation/result.json")
+        run.set_tags(
             {
                 "precision": result.precision,
                 "stopped_early": str(result.stopped_early),
                 "resumed_from_epoch": str(result.resumed_from_epoch),
             }
         )
-        registered = _register(result, splits, config, tracking)
-        card = _card(config, inputs, splits, result, evaluated, registered, run.info.run_id)
-        publish_card(card, registered["name"], registered["version"], tracking, inputs.lake)
+        registered = _register(result, splits, config, run)
+        card = _card(config, inputs, splits, result, evaluated, registered, run.run_id)
+        publish_card(card, registered["name"], registered["version"], run, inputs.lake)
         candidate = {
             "arch": config.arch,
-            "run_id": run.info.run_id,
+            "run_id": run.run_id,
             "metrics": {k: float(v) for k, v in final.items()},  # as logged: shown alike
             "history": result.history,
             "seconds": round(result.seconds, 2),
@@ -162,7 +163,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             "precision": result.precision,
             **registered,
         }
-        mlflow.log_dict(candidate, CANDIDATE_ARTIFACT)
+        run.log_dict(candidate, CANDIDATE_ARTIFACT)
     return candidate
 
 
@@ -192,7 +193,7 @@ def _params(
 
 
 def _evaluate_and_log(
-    result: TrainResult, splits: dict[str, CachedSplit], config: TrainConfig
+    result: TrainResult, splits: dict[str, CachedSplit], config: TrainConfig, run: TrackedRun
 ) -> dict[str, EvalResult]:
     """The kept model scored on val and test (those that have photos), with its per-class
     table, F1 chart, confusion matrix and sample grid logged for each."""
@@ -211,16 +212,16 @@ def _evaluate_and_log(
             size=config.serve_size,
         )
         table = per_class_table(e.confusion, classes)
-        mlflow.log_table(table, f"per_class/{split}.json")
-        mlflow.log_figure(
+        run.log_table(table, f"per_class/{split}.json")
+        run.log_figure(
             plots.per_class_f1(table, f"{config.arch}: {split} F1 per class"),
             f"plots/per_class_f1_{split}.png",
         )
-        mlflow.log_figure(
+        run.log_figure(
             plots.confusion_matrix(e.confusion, classes, f"{split} confusion"),
             f"plots/confusion_{split}.png",
         )
-        mlflow.log_figure(
+        run.log_figure(
             _sample_grid(splits[split], e, classes, f"{config.arch}: {split} samples"),
             f"plots/samples_{split}.png",
         )
@@ -228,7 +229,7 @@ def _evaluate_and_log(
 
 
 def _register(
-    result: TrainResult, splits: dict[str, CachedSplit], config: TrainConfig, tracking: Tracking
+    result: TrainResult, splits: dict[str, CachedSplit], config: TrainConfig, run: TrackedRun
 ) -> dict[str, Any]:
     """Log the kept model (fp32, contiguous: as any loader expects it) and register it."""
     example_split = "val" if len(splits["val"]) >= 2 else "train"
@@ -238,7 +239,7 @@ def _register(
         result.classes,
         int(config.serve_size or 0),
         resize(example, config.serve_size),
-        tracking,
+        run,
         config.arch,
     )
 

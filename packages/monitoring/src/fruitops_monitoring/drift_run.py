@@ -93,10 +93,8 @@ def run_drift(
         "quarantined": quarantined,
     }
     if policy.log_to_mlflow:
-        import mlflow
-
         with tracking.start_run(kind="drift", run_name=run_name) as run:
-            mlflow.log_metrics(
+            run.log_metrics(
                 {
                     "drift_share": decision["drift_share"],
                     "dataset_drift": float(decision["dataset_drift"]),
@@ -104,8 +102,8 @@ def run_drift(
                     "current_rows": len(current),
                 }
             )
-            mlflow.log_params({"reference_model_uri": reference["model_uri"]})
-            mlflow.log_artifact(str(html), "drift")
-            mlflow.log_dict(decision, "drift/decision.json")
-            result["mlflow_run_id"] = run.info.run_id
+            run.log_params({"reference_model_uri": reference["model_uri"]})
+            run.log_artifact(html, "drift")
+            run.log_dict(decision, "drift/decision.json")
+            result["mlflow_run_id"] = run.run_id
     return result

@@ -160,7 +160,6 @@ def serve_command(
 
         chosen.append(ServingConfig(**given))
         serving, tracking = chosen[0], open_workspace().tracking
-        tracking.activate()
         uri = serving.model_uri or tracking.champion_uri
         return {
             "model": servable_version(uri, tracking),

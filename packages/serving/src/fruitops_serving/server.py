@@ -41,8 +41,6 @@ def servable_version(uri: str, tracking: Any) -> str:
     """The URI ``uri`` names now, pinned (an alias resolved to models:/NAME/VERSION), checked
     to be a version that takes photos: what `fruitops serve` says before it starts, rather
     than a worker's traceback."""
-    import mlflow
-
     from fruitops_models.registry import takes_photos
 
     ref = ModelRef.parse_or_none(uri)
@@ -57,8 +55,7 @@ def servable_version(uri: str, tracking: Any) -> str:
                 "`fruitops train` (the first becomes champion), or give "
                 "--model models:/NAME/VERSION"
             ) from err
-    info = mlflow.models.get_model_info(uri)
-    if not takes_photos(info):
+    if not takes_photos(tracking.model_info(uri)):
         raise ValueError(
             f"{uri} was registered before FruitOps versions took photos (it takes tensors): "
             f"register it again with `fruitops models upgrade {uri.rsplit('/', 1)[-1]}`, "
@@ -67,15 +64,14 @@ def servable_version(uri: str, tracking: Any) -> str:
     return uri
 
 
-def load_version(pinned: str) -> tuple[Any, OnlineModel]:
+def load_version(pinned: str, tracking: Any) -> tuple[Any, OnlineModel]:
     """The registered pyfunc at ``pinned`` (models:/NAME/VERSION) and its `OnlineModel`,
     warmed up: it has answered one photo, so its first real request pays no compilation."""
-    import mlflow
     from PIL import Image
 
     from fruitops_models.registry import ONLINE_LOADER
 
-    pyfunc = mlflow.pyfunc.load_model(pinned)
+    pyfunc = tracking.load_pyfunc(pinned)
     if pyfunc.loader_module != ONLINE_LOADER:  # `servable_version` says why and what to do
         raise ValueError(f"{pinned} does not take photos")
     online = pyfunc.get_raw_model()
@@ -105,7 +101,7 @@ class LiveModel:
         self.answered = self.photo_errors = 0
         self.watch: dict[str, Any] = {"alias": uri if self.alias else None, "checks": 0,
                                       "last_error": None, "swaps": 0}  # fmt: skip
-        self.pyfunc, self.online = load_version(servable_version(uri, tracking))
+        self.pyfunc, self.online = load_version(servable_version(uri, tracking), tracking)
         self._stop = threading.Event()
         if self.alias and config.watch_seconds > 0:
             threading.Thread(target=self._watch, name="fruitops-watch", daemon=True).start()
@@ -192,7 +188,7 @@ class LiveModel:
                 return False
             log.info("%s now names %s: loading it (still serving %s)", self.uri, pinned,
                      self.online.model.uri)  # fmt: skip
-            pyfunc, online = load_version(pinned)
+            pyfunc, online = load_version(pinned, self.tracking)
         except Exception as err:  # the registry away, a broken version: keep serving
             self.watch["last_error"] = f"{type(err).__name__}: {err}"
             log.warning("checking %s failed, still serving %s: %s", self.uri,
@@ -371,7 +367,6 @@ def create_app() -> Any:
     config = ServingConfig()
     settings = FruitOpsSettings()
     tracking = Tracking(settings)
-    tracking.activate()  # the pyfunc loader resolves models:/ URIs against it
     uri = config.model_uri or tracking.champion_uri
     recorder = OnlineRecorder(open_lake(settings), config) if config.record else None
     live = LiveModel(uri, tracking, config, recorder)
