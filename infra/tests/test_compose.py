@@ -18,7 +18,8 @@ from infra_checks import INFRA, ROOT
 
 COMPOSE = INFRA / "compose"
 ONE_SHOT = {"airflow-init"}
-STATEFUL = {"postgres": "/var/lib/postgresql/data", "s3": "/data", "redis": "/data"}
+#: the image's data folder held by a named volume (PostgreSQL 18+: the parent of 18/docker)
+STATEFUL = {"postgres": "/var/lib/postgresql", "s3": "/data", "redis": "/data"}
 #: Repositories a compose file must not pull from: deleted from Docker Hub (2026-09-12).
 DELETED_REPOSITORIES = {"minio/minio", "minio/mc", "bitnami/minio"}
 SECRET_NAME = re.compile(r"PASSWORD|SECRET|_KEY$|FERNET|TOKEN", re.I)
@@ -198,6 +199,19 @@ def test_every_pulled_image_is_pinned_and_from_a_live_repository(compose):
             repository, _, tag = image.partition(":")
             assert tag and tag != "latest", (file, name, image)
             assert repository not in DELETED_REPOSITORIES, (file, name, image)
+
+
+def test_compose_runs_the_postgresql_major_version_cloud_sql_runs(compose):
+    """One database version in development and in production; from 18 on, the image's data
+    lives in /var/lib/postgresql/<major>/docker, so the volume must hold /var/lib/postgresql
+    (a mount at .../data makes an 18 image refuse to start)."""
+    terraform = (INFRA / "terraform/modules/database/main.tf").read_text()
+    cloud_sql = int(re.search(r'database_version\s*=\s*"POSTGRES_(\d+)"', terraform)[1])
+    service = compose["services"]["postgres"]
+    tag = service["image"].split(":")[1]
+    assert int(re.match(r"(\d+)", tag)[1]) == cloud_sql, (service["image"], cloud_sql)
+    targets = [m.split(":")[1] for m in service["volumes"] if not m.startswith(".")]
+    assert targets == ["/var/lib/postgresql"], targets
 
 
 def test_each_s3_user_reaches_its_own_bucket_only_on_the_real_weed(compose, tmp_path, free_block):
