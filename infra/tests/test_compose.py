@@ -137,18 +137,57 @@ def test_dockerfiles_pass_hadolint(run, dockerfile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-@pytest.mark.parametrize("dockerfile", sorted(p.name for p in COMPOSE.glob("Dockerfile.*")))
-def test_the_images_pin_what_the_lock_installs(dockerfile):
-    """Each package an image pins is at the version poetry.lock installs here (MLflow, boto3,
-    torch, the Airflow providers ...): the containers run what the tests ran."""
-    import importlib.metadata
+def _image_constraints():
+    """scripts/image-constraints as a module (it has no .py suffix)."""
+    import importlib.util
+    from importlib.machinery import SourceFileLoader
 
-    text = (COMPOSE / dockerfile).read_text()
-    pins = re.findall(r"([A-Za-z][A-Za-z0-9_.\-]*)(?:\[[^\]]*\])?==([0-9][^\s\"\\]*)", text)
-    assert pins, dockerfile
-    for name, pinned in pins:
-        installed = importlib.metadata.version(name).split("+")[0]
-        assert pinned == installed, f"{dockerfile}: {name}=={pinned}, the lock has {installed}"
+    loader = SourceFileLoader("image_constraints", str(ROOT / "scripts/image-constraints"))
+    module = importlib.util.module_from_spec(importlib.util.spec_from_loader(loader.name, loader))
+    loader.exec_module(module)
+    return module
+
+
+def test_the_image_constraints_are_poetry_lock_exported():
+    exporter = _image_constraints()
+    expected = exporter.constraints((ROOT / "poetry.lock").read_text())
+    assert (COMPOSE / "constraints.txt").read_text() == expected, (
+        "infra/compose/constraints.txt is stale: run scripts/image-constraints after poetry lock"
+    )
+
+
+def _pip_installs(dockerfile: str) -> list[str]:
+    """The ``pip install`` commands of a Dockerfile, continuation lines joined."""
+    text = (COMPOSE / dockerfile).read_text().replace("\\\n", " ")
+    return [
+        part for line in text.splitlines() for part in line.split("&&") if "pip install" in part
+    ]
+
+
+@pytest.mark.parametrize("dockerfile", sorted(p.name for p in COMPOSE.glob("Dockerfile.*")))
+def test_the_images_take_every_version_from_the_constraints(dockerfile):
+    """No image types a version: each pip install is constrained by the lock's export, and
+    each package it names is in it (the containers run what the tests ran)."""
+    pinned = {
+        line.split("==")[0].lower()
+        for line in (COMPOSE / "constraints.txt").read_text().splitlines()
+        if "==" in line
+    }
+    installs = _pip_installs(dockerfile)
+    assert installs, dockerfile
+    for command in installs:
+        assert "--constraint /tmp/constraints.txt" in command, command
+        assert "==" not in command, command
+        words = command.split("pip install", 1)[1].split()
+        named = [w for i, w in enumerate(words) if not w.startswith(("-", "/", ".", '"$'))
+                 and not words[i - 1].startswith("--")]  # fmt: skip
+        assert {w.lower() for w in named} <= pinned, (dockerfile, set(named) - pinned)
+
+
+def test_the_airflow_image_is_the_locked_airflow():
+    base = re.search(r"FROM apache/airflow:([\d.]+)-", (COMPOSE / "Dockerfile.airflow").read_text())
+    lock = (COMPOSE / "constraints.txt").read_text()
+    assert f"\napache-airflow=={base[1]}\n" in lock, base[1]
 
 
 def test_checkov_passes_on_the_compose_folder(run):
@@ -330,10 +369,9 @@ def test_the_mlflow_image_can_write_gcs_artifacts():
 
     source = Path(importlib.util.find_spec("mlflow.store.artifact.gcs_artifact_repo").origin)
     assert "from google.cloud import storage" in source.read_text()
-    dockerfile = (COMPOSE / "Dockerfile.mlflow").read_text()
-    pinned = re.search(r"google-cloud-storage==([\d.]+)", dockerfile)
-    assert pinned, "Dockerfile.mlflow must install google-cloud-storage"
-    # the version this checkout's mlflow runs with
-    assert pinned[1] == importlib.metadata.version("google-cloud-storage")
-    # the server is the MLflow the clients of this checkout are
-    assert f"mlflow=={importlib.metadata.version('mlflow')} " in dockerfile
+    (install,) = _pip_installs("Dockerfile.mlflow")
+    assert {"mlflow", "google-cloud-storage"} <= set(install.split()), install
+    # at the versions this checkout runs: the server is the MLflow its clients are
+    lock = (COMPOSE / "constraints.txt").read_text()
+    for name in ("mlflow", "google-cloud-storage"):
+        assert f"\n{name}=={importlib.metadata.version(name)}\n" in lock, name
