@@ -19,7 +19,7 @@ DEMO_LOG := $(FRUITOPS_HOME)/logs/demo-dag.log
 # embedded (SQLite, local lake) or services (PostgreSQL, S3, MLflow server: make services-up)
 PROFILE ?= embedded
 
-.PHONY: help setup demo test test-fast lint format airflow-db airflow clean \
+.PHONY: help setup demo test test-fast lint format docs airflow-db airflow clean \
 	services-up services-down services-status demo-embedded compose-env up down
 
 help: ## List the verbs
@@ -108,6 +108,10 @@ lint: setup ## ruff (with Airflow's AIR rules)
 format: setup ## Apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
+
+docs: setup ## Build the documentation site (docs/, mkdocs.yml) strictly into site/
+	$(BIN)/zensical build --strict
+	@echo "open site/index.html"
 
 airflow: setup airflow-db ## Run airflow with the project's settings: make airflow ARGS="dags list"
 	scripts/airflow $(ARGS)

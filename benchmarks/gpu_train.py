@@ -2,9 +2,9 @@
 
     python benchmarks/gpu_train.py --photos PATH/fruits-real --out result.json
 
-For a machine with an NVIDIA GPU (CI has none; this is run by hand and its figures go in
-the README). For each architecture: the naive loop of ``bench_train.py`` (PIL decode every
-epoch, fp32 eager, Adam) moved to the GPU, against ``train()`` with its defaults, which on
+For a machine with an NVIDIA GPU (CI has none; this is run by hand and its figures go on
+docs/benchmarks.md). For each architecture: the naive loop of ``bench_train.py`` (PIL decode
+every epoch, fp32 eager, Adam) moved to the GPU, against ``train()`` with its defaults, which on
 CUDA means AMP (bf16 autocast where the GPU has bf16, fp16 with a GradScaler elsewhere) and
 channels_last, from the uint8 cache. Also reported: val macro-F1 after the short run, the
 peak GPU memory, and, with ``--compile``, the same run under ``torch.compile``.

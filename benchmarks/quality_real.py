@@ -193,7 +193,7 @@ def main() -> None:
 
 
 def markdown(result: dict, splits: list[str]) -> str:
-    """The README table: one row per architecture, mean ± sd over seeds and the range."""
+    """docs/benchmarks.md's table: one row per architecture, mean ± sd over seeds, range."""
     headers = ["arch"]
     for split in splits:
         headers += [f"{split} macro-F1", f"{split} accuracy"]
