@@ -240,6 +240,22 @@ def test_every_pulled_image_is_pinned_and_from_a_live_repository(compose):
             assert repository not in DELETED_REPOSITORIES, (file, name, image)
 
 
+def test_compose_and_the_services_profile_make_the_same_buckets(compose):
+    """The two local stacks hold the lake and MLflow's artifacts in buckets of one name
+    (the services profile's config), so a profile's settings work against either."""
+    from fruitops_devservices.config import ServicesConfig
+
+    config = ServicesConfig()
+    buckets = {config.lake_bucket, config.mlflow_bucket}
+    command = " ".join(compose["services"]["s3"]["command"])
+    assert set(re.search(r"-bucket=(\S+)", command)[1].split(",")) == buckets
+    script = (COMPOSE / "seaweedfs" / "s3-identities.sh").read_text()
+    assert set(re.findall(r'"(?:Read|Write):([\w-]+)"', script)) == buckets
+    assert f"s3://{config.mlflow_bucket}/artifacts" in " ".join(
+        compose["services"]["mlflow"]["command"]
+    )
+
+
 def test_compose_runs_the_postgresql_major_version_cloud_sql_runs(compose):
     """One database version in development and in production; from 18 on, the image's data
     lives in /var/lib/postgresql/<major>/docker, so the volume must hold /var/lib/postgresql

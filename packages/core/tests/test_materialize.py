@@ -379,3 +379,21 @@ def test_a_lake_copied_without_its_links_still_takes_new_versions(settings, lake
     )
     current = copied.local_path("assets/toy/numbers/current")
     assert current.is_symlink() and len(pd.read_parquet(current / "data.parquet")) == 4
+
+
+def test_a_command_runs_an_asset_on_values_it_gives_and_stores_nothing(settings, lake):
+    """`run_asset`: the asset's own function on inputs from outside the graph (as `fruitops
+    score` runs the scoring asset on any folder); no record, so the graph's state is as it was."""
+    from fruitops_core.materialize import run_asset
+    from fruitops_core.resources import Resources
+
+    graph = toy_graph()
+    resources = Resources.of(settings, lake)
+    given = pd.DataFrame({"x": [10, 20]})
+    assert run_asset(graph["toy/total"], resources, {"numbers": given}) == {"total": 30}
+    assert read_record(lake, graph["toy/total"]) is None
+    assert not lake.exists("assets/toy/total")
+    with pytest.raises(MaterializationError, match=r"takes the values of \['numbers'\]"):
+        run_asset(graph["toy/total"], resources, {"total": given})
+    with pytest.raises(ValueError, match="wrong config for asset toy/numbers: n:"):
+        run_asset(graph["toy/numbers"], resources, {}, config={"n": "many"})

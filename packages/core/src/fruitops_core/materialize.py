@@ -113,7 +113,31 @@ def run_mapped(
     The value must not need the scratch folder, which is gone on return.
     """
     upstream, _ = _upstream(spec, graph, resources.lake)
+    return run_asset(spec, resources, upstream, config, run_id)
+
+
+def run_asset(
+    spec: AssetSpec,
+    resources: Resources,
+    upstream: dict[str, Any],
+    config: dict[str, Any] | None = None,
+    run_id: str | None = None,
+) -> Any:
+    """Run ``spec``'s function on upstream values the caller gives, storing no record.
+
+    For a command that runs an asset on inputs from outside the graph (`fruitops score` on any
+    folder, `fruitops monitor drift` on any table): the asset's function stays the one code
+    path of the capability, and the command only finds its inputs. ``upstream`` maps each
+    upstream asset's name (the last part of its key) to its value. The value must not need
+    the scratch folder, which is gone on return.
+    """
+    names = {dep.rsplit("/", 1)[-1] for dep in spec.deps}
+    if set(upstream) != names:
+        raise MaterializationError(
+            f"{spec.key} takes the values of {sorted(names)}, was given {sorted(upstream)}"
+        )
     config = spec.given_config(config, resources.settings)
+    run_id = run_id or f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
     with tempfile.TemporaryDirectory(prefix="fruitops-asset-") as workdir:
         ctx = _context(spec, resources, run_id, config, Path(workdir))
         return spec.fn(ctx, **upstream)

@@ -62,13 +62,15 @@ def reference_profile(
 def drift_report(
     ctx: AssetContext[DriftConfig],
     batch_predictions: dict[str, Any],
-    reference_profile: dict[str, Any],
-    image_manifest: ParquetTable,
+    reference_profile: dict[str, Any] | None,
+    image_manifest: ParquetTable | None,
 ) -> dict[str, Any]:
     """Evidently drift of the scored batch against the reference, and the drift decision.
 
-    A batch scored by another model version than the reference's gets a reference rebuilt
-    for that version first: features are only comparable under the same model.
+    A batch scored by another model version than the reference's gets a reference built for
+    that version first (or found, kept per version): features are only comparable under the
+    same model. `fruitops monitor drift` runs this function too (`run_asset`), on the table it
+    is given and no stored reference (None: the batch's version's, built on first use).
     """
     reference = reference_profile
     batch_model = (
@@ -79,19 +81,27 @@ def drift_report(
         # a day of online answers, by whichever versions served that day: its photos'
         # features are computed under the reference's model (the champion's), as a batch's
         predictions_uri = ctx.lake.uri(online_folder(ctx.config.online_day)) + "/"
-        batch_model = reference["model_uri"]
-    if reference["model_uri"] != batch_model:
-        ctx.log.warning(
-            "reference was built with %s, the batch was scored by %s: rebuilding the reference",
-            reference["model_uri"],
-            batch_model,
-        )
+        batch_model = reference["model_uri"] if reference else batch_model
+    if reference is None or reference["model_uri"] != batch_model:
+        if reference is not None:
+            ctx.log.warning(
+                "reference was built with %s, the batch was scored by %s: using that "
+                "version's reference",
+                reference["model_uri"],
+                batch_model,
+            )
+        if image_manifest is None:
+            raise ValueError(
+                "no data set to build a reference from: run `fruitops data ingest SOURCE` "
+                "first, or pass --reference"
+            )
+        split = reference.get("split", "val") if reference else ReferenceConfig().split
         reference = build_reference(
             ctx.lake,
             ctx.tracking,
             image_manifest,
             batch_model,
-            ReferenceConfig(split=reference.get("split", "val")),
+            ReferenceConfig(split=split),
             ctx.workdir,
         )
     result = run_drift(
@@ -101,7 +111,7 @@ def drift_report(
         predictions_uri,
         reference,
         ctx.config,
-        ctx.asset_dir,
+        ctx.config.folder or ctx.asset_dir,
         ctx.workdir,
         f"drift-{ctx.run_id}",
     )

@@ -14,10 +14,8 @@ from fruitops_core.model_ref import ModelRef
 from fruitops_core.options import with_options
 from fruitops_core.output import JsonFlag, plain_console, run_command
 from fruitops_core.workspace import Workspace, open_workspace
-from fruitops_monitoring.config import DriftConfig, ReferenceConfig
-from fruitops_monitoring.drift_run import run_drift
+from fruitops_monitoring.config import DriftConfig
 from fruitops_monitoring.options import DRIFT_POLICY
-from fruitops_monitoring.reference import build_reference
 from fruitops_serving.predictions import read_predictions
 
 app = typer.Typer(help="Monitoring: image features and drift reports.", no_args_is_help=True)
@@ -39,8 +37,8 @@ def drift(
         str | None,
         typer.Option(
             help="a reference record (.json, as monitoring/reference_profile stores it); "
-            "default: the held-out split as the batch's model version sees it (built on first "
-            "use)",
+            "default, or when it was made under another model version than the batch's: the "
+            "held-out split as the batch's model version sees it (built on first use)",
         ),
     ] = None,
     json_mode: JsonFlag = False,
@@ -51,29 +49,30 @@ def drift(
         from datetime import UTC, datetime
 
         from fruitops_core.lake import object_at
+        from fruitops_core.materialize import run_asset
+        from fruitops_core.records import load_value, read_record
 
-        workspace = open_workspace()
-        settings, lake = workspace.settings, workspace.lake
+        ws = open_workspace()
         policy = DriftConfig(**config.get(DRIFT_REPORT, {}))
-        scored = batch or last_scored(lake)
+        scored = batch or last_scored(ws.lake)
         stamp = f"{datetime.now(UTC):%Y%m%dT%H%M%S}"
-        with tempfile.TemporaryDirectory(prefix="fruitops-drift-") as tmp:
-            if reference:
-                ref_lake, name = object_at(reference, settings.s3_endpoint)
-                record = ref_lake.read_json(name)
-            else:
-                record = reference_for_batch(workspace, scored, Path(tmp))
-            result = run_drift(
-                lake,
-                settings,
-                workspace.tracking,
-                scored,
-                record,
-                policy,
-                f"drift/{stamp}",
-                Path(tmp),
-                f"drift-{stamp}",
-            )
+        record = None
+        if reference:
+            ref_lake, name = object_at(reference, ws.settings.s3_endpoint)
+            record = ref_lake.read_json(name)
+        manifest = ws.graph[IMAGE_MANIFEST]
+        # the drift asset's own function, on this table rather than the graph's scored batch
+        upstream = {
+            "batch_predictions": scored_batch(ws, scored),
+            "reference_profile": record,
+            "image_manifest": (
+                load_value(ws.lake, manifest) if read_record(ws.lake, manifest) else None
+            ),
+        }
+        asset_config = {**policy.model_dump(exclude_unset=True), "folder": f"drift/{stamp}"}
+        result = run_asset(
+            ws.graph[DRIFT_REPORT], ws.resources, upstream, asset_config, run_id=stamp
+        )
         keys = (
             "dataset_drift",
             "drift_share",
@@ -117,32 +116,21 @@ def last_scored(lake: Lake) -> str:
     return lake.read_json(LATEST_PREDICTIONS)["predictions_uri"]
 
 
-def reference_for_batch(workspace: Workspace, batch: str, workdir: Path) -> dict[str, Any]:
-    """The reference of the model version that scored ``batch``: stored, or built now from
-    the ingested data set's held-out split."""
+def scored_batch(workspace: Workspace, batch: str) -> dict[str, Any]:
+    """What the drift asset needs of a predictions table (or a day's folder of them): where
+    it is and the model version that scored it."""
     from fruitops_core.lake import object_at
-    from fruitops_core.records import load_value, read_record
 
-    settings, graph, lake, tracking = workspace
-    manifest_spec = graph[IMAGE_MANIFEST]
-    if read_record(lake, manifest_spec) is None:
-        raise ValueError(
-            "no data set to build a reference from: run `fruitops data ingest SOURCE` first, "
-            "or pass --reference"
-        )
-    table_lake, name = object_at(batch, settings.s3_endpoint)
+    table_lake, name = object_at(batch, workspace.settings.s3_endpoint)
     scored = read_predictions(table_lake, name)
     if scored.empty:
         raise ValueError(f"{batch} holds no predictions: score a batch with images first")
-    model_uri = ModelRef.pinned(scored["model_name"].iloc[0], scored["model_version"].iloc[0]).uri
-    return build_reference(
-        lake,
-        tracking,
-        load_value(lake, manifest_spec),
-        model_uri,
-        ReferenceConfig(),
-        workdir,
-    )
+    name, version = scored["model_name"].iloc[0], int(scored["model_version"].iloc[0])
+    return {
+        "predictions_uri": batch,
+        "model_uri": ModelRef.pinned(name, version).uri,
+        "model_version": version,
+    }
 
 
 @app.command()

@@ -33,6 +33,11 @@ class DriftConfig(DriftPolicy):
     is logged to MLflow."""
 
     log_to_mlflow: bool = True
+    folder: str | None = Field(
+        None,
+        description="lake folder of the report; default: the asset's folder "
+        "(`fruitops monitor drift`: drift/<time>)",
+    )
     online_day: str | None = Field(
         None,
         description="look at one day of `fruitops serve`'s answers (YYYY-MM-DD: the lake's "

@@ -54,40 +54,47 @@ def batch_predictions(
     ctx: AssetContext[ScoringConfig],
     incoming_batch: dict[str, Any],
     champion_model: dict[str, Any],
-    precision_gate: dict[str, Any],
+    precision_gate: dict[str, Any] | None,
 ) -> dict[str, Any]:
-    """The incoming batch scored into predictions.parquet; undecodable files quarantined."""
+    """The incoming batch scored into a predictions table; undecodable files quarantined.
+
+    `fruitops score` runs this function too (`run_asset`), on the folder it is given, the
+    registry's champion and no stored gate (None: the gate is made or read as scoring needs).
+    """
+    from fruitops_core.lake import object_at
     from fruitops_models.registry import load_model
     from fruitops_serving.gate import choose_predictor
     from fruitops_serving.inputs import ScoringInput
     from fruitops_serving.scoring import score
 
-    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
+    config = ctx.config
+    model = load_model(ctx.tracking, config.model_uri or champion_model["model_uri"])
     predictor, gate = choose_predictor(
         model,
         ctx.lake,
         ctx.settings,
-        ctx.config.precision,
-        ctx.config.backend,
+        config.precision,
+        config.backend,
         gate=precision_gate,
+        tracking=ctx.tracking,
     )
     source = ScoringInput(
         lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint, strict=True),
         incoming_batch["keys"],
-        incoming_batch["uri"],
+        incoming_batch.get("description", incoming_batch["uri"]),
         incoming_batch.get("ignored", []),
     )
-    folder = dated_folder(ctx.config.date) if ctx.config.date else ctx.asset_dir
-    summary = score(
-        source,
-        predictor,
-        ctx.lake,
-        f"{folder}/predictions.parquet",
-        batch_size=ctx.config.batch_size,
-    )
-    quarantine_uri = ctx.lake.write_json(f"{folder}/quarantine.json", summary["quarantined"])
-    if ctx.config.date:
-        latest = {"predictions_uri": summary["predictions_uri"], "date": ctx.config.date}
+    folder = dated_folder(config.date) if config.date else ctx.asset_dir
+    if config.output:  # a table where the caller chose: nothing else is written beside it
+        target, key = object_at(config.output, ctx.settings.s3_endpoint)
+    else:
+        target, key = ctx.lake, f"{folder}/predictions.{config.format}"
+    summary = score(source, predictor, target, key, fmt=config.format, batch_size=config.batch_size)
+    quarantine_uri = None  # with an output, the list is in the value (and `score --json`)
+    if not config.output:
+        quarantine_uri = ctx.lake.write_json(f"{folder}/quarantine.json", summary["quarantined"])
+    if config.date or config.output:  # `fruitops monitor drift` takes the last one by default
+        latest = {"predictions_uri": summary["predictions_uri"], "date": config.date}
         ctx.lake.write_json(LATEST_PREDICTIONS, latest)
     ctx.add_metadata(
         images=summary["images"],
@@ -103,5 +110,9 @@ def batch_predictions(
         images_per_second=summary["images_per_second"],
     )
     if summary["quarantined"]:
-        ctx.log.warning("%d files quarantined, see %s", len(summary["quarantined"]), quarantine_uri)
+        ctx.log.warning(
+            "%d files quarantined, see %s",
+            len(summary["quarantined"]),
+            quarantine_uri or "the result's `quarantined`",
+        )
     return {**summary, "quarantine_uri": quarantine_uri, "gate": gate}

@@ -10,17 +10,11 @@ import typer
 from fruitops_core.asset_keys import BATCH_PREDICTIONS
 from fruitops_core.options import ConfigOption, with_options
 from fruitops_core.output import JsonFlag, plain_console, print_set_aside, run_command
-from fruitops_serving.config import (
-    LATEST_PREDICTIONS,
-    SERVE_ENV_PREFIX,
-    OutputConfig,
-    ScoringConfig,
-    ServingConfig,
-)
+from fruitops_serving.config import SERVE_ENV_PREFIX, ScoringConfig, ServingConfig
 
 SCORE_OPTIONS = [
-    ConfigOption("output", OutputConfig, "output"),
-    ConfigOption("output", OutputConfig, "format"),
+    ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "output"),
+    ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "format"),
     ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "model_uri", name="model"),
     ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "batch_size"),
     ConfigOption(BATCH_PREDICTIONS, ScoringConfig, "precision"),
@@ -41,41 +35,39 @@ def score_command(
 
     An empty input exits 0 with an empty table and a warning.
     """
-    output = OutputConfig(**config.get("output", {}))
     scoring = ScoringConfig(**config.get(BATCH_PREDICTIONS, {}))
 
     def action() -> dict[str, Any]:
-        from fruitops_core.lake import object_at
+        from fruitops_core.materialize import run_asset
         from fruitops_core.workspace import open_workspace
-        from fruitops_models.registry import load_model
-        from fruitops_serving.gate import choose_predictor
         from fruitops_serving.inputs import resolve_input
-        from fruitops_serving.scoring import score
 
         started = time.perf_counter()
-        settings, _, lake, tracking = open_workspace()
+        ws = open_workspace()
         source = resolve_input(
             input,
-            endpoint_url=settings.s3_endpoint,
-            allowed_roots=settings.allowed_root_paths,
+            endpoint_url=ws.settings.s3_endpoint,
+            allowed_roots=ws.settings.allowed_root_paths,
         )
-        loaded = load_model(tracking, scoring.model_uri or tracking.champion_uri)
-        # auto: the verdict of the serving/precision_gate asset, made first if it is missing
-        # or stale or was made for another model
-        predictor, gate = choose_predictor(
-            loaded, lake, settings, scoring.precision, scoring.backend, tracking=tracking
-        )
-        if output.output:
-            target, key = object_at(output.output, settings.s3_endpoint)
-        else:
-            target, key = lake, f"predictions/{source.name}.{output.format}"
-        result = score(
-            source, predictor, target, key, fmt=output.format, batch_size=scoring.batch_size
-        )
-        result["precision_gate"] = gate
+        # the scoring asset's own function, on this input rather than the graph's incoming
+        # batch, with the registry's champion; the precision gate is read (or made) for the
+        # model it loads
+        upstream = {
+            "incoming_batch": {
+                "uri": source.lake.root_uri,
+                "keys": source.keys,
+                "ignored": source.ignored,
+                "description": source.description,
+            },
+            "champion_model": {"model_uri": ws.tracking.champion_uri},
+            "precision_gate": None,
+        }
+        output = scoring.output or ws.lake.uri(f"predictions/{source.name}.{scoring.format}")
+        asset_config = {**scoring.model_dump(exclude_unset=True), "output": output}
+        result = run_asset(ws.graph[BATCH_PREDICTIONS], ws.resources, upstream, asset_config)
+        result["precision_gate"] = result.pop("gate")
         # `seconds` is the scoring itself; this adds loading and compiling the model
         result["total_seconds"] = round(time.perf_counter() - started, 2)
-        lake.write_json(LATEST_PREDICTIONS, {"predictions_uri": result["predictions_uri"]})
         if not source.keys:
             result["warning"] = f"no files found in {input}: wrote an empty table"
         return result

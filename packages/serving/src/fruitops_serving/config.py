@@ -38,6 +38,12 @@ class ScoringConfig(BaseModel):
         "is kept as predictions/<date>/predictions.parquet, one per day; default: in the "
         "asset's own folder",
     )
+    output: str | None = Field(
+        None,
+        description="path or s3:// URI of the table; default predictions/<input>.<format> "
+        "in the lake (`fruitops score`), else the day's or the asset's folder",
+    )
+    format: Literal["parquet", "csv"] = Field("parquet", description="table format")
 
     @field_validator("date")
     @classmethod
@@ -76,17 +82,6 @@ LATEST_PREDICTIONS = "predictions/latest.json"
 def dated_folder(date: str) -> str:
     """The lake folder of one day's scoring: its table and its quarantine list."""
     return f"predictions/{date}"
-
-
-class OutputConfig(BaseModel):
-    """Where `fruitops score` writes its table."""
-
-    output: str | None = Field(
-        None,
-        description="path or s3:// URI of the table; default predictions/<input>.<format> "
-        "in the lake",
-    )
-    format: Literal["parquet", "csv"] = Field("parquet", description="table format")
 
 
 SERVE_ENV_PREFIX = "FRUITOPS_SERVE_"
