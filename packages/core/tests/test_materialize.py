@@ -397,3 +397,43 @@ def test_a_command_runs_an_asset_on_values_it_gives_and_stores_nothing(settings,
         run_asset(graph["toy/total"], resources, {"total": given})
     with pytest.raises(ValueError, match="wrong config for asset toy/numbers: n:"):
         run_asset(graph["toy/numbers"], resources, {}, config={"n": "many"})
+
+
+def test_an_asset_keeps_its_last_result_while_its_reuse_key_is_the_same(settings, lake):
+    """Reuse is core's: the asset names what decides its result; `materialize` keeps the
+    stored result (same version, ``reused``) without calling the function while that is the
+    same, and runs it when it changes."""
+    calls = []
+
+    class Scale(BaseModel):
+        factor: int = 2
+        note: str = ""  # not part of what decides the result
+
+    def decided_by(ctx, numbers):
+        return {"factor": ctx.config.factor, "n": len(numbers)}
+
+    @asset("toy/scaled", deps=["toy/numbers"], config=Scale, reuse_key=decided_by)
+    def scaled(ctx, numbers):
+        calls.append(ctx.config.factor)
+        ctx.add_metadata(rows=len(numbers))
+        return {"values": [int(x) * ctx.config.factor for x in numbers["x"]]}
+
+    module = types.ModuleType("toy_reuse")
+    module.__dict__.update(numbers=numbers, scaled=scaled)
+    graph = AssetGraph.from_modules([module])
+    run = {"settings": settings, "graph": graph, "lake": lake}
+    (first,) = materialize(["toy/scaled"], with_upstream=True, **run)[-1:]
+    assert first.metadata["reused"] is False and first.metadata["reuse_key"] == {
+        "factor": 2,
+        "n": 3,
+    }
+    (again,) = materialize(["toy/scaled"], config={"toy/scaled": {"note": "x"}}, **run)
+    assert calls == [2]  # not called again
+    assert again.metadata == {**first.metadata, "reused": True}
+    assert again.version == first.version and again.run_id != first.run_id
+    assert read_record(lake, graph["toy/scaled"]).config["note"] == "x"
+    (changed,) = materialize(["toy/scaled"], config={"toy/scaled": {"factor": 3}}, **run)
+    assert calls == [2, 3] and changed.metadata["reused"] is False
+    from fruitops_core.records import load_value
+
+    assert load_value(lake, graph["toy/scaled"]) == {"values": [0, 3, 6]}

@@ -220,6 +220,10 @@ class AssetSpec:
     checks: tuple[AssetCheckSpec, ...] = ()
     settings_config: tuple[tuple[str, str], ...] = ()
     """(config field, settings attribute) pairs: a setting that is set counts as given config."""
+    reuse_key: Callable[..., Any] | None = None
+    """``reuse_key(ctx, **upstream)``: what decides whether the last result still holds (a
+    JSON-able value). While it is the same, by the same code, `materialize` keeps the stored
+    result instead of running the function, and records ``reused`` (docs/design.md)."""
 
     @property
     def group(self) -> str:
@@ -265,12 +269,15 @@ def asset(
     io: IOPolicy = json_io,
     config: type[BaseModel] = NoConfig,
     config_from_settings: dict[str, str] | None = None,
+    reuse_key: Callable[..., Any] | None = None,
 ) -> Callable[[Callable[..., Any]], AssetSpec]:
     """Declare ``fn(ctx, **upstream)`` as the function that makes asset ``key``.
 
     Upstream values are passed by the last segment of their key
     (``data/image_manifest`` → ``image_manifest``). ``config_from_settings`` maps config
     fields to the settings (environment variables) that give them when a caller does not.
+    ``reuse_key(ctx, **upstream)`` names what decides whether the last result still holds
+    (`AssetSpec.reuse_key`).
     """
 
     def wrap(fn: Callable[..., Any]) -> AssetSpec:
@@ -286,6 +293,7 @@ def asset(
             config_model=config,
             description=(inspect.getdoc(fn) or "").split("\n\n")[0],
             settings_config=tuple((config_from_settings or {}).items()),
+            reuse_key=reuse_key,
         )
 
     return wrap

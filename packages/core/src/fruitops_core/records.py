@@ -34,6 +34,11 @@ class CheckOutcome(BaseModel):
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 
+#: The metadata entry of a record that holds what decided its result (`AssetSpec.reuse_key`):
+#: `materialize` keeps the result while it is the same.
+REUSE_KEY = "reuse_key"
+
+
 class MaterializationRecord(BaseModel):
     """The lineage of one artifact: what made it, from what, when."""
 

@@ -9,8 +9,9 @@ on: ``models/champion_model`` (the model checked, unless its config names anothe
 ``data/training_cache`` (its held-out images: up to `MAX_IMAGES` of the val split). Its value
 holds one verdict per back end, so the scoring DAG's `backend` param may pick either.
 `materialize` makes it again when the champion or the cache changes; a run that is asked
-for it anyway (an Airflow task always is) finds its stored verdict for the same model and
-images and keeps it (metadata ``reused``), so every daily scoring does not pay for it.
+for it anyway (an Airflow task always is) keeps the stored verdict while what it is made of
+is the same (`gate_inputs`, the asset's `reuse_key`: core records ``reused``), so every daily
+scoring does not pay for it.
 
 Scoring reads it: ``serving/batch_predictions`` as its upstream value, `fruitops score` and
 the benchmarks through `choose_predictor`, which makes the gate only when it is missing or
@@ -28,7 +29,7 @@ import numpy as np
 from fruitops_core.asset_keys import CHAMPION_MODEL, PRECISION_GATE, TRAINING_CACHE
 from fruitops_core.assets import AssetContext
 from fruitops_core.lake import Lake
-from fruitops_core.records import code_version, load_value, read_record, staleness
+from fruitops_core.records import REUSE_KEY, load_value, read_record, staleness
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
@@ -77,36 +78,18 @@ def _held_out(
     return images, labels
 
 
-def _inputs(value: dict[str, Any]) -> dict[str, Any]:
-    """What a verdict was made from: the same inputs give the same verdict."""
-    return {k: value.get(k) for k in ("model_uri", "run_id", "held_out_from", "bf16_cpu", "rule")}
-
-
-def _stored_for(lake: Lake, inputs: dict[str, Any], backends: list[str]) -> dict[str, Any] | None:
-    """The stored gate when the same code made it from the same inputs for these back ends."""
-    spec = AssetGraph.from_entry_points()[PRECISION_GATE]
-    record = read_record(lake, spec)
-    if record is None or record.code_version != code_version(spec):
-        return None
-    stored = load_value(lake, spec, record)
-    same = _inputs(stored) == inputs and list(stored.get("checked", [])) == list(backends)
-    return stored if same else None
-
-
-def check_precision(
+def gate_inputs(
     ctx: AssetContext[PrecisionGateConfig],
     champion_model: dict[str, Any],
     training_cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """The gate asset's value: each configured back end in bf16 against fp32, on the cache's
-    held-out split, for the configured model (default: the champion)."""
+    """What a verdict is made of (the gate asset's `reuse_key`): the same model version and
+    run, held-out images, kind of CPU, rule and back ends give the same verdict."""
     from fruitops_models.hardware import cpu_has_bf16
 
     model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
-    backends = list(ctx.config.backends)
-    value: dict[str, Any] = {
+    return {
         "model_uri": model.pinned_uri,
-        "model_version": model.version,
         "run_id": model.run_id,
         "held_out_from": {
             "prefix": training_cache["prefix"],
@@ -121,14 +104,24 @@ def check_precision(
             "min_images": GATE_MIN_IMAGES,
             "max_images": MAX_IMAGES,
         },
-        "checked": backends,
+        "checked": list(ctx.config.backends),
+    }
+
+
+def check_precision(
+    ctx: AssetContext[PrecisionGateConfig],
+    champion_model: dict[str, Any],
+    training_cache: dict[str, Any],
+) -> dict[str, Any]:
+    """The gate asset's value: each configured back end in bf16 against fp32, on the cache's
+    held-out split, for the configured model (default: the champion)."""
+    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
+    value: dict[str, Any] = {
+        **gate_inputs(ctx, champion_model, training_cache),
+        "model_version": model.version,
         "backends": {},
     }
-    stored = _stored_for(ctx.lake, _inputs(value), backends)
-    if stored is not None:
-        ctx.log.info("precision gate of %s is up to date: kept", value["model_uri"])
-        value = stored
-    elif not value["bf16_cpu"]:
+    if not value["bf16_cpu"]:
         value["reason"] = f"{NO_BF16}: bf16 was not compared with fp32"
     elif (held_out := _held_out(model, ctx.lake, training_cache, ctx.settings)) is None:
         value["reason"] = NO_HELD_OUT
@@ -136,7 +129,7 @@ def check_precision(
         images, labels = held_out
         cache_dir = ctx.settings.local_cache / "openvino"
         reference = fp32_top1(model, images)
-        for backend in backends:
+        for backend in value["checked"]:
             verdict = precision_gate(model, images, labels, backend, cache_dir, reference)
             value["backends"][backend] = verdict
             ctx.log.info(
@@ -152,7 +145,6 @@ def check_precision(
     ctx.add_metadata(
         model_uri=value["model_uri"],
         model_version=value["model_version"],
-        reused=stored is not None,
         **{f"{b}_bf16_passed": v["passed"] for b, v in value["backends"].items()},
         **{f"{b}_agreement": v["agreement"] for b, v in value["backends"].items()},
     )
@@ -188,6 +180,7 @@ def current_gate(
     this model on a CPU with bf16, else materialized now; `unchecked` when the lake lacks
     what it is made of."""
     from fruitops_core.materialize import materialize
+    from fruitops_models.hardware import cpu_has_bf16
 
     graph = AssetGraph.from_entry_points()
     spec = graph[PRECISION_GATE]
@@ -203,11 +196,11 @@ def current_gate(
     config = {} if champion.get("model_uri") == pinned else {"model_uri": pinned}
     record = read_record(lake, spec)
     fresh = record is not None and staleness(spec, graph, lake, config) is None
-    if fresh:
-        stored = load_value(lake, spec, record)
-        made_for = (stored.get("model_uri"), stored.get("run_id")) == (pinned, model.run_id)
-        if made_for and stored.get("bf16_cpu"):
-            return stored
+    if fresh:  # made by this code from these upstream versions: still for this model here?
+        made_from = record.metadata.get(REUSE_KEY) or {}
+        made_for = (made_from.get("model_uri"), made_from.get("run_id")) == (pinned, model.run_id)
+        if made_for and made_from.get("bf16_cpu") == cpu_has_bf16():
+            return load_value(lake, spec, record)
     (record,) = materialize(
         [PRECISION_GATE],
         settings=settings,
