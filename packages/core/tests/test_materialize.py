@@ -437,3 +437,37 @@ def test_an_asset_keeps_its_last_result_while_its_reuse_key_is_the_same(settings
     from fruitops_core.records import load_value
 
     assert load_value(lake, graph["toy/scaled"]) == {"values": [0, 3, 6]}
+
+
+def test_a_record_asset_hands_on_its_typed_value(settings, lake):
+    """`record(Model)`: the value is checked when stored and comes back as the model
+    downstream, from plain JSON in the lake."""
+    from fruitops_core.assets import record
+    from fruitops_core.records import load_value
+
+    class Pick(BaseModel):
+        name: str
+        version: int
+
+    @asset("toy/pick", io=record(Pick))
+    def pick(ctx):
+        return Pick(name="apple", version=3)
+
+    @asset("toy/picked", deps=["toy/pick"])
+    def picked(ctx, pick):
+        return {"type": type(pick).__name__, "next": pick.version + 1}
+
+    @asset("toy/untyped", io=record(Pick))
+    def untyped(ctx):
+        return {"name": "apple", "version": 3}
+
+    module = types.ModuleType("toy_records")
+    module.__dict__.update(pick=pick, picked=picked, untyped=untyped)
+    graph = AssetGraph.from_modules([module])
+    run = {"settings": settings, "graph": graph, "lake": lake}
+    materialize(["toy/picked"], with_upstream=True, **run)
+    assert load_value(lake, graph["toy/picked"]) == {"type": "Pick", "next": 4}
+    assert lake.read_json("assets/toy/pick/current/data.json") == {"name": "apple", "version": 3}
+    assert load_value(lake, graph["toy/pick"]) == Pick(name="apple", version=3)
+    with pytest.raises(TypeError, match="must return a Pick"):
+        materialize(["toy/untyped"], **run)

@@ -86,7 +86,7 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     v2 = mlflow.register_model(f"runs:/{v1.run_id}/model", "fruit-classifier")
     tracking.client.set_registered_model_alias("fruit-classifier", "champion", v2.version)
     materialize(["models/model_evaluation", "models/champion_model"], **run)
-    assert load_value(lake, graph["models/champion_model"])["version"] == 2
+    assert load_value(lake, graph["models/champion_model"]).version == 2
     assert (
         staleness(spec, graph, lake, {})
         == "upstream models/champion_model changed since it was made"

@@ -111,6 +111,27 @@ class _ParquetFileIO(IOPolicy):
         return {"rows": len(value)}
 
 
+@dataclass(frozen=True)
+class _RecordIO(_JsonIO):
+    """A typed record (a pydantic model) as JSON: written as the plain JSON asset, read back
+    as the model, so what an asset hands on is checked on both sides of the lake."""
+
+    model: type[BaseModel] = BaseModel
+
+    def encode(self, value: Any) -> bytes:
+        if not isinstance(value, self.model):
+            raise TypeError(f"this asset must return a {self.model.__name__}, got {type(value)}")
+        return super().encode(value)
+
+    def decode(self, data: bytes) -> BaseModel:
+        return self.model.model_validate_json(data)
+
+
+def record(model: type[BaseModel]) -> IOPolicy:
+    """The IO of an asset whose value is a ``model`` record (`_RecordIO`)."""
+    return _RecordIO("json", "data.json", model)
+
+
 parquet: IOPolicy = _ParquetIO("parquet", "data.parquet")
 parquet_file: IOPolicy = _ParquetFileIO("parquet_file", "data.parquet")
 json_io: IOPolicy = _JsonIO("json", "data.json")

@@ -17,9 +17,10 @@ from fruitops_core.asset_keys import (
     TRAINING_CACHE,
     TRAINING_REPORT,
 )
-from fruitops_core.assets import AssetContext, asset
+from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.model_ref import ModelRef
 from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
+from fruitops_models.records import Champion
 
 # torch, MLflow and the training code are imported inside the asset functions: the asset
 # graph (and so every Airflow DAG file) must load in a moment, without them.
@@ -86,10 +87,10 @@ def model_evaluation(
     return result
 
 
-@asset(CHAMPION_MODEL, deps=[MODEL_EVALUATION], config=PromotionConfig)
+@asset(CHAMPION_MODEL, deps=[MODEL_EVALUATION], config=PromotionConfig, io=record(Champion))
 def champion_model(
     ctx: AssetContext[PromotionConfig], model_evaluation: dict[str, Any]
-) -> dict[str, Any]:
+) -> Champion:
     """The registry's champion after weighing the best candidate against it."""
     from fruitops_models.registry import promote_if_better
 
@@ -97,14 +98,14 @@ def champion_model(
     current = ctx.tracking.champion()
     ctx.add_metadata(promoted=decision["promoted"], champion_version=int(current.version))
     ctx.log.info("promotion: %s", decision["reason"])
-    return {
-        "name": current.name,
-        "version": int(current.version),
-        "run_id": current.run_id,
-        "model_uri": ModelRef.pinned(current.name, current.version).uri,
-        "alias_uri": ctx.tracking.champion_uri,
-        "decision": decision,
-    }
+    return Champion(
+        name=current.name,
+        version=int(current.version),
+        run_id=current.run_id,
+        model_uri=ModelRef.pinned(current.name, current.version).uri,
+        alias_uri=ctx.tracking.champion_uri,
+        decision=decision,
+    )
 
 
 @asset(
@@ -115,7 +116,7 @@ def training_report(
     ctx: AssetContext,
     trained_model: dict[str, Any],
     model_evaluation: dict[str, Any],
-    champion_model: dict[str, Any],
+    champion_model: Champion,
 ) -> dict[str, Any]:
     """All candidates of the run in one table with their curves, the winner and why."""
     from fruitops_models.report import write_report

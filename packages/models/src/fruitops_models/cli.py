@@ -136,9 +136,9 @@ def promote(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> N
         champion = load_value(lake, graph[CHAMPION_MODEL])
         report = load_value(lake, graph[TRAINING_REPORT])
         return {
-            **champion["decision"],
-            "champion_version": champion["version"],
-            "champion_uri": champion["alias_uri"],
+            **champion.decision,
+            "champion_version": champion.version,
+            "champion_uri": champion.alias_uri,
             "report_uri": report["report_html_uri"],
         }
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from fruitops_core.assets import AssetContext
 from fruitops_models import plots
+from fruitops_models.records import Champion
 
 COLUMNS = (
     "arch",
@@ -66,10 +67,10 @@ def _fmt(value: Any) -> str:
 
 
 def write_report(
-    ctx: AssetContext, trained: dict[str, Any], evaluation: dict[str, Any], champion: dict[str, Any]
+    ctx: AssetContext, trained: dict[str, Any], evaluation: dict[str, Any], champion: Champion
 ) -> dict[str, Any]:
     rows = _rows(trained, evaluation)
-    decision = champion["decision"]
+    decision = champion.decision
     split = evaluation["split"]
     headers = [*COLUMNS, f"{split} macro-F1 (evaluation)"]
     table = [[_fmt(r.get(c)) for c in COLUMNS] + [_fmt(r["eval"])] for r in rows]
@@ -87,7 +88,7 @@ def write_report(
         judged_on(evaluation),
         champ_line,
         f"decision: {'promoted' if decision['promoted'] else 'kept out'} — {decision['reason']}",
-        f"champion now: v{champion['version']}",
+        f"champion now: v{champion.version}",
     ]
     figure = plots.candidates_curves(
         {f"{c['arch']} v{c['version']}": c["history"] for c in trained["candidates"]}

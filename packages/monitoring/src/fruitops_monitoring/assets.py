@@ -20,6 +20,7 @@ from fruitops_core.asset_keys import (
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.tables import ParquetTable
+from fruitops_models.records import Champion
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
 from fruitops_monitoring.reference import build_reference
@@ -34,14 +35,14 @@ from fruitops_serving.config import online_folder
 def reference_profile(
     ctx: AssetContext[ReferenceConfig],
     image_manifest: ParquetTable,
-    champion_model: dict[str, Any],
+    champion_model: Champion,
 ) -> dict[str, Any]:
     """Features of the held-out split scored by the champion; reused while neither changes."""
     result = build_reference(
         ctx.lake,
         ctx.tracking,
         image_manifest,
-        champion_model["model_uri"],
+        champion_model.model_uri,
         ctx.config,
         ctx.workdir,
     )

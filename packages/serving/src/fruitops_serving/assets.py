@@ -18,6 +18,7 @@ from fruitops_core.asset_keys import (
 )
 from fruitops_core.assets import AssetContext, asset
 from fruitops_core.lake import lake_from_uri
+from fruitops_models.records import Champion
 from fruitops_serving.config import (
     LATEST_PREDICTIONS,
     PrecisionGateConfig,
@@ -44,7 +45,7 @@ def _gate_inputs(ctx: AssetContext[PrecisionGateConfig], **upstream: Any) -> dic
 )
 def precision_gate(
     ctx: AssetContext[PrecisionGateConfig],
-    champion_model: dict[str, Any],
+    champion_model: Champion,
     training_cache: dict[str, Any],
 ) -> dict[str, Any]:
     """Whether bf16 may serve the champion: each back end in bf16 against fp32, held out."""
@@ -61,13 +62,14 @@ def precision_gate(
 def batch_predictions(
     ctx: AssetContext[ScoringConfig],
     incoming_batch: dict[str, Any],
-    champion_model: dict[str, Any],
+    champion_model: Champion | None,
     precision_gate: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """The incoming batch scored into a predictions table; undecodable files quarantined.
 
     `fruitops score` runs this function too (`run_asset`), on the folder it is given, the
-    registry's champion and no stored gate (None: the gate is made or read as scoring needs).
+    model named in the config (no champion record: None) and no stored gate (None: the gate
+    is read, or made, for the model loaded).
     """
     from fruitops_core.lake import object_at
     from fruitops_models.registry import load_model
@@ -76,7 +78,7 @@ def batch_predictions(
     from fruitops_serving.scoring import score
 
     config = ctx.config
-    model = load_model(ctx.tracking, config.model_uri or champion_model["model_uri"])
+    model = load_model(ctx.tracking, config.model_uri or champion_model.model_uri)
     predictor, gate = choose_predictor(
         model,
         ctx.lake,

@@ -50,8 +50,8 @@ def score_command(
             allowed_roots=ws.settings.allowed_root_paths,
         )
         # the scoring asset's own function, on this input rather than the graph's incoming
-        # batch, with the registry's champion; the precision gate is read (or made) for the
-        # model it loads
+        # batch, with the model asked for or the registry's champion; the precision gate is
+        # read (or made) for the model it loads
         upstream = {
             "incoming_batch": {
                 "uri": source.lake.root_uri,
@@ -59,11 +59,15 @@ def score_command(
                 "ignored": source.ignored,
                 "description": source.description,
             },
-            "champion_model": {"model_uri": ws.tracking.champion_uri},
+            "champion_model": None,  # the model is named in the config
             "precision_gate": None,
         }
         output = scoring.output or ws.lake.uri(f"predictions/{source.name}.{scoring.format}")
-        asset_config = {**scoring.model_dump(exclude_unset=True), "output": output}
+        asset_config = {
+            **scoring.model_dump(exclude_unset=True),
+            "model_uri": scoring.model_uri or ws.tracking.champion_uri,
+            "output": output,
+        }
         result = run_asset(ws.graph[BATCH_PREDICTIONS], ws.resources, upstream, asset_config)
         result["precision_gate"] = result.pop("gate")
         # `seconds` is the scoring itself; this adds loading and compiling the model

@@ -33,6 +33,7 @@ from fruitops_core.records import REUSE_KEY, load_value, read_record, staleness
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
+from fruitops_models.records import Champion
 from fruitops_models.registry import LoadedModel, load_model
 from fruitops_serving.config import PrecisionGateConfig
 from fruitops_serving.precision import (
@@ -80,14 +81,14 @@ def _held_out(
 
 def gate_inputs(
     ctx: AssetContext[PrecisionGateConfig],
-    champion_model: dict[str, Any],
+    champion_model: Champion,
     training_cache: dict[str, Any],
 ) -> dict[str, Any]:
     """What a verdict is made of (the gate asset's `reuse_key`): the same model version and
     run, held-out images, kind of CPU, rule and back ends give the same verdict."""
     from fruitops_models.hardware import cpu_has_bf16
 
-    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
+    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model.model_uri)
     return {
         "model_uri": model.pinned_uri,
         "run_id": model.run_id,
@@ -110,12 +111,12 @@ def gate_inputs(
 
 def check_precision(
     ctx: AssetContext[PrecisionGateConfig],
-    champion_model: dict[str, Any],
+    champion_model: Champion,
     training_cache: dict[str, Any],
 ) -> dict[str, Any]:
     """The gate asset's value: each configured back end in bf16 against fp32, on the cache's
     held-out split, for the configured model (default: the champion)."""
-    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model["model_uri"])
+    model = load_model(ctx.tracking, ctx.config.model_uri or champion_model.model_uri)
     value: dict[str, Any] = {
         **gate_inputs(ctx, champion_model, training_cache),
         "model_version": model.version,
@@ -193,7 +194,7 @@ def current_gate(
         )
     pinned = model.pinned_uri
     champion = load_value(lake, graph[CHAMPION_MODEL])
-    config = {} if champion.get("model_uri") == pinned else {"model_uri": pinned}
+    config = {} if champion.model_uri == pinned else {"model_uri": pinned}
     record = read_record(lake, spec)
     fresh = record is not None and staleness(spec, graph, lake, config) is None
     if fresh:  # made by this code from these upstream versions: still for this model here?
