@@ -155,7 +155,7 @@ def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):
     import urllib.error
     import urllib.request
 
-    secrets = [v for k, v in stack.services.secrets().items() if k != "s3_access_key"]
+    secrets = list(stack.services.secrets().values())
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             text = cmdline.read_bytes().decode(errors="replace")
@@ -186,6 +186,29 @@ def test_no_secret_on_any_command_line_and_only_s3_opens_the_objects(stack):
     assert grpc, "no gRPC listener found"
     for port in grpc:
         assert_needs_a_client_certificate(port, ca)
+
+
+def test_the_exported_s3_key_reaches_the_lake_only(stack):
+    """`fruitops services env` hands out the compose stack's lake user (the same identities
+    script): it writes the lake, and the MLflow bucket (the server's) refuses it."""
+    import boto3
+    from botocore.exceptions import ClientError
+
+    env, config = stack.services.env(), stack.services.config
+    assert env["AWS_ACCESS_KEY_ID"] == "fruitops-tasks"
+    tasks = boto3.client(
+        "s3",
+        endpoint_url=env["AWS_ENDPOINT_URL"],
+        aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        region_name="us-east-1",
+    )
+    tasks.put_object(Bucket=config.lake_bucket, Key="user-check", Body=b"ok")
+    tasks.delete_object(Bucket=config.lake_bucket, Key="user-check")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        tasks.put_object(Bucket=config.mlflow_bucket, Key="user-check", Body=b"no")
+    with pytest.raises(ClientError, match="AccessDenied"):
+        tasks.list_objects_v2(Bucket=config.mlflow_bucket)
 
 
 def test_training_runs_and_alias_are_in_mlflow_and_in_its_postgres_tables(stack, trained):

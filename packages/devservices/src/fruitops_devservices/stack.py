@@ -11,6 +11,7 @@ from typing import Any
 
 from fruitops_core.settings import private_folder
 from fruitops_devservices.mlflow_server import MLFLOW_USER, MlflowServer
+from fruitops_devservices.seaweedfs import S3_TASKS
 
 
 class Services(MlflowServer):
@@ -27,8 +28,8 @@ class Services(MlflowServer):
             "MLFLOW_TRACKING_USERNAME": MLFLOW_USER,
             "MLFLOW_TRACKING_PASSWORD": s["mlflow_admin_password"],
             "AWS_ENDPOINT_URL": self.config.s3_endpoint,
-            "AWS_ACCESS_KEY_ID": s["s3_access_key"],
-            "AWS_SECRET_ACCESS_KEY": s["s3_secret_key"],
+            "AWS_ACCESS_KEY_ID": S3_TASKS,  # the lake's user: the MLflow bucket is the server's
+            "AWS_SECRET_ACCESS_KEY": s["s3_tasks_secret_key"],
             "AWS_DEFAULT_REGION": "us-east-1",
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
         }
