@@ -111,7 +111,7 @@ format: setup ## Apply ruff's fixes and formatting
 
 docs: setup ## Build the documentation site (docs/, mkdocs.yml) strictly into site/
 	$(BIN)/zensical build --strict
-	@echo "open site/index.html"
+	@echo "the site is in site/: open site/index.html in a browser"
 
 airflow: setup airflow-db ## Run airflow with the project's settings: make airflow ARGS="dags list"
 	scripts/airflow $(ARGS)

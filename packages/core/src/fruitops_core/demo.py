@@ -50,10 +50,9 @@ def training_runs(tracking: Tracking, limit: int = 20) -> list[dict[str, Any]]:
         {
             "run_id": run.info.run_id,
             "arch": run.data.params.get("arch"),
-            # the chosen model's scores; per-epoch curves (epoch/…) stay in MLflow
-            "metrics": {
-                k: round(v, 4) for k, v in sorted(run.data.metrics.items()) if "/" not in k
-            },
+            # the chosen model's scores as logged (rounded once, where printed); per-epoch
+            # curves (epoch/…) stay in MLflow
+            "metrics": {k: v for k, v in sorted(run.data.metrics.items()) if "/" not in k},
         }
         for run in runs
     ]
