@@ -33,6 +33,12 @@ def test_first_model_is_champion_and_promote_weighs_separate_trainings(settings)
     # the candidate of the second command was weighed against the first one, on one split
     assert decision["candidate_version"] == 2 and decision["previous_champion_version"] == 1
     best = 2 if decision["candidate_score"] > decision["previous_champion_score"] else 1
+    # it names every model it weighed, best first, not only the candidate of the decision
+    assert {(s["version"], s["role"]) for s in decision["weighed"]} == {
+        (2, "candidate"),
+        (1, "champion"),
+    }
+    assert decision["weighed"][0]["macro_f1"] >= decision["weighed"][-1]["macro_f1"]
     assert decision["champion_version"] == best and decision["promoted"] == (best == 2)
     # weighed once: a third candidate is compared alone with the champion
     code, third = run("train", "--arch", "cnn", "--epochs", "1", "--seed", "1", *SMALL)

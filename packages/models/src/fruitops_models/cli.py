@@ -135,15 +135,28 @@ def promote(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> N
         )
         champion = load_value(lake, graph[CHAMPION_MODEL])
         report = load_value(lake, graph[TRAINING_REPORT])
+        evaluation = load_value(lake, graph[MODEL_EVALUATION])
         return {
             **champion.decision,
             "champion_version": champion.version,
             "champion_uri": champion.alias_uri,
             "report_uri": report["report_html_uri"],
+            # every model weighed, not only the best candidate the decision names
+            "weighed": [
+                {k: s[k] for k in ("version", "role", "arch", "macro_f1")}
+                for s in sorted(evaluation["scores"], key=lambda s: -s["macro_f1"])
+            ],
+            "split": evaluation["split"],
         }
 
     def human(result: dict[str, Any]) -> None:
+        weighed = ", ".join(
+            f"v{s['version']} {s['arch']}{' (champion)' if s['role'] == 'champion' else ''} "
+            f"{s['macro_f1']:.3f}"
+            for s in result["weighed"]
+        )
         plain_console().print(
+            f"weighed on {result['split']} (macro-F1): {weighed}\n"
             f"{'promoted' if result['promoted'] else 'kept out'}: {result['reason']}\n"
             f"champion: v{result['champion_version']}; report: {result['report_uri']}"
         )
