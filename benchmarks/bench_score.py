@@ -194,12 +194,12 @@ def backend_table(model, images: torch.Tensor, workdir: Path) -> dict[str, dict]
     reference = Predictor(model).probabilities(images).argmax(1)
     candidates = {
         "torch_fp32": lambda: Predictor(model).probabilities,
-        "torch_bf16_channels_last": lambda: Predictor(model, bf16=True).probabilities,
+        "torch_bf16_channels_last": lambda: Predictor(model, "bf16").probabilities,
         "torch_compile_fp32_freezing": lambda: _torch_compiled(model, bf16=False),
         "torch_compile_bf16_freezing": lambda: _torch_compiled(model, bf16=True),
         "onnxruntime_fp32": lambda: _onnxruntime(model, model.image_size, workdir),
         "openvino_f32": lambda: Predictor(model, backend="openvino").probabilities,
-        "openvino_bf16": lambda: Predictor(model, bf16=True, backend="openvino").probabilities,
+        "openvino_bf16": lambda: Predictor(model, "bf16", backend="openvino").probabilities,
     }
     table: dict[str, dict] = {}
     batch = images[:128]

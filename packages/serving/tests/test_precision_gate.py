@@ -14,7 +14,18 @@ from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
 from fruitops_models.hardware import cpu_has_bf16
 from fruitops_models.registry import load_model
-from fruitops_serving.gate import NO_BF16, NO_HELD_OUT, choose_predictor, verdict_for
+from fruitops_serving.config import PrecisionGateConfig
+from fruitops_serving.gate import (
+    NO_FASTER,
+    NO_HELD_OUT,
+    choose_predictor,
+    faster_precisions,
+    held_out,
+    verdict_for,
+)
+from fruitops_serving.precision import compare
+from fruitops_serving.predictor import Predictor
+from fruitops_serving.quantize import local_int8
 
 pytestmark = pytest.mark.slow
 SCORING = "serving/batch_predictions"
@@ -32,16 +43,25 @@ def test_the_gate_declares_what_it_is_made_of_and_scoring_reads_it(pipeline):
         "torch",
     ]
     scored = pipeline.lake.read_json("assets/serving/batch_predictions/current/data.json")
+    assert set(gate["backends"]) == {"openvino", "torch"}
+    verdict = gate["backends"]["openvino"]  # int8 is weighed on OpenVINO on every CPU
+    int8 = verdict["precisions"]["int8"]
+    assert verdict["backend"] == "openvino" and verdict["images"] > 0
+    assert 0 <= int8["agreement"] <= 1 and int8["images"] == verdict["images"]
+    assert {"fp32_accuracy", "accuracy_drop", "mcnemar_p"} <= set(int8)  # labelled: same classes
+    assert pipeline.lake.exists(gate["int8_ir"])  # the model it checked, for every scorer
+    passed = [p for p, check in verdict["precisions"].items() if check["passed"]]
+    assert verdict["precision"] in ("fp32", *passed)
+    assert scored["gate"] == verdict  # what scoring used is the asset's verdict
+    assert scored["precision"] == verdict["precision"]
+    # the version carries the verdict in a line, as `fruitops models list` shows it
+    tags = Tracking(pipeline.settings).client.get_model_version("fruit-classifier", "1").tags
+    assert tags["precision_gate"].startswith(f"openvino {verdict['precision']} (")
+    torch_verdict = gate["backends"]["torch"]
     if cpu_has_bf16():
-        assert set(gate["backends"]) == {"openvino", "torch"}
-        verdict = gate["backends"]["openvino"]
-        assert verdict["backend"] == "openvino" and 0 <= verdict["agreement"] <= 1
-        assert verdict["images"] > 0 and "fp32_accuracy" in verdict  # labelled: same classes
-        assert scored["gate"] == verdict  # what scoring used is the asset's verdict
-        assert scored["precision"] == ("bf16" if verdict["passed"] else "fp32")
+        assert set(torch_verdict["precisions"]) == {"bf16"}
     else:
-        assert gate["backends"] == {} and gate["reason"].startswith(NO_BF16)
-        assert scored["precision"] == "fp32" and scored["gate"]["reason"] == NO_BF16
+        assert torch_verdict["precision"] == "fp32" and torch_verdict["reason"] == NO_FASTER
     # no verdict for another model: that one is scored in fp32, and the reason says why
     other = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     other.version = 7
@@ -108,13 +128,42 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
         assert load_value(lake, spec)["model_uri"] == "models:/fruit-classifier/1"
         assert read_record(lake, spec).config["model_uri"] == "models:/fruit-classifier/1"
         assert verdict["backend"] == "torch"
-        assert predictor.precision == ("bf16" if verdict["passed"] else "fp32")
+        assert predictor.precision == verdict["precision"]
         # and found again, not made again, by the next run for that model
         kept = read_record(lake, spec).version
         choose_predictor(model, lake, settings, backend="torch", tracking=tracking)
         assert read_record(lake, spec).version == kept
     else:
-        assert verdict == {"passed": False, "reason": NO_BF16}
+        assert verdict == {"passed": False, "precision": "fp32", "reason": NO_FASTER}
+
+
+def test_scoring_loads_the_int8_model_the_gate_checked(pipeline, tmp_path):
+    """Another machine (an empty local cache) serves the very int8 model in the lake, in the
+    precision the gate chose, and answers as the gate measured."""
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
+    fresh = FruitOpsSettings(
+        home=tmp_path / "home",
+        source=pipeline.settings.source,
+        lake_uri=pipeline.settings.lake_root,
+        mlflow_tracking_uri=pipeline.settings.tracking_uri,
+    )
+    gate = load_value(pipeline.lake, pipeline.graph[PRECISION_GATE])
+    predictor, verdict = choose_predictor(model, pipeline.lake, fresh, gate=gate)
+    assert verdict == gate["backends"]["openvino"] and predictor.precision == verdict["precision"]
+    int8 = Predictor(
+        model,
+        "int8",
+        "openvino",
+        int8_ir=local_int8(pipeline.lake, gate["int8_ir"], fresh.local_cache / "openvino"),
+    )
+    assert (fresh.local_cache / "openvino" / "int8").is_dir()
+    cache = load_value(pipeline.lake, pipeline.graph["data/training_cache"])
+    images, labels = held_out(model, pipeline.lake, cache, fresh)
+    fp32 = Predictor(model).top1(images)
+    check = compare(fp32, int8.top1(images), labels, PrecisionGateConfig())
+    assert check == {
+        k: v for k, v in verdict["precisions"]["int8"].items() if k != "images_per_second"
+    }
 
 
 def test_no_training_cache_scores_in_fp32_and_says_why(pipeline, tmp_path):
@@ -124,7 +173,36 @@ def test_no_training_cache_scores_in_fp32_and_says_why(pipeline, tmp_path):
     model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     predictor, gate = choose_predictor(model, lake, settings, backend="torch")
     assert predictor.precision == "fp32" and gate["passed"] is False
-    assert gate["reason"] == (NO_HELD_OUT if cpu_has_bf16() else NO_BF16)
+    assert gate["reason"] == (NO_HELD_OUT if faster_precisions("torch") else NO_FASTER)
     assert not lake.exists(f"assets/{PRECISION_GATE}/materialization.json")
     predictor, gate = choose_predictor(model, lake, settings, precision="fp32", backend="torch")
-    assert predictor.precision == "fp32" and gate == {"passed": False, "reason": "fp32 asked for"}
+    assert predictor.precision == "fp32"
+    assert gate == {"passed": False, "precision": "fp32", "reason": "fp32 asked for"}
+
+
+def test_score_and_models_list_say_which_precision_serves_and_why(pipeline, tmp_path):
+    """As a user reads it: the precision that passed with the test's numbers, or why fp32."""
+    import os
+    import subprocess
+    import sys
+
+    fruitops = str(Path(sys.executable).parent / "fruitops")
+    env = {**os.environ, "FRUITOPS_HOME": str(pipeline.settings.home)}
+    folder = tmp_path / "batch"
+    folder.mkdir()
+    for photo in sorted((pipeline.lake.root / "raw").rglob("*.jpg"))[:3]:
+        shutil.copy(photo, folder / photo.name)
+    args = [fruitops, "score", str(folder), "--output", str(tmp_path / "p.parquet")]
+    scored = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
+    assert scored.returncode == 0, scored.stderr
+    verdict = load_value(pipeline.lake, pipeline.graph[PRECISION_GATE])["backends"]["openvino"]
+    if verdict["precision"] == "fp32":
+        assert f"fp32 was used: {verdict['reason']}" in scored.stdout
+    else:
+        assert f"{verdict['precision']} passed the precision gate: " in scored.stdout
+        assert "held-out photos kept fp32's answer, accuracy " in scored.stdout
+        assert "McNemar p = " in scored.stdout
+    listing = subprocess.run(
+        [fruitops, "models", "list"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert f"served in: openvino {verdict['precision']} (" in listing.stdout

@@ -38,7 +38,7 @@ def test_two_conversions_of_one_model_at_once_never_share_files(tmp_path):
     import threading
     import time
 
-    from fruitops_serving.predictor import _save_ir
+    from fruitops_serving.predictor import save_ir
 
     both_saving = threading.Barrier(2)
 
@@ -51,7 +51,7 @@ def test_two_conversions_of_one_model_at_once_never_share_files(tmp_path):
             path.write_text(f"<net weights='{len(model) * 1000}'/>")
 
     ir = tmp_path / "run-224" / "model.xml"
-    threads = [threading.Thread(target=_save_ir, args=(SlowOpenVino, b"w", ir)) for _ in range(2)]
+    threads = [threading.Thread(target=save_ir, args=(SlowOpenVino, b"w", ir)) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -17,8 +17,9 @@ from fruitops_core.lake import LocalLake, lake_from_uri
 from fruitops_core.tracking import Tracking
 from fruitops_data.layout import JUNK_REASON, LINK_REASON
 from fruitops_models.registry import ModelNotFound, load_model
+from fruitops_serving.config import PrecisionGateConfig
 from fruitops_serving.inputs import InputError, resolve_input
-from fruitops_serving.precision import precision_gate
+from fruitops_serving.precision import compare
 from fruitops_serving.predictions import PREDICTION_COLUMNS
 from fruitops_serving.predictor import Predictor
 from fruitops_serving.scoring import score
@@ -67,7 +68,7 @@ def test_batch_predictions_asset(pipeline):
     assert len(first_top5) == 4 and first_top5[0]["label"] == predictions["label"].iloc[0]
     truth = predictions["key"].str.split("/").str[-2]  # keys are …/test/<class>/<file>
     assert (truth == predictions["label"]).mean() > 0.6
-    assert record["precision"] in ("bf16", "fp32") and "passed" in record["gate"]
+    assert record["precision"] == record["gate"]["precision"] and "passed" in record["gate"]
     assert record["backend"] == "openvino"  # the default, chosen by benchmarks/bench_score.py
 
 
@@ -111,16 +112,16 @@ def test_bf16_agrees_with_fp32_on_real_photos(pipeline):
     images = np.stack(
         [decode_array(p.read_bytes(), model.image_size).transpose(2, 0, 1) for p in files]
     )
-    gate = precision_gate(model, images, None)
-    assert gate["agreement"] >= 0.99
-    few = precision_gate(model, images[:3], None)
+    fp32, bf16 = Predictor(model).top1(images), Predictor(model, "bf16").top1(images)
+    assert compare(fp32, bf16, None, PrecisionGateConfig())["agreement"] >= 0.99
+    few = compare(fp32[:3], bf16[:3], None, PrecisionGateConfig())
     assert few["passed"] is False and "only 3 held-out images (needs 20)" in few["refused"]
     fp32 = Predictor(model).probabilities(torch.from_numpy(images))
     assert torch.allclose(fp32.sum(1), torch.ones(len(files)), atol=1e-4)
 
 
-@pytest.mark.parametrize("bf16", [False, True], ids=["f32", "bf16"])
-def test_openvino_agrees_with_the_fp32_module_on_real_photos(pipeline, bf16):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_openvino_agrees_with_the_fp32_module_on_real_photos(pipeline, precision):
     model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     from fruitops_data.images import decode_array
 
@@ -130,13 +131,11 @@ def test_openvino_agrees_with_the_fp32_module_on_real_photos(pipeline, bf16):
         np.stack([decode_array(p.read_bytes(), model.image_size) for p in files])
     ).permute(0, 3, 1, 2)
     fp32 = Predictor(model).probabilities(images)
-    served = Predictor(model, bf16=bf16, backend="openvino").probabilities(images)
+    served = Predictor(model, precision, backend="openvino").probabilities(images)
     assert (served.argmax(1) == fp32.argmax(1)).float().mean() >= 0.99
     assert torch.allclose(served.sum(1), torch.ones(len(files)), atol=1e-3)
-    if not bf16:  # f32 is the same arithmetic, reordered
+    if precision == "fp32":  # the same arithmetic, reordered
         assert torch.allclose(served, fp32, atol=1e-4)
-    gate = precision_gate(model, images.contiguous().numpy(), None, backend="openvino")
-    assert gate["backend"] == "openvino" and gate["images"] == len(files)
 
 
 def test_openvino_model_is_cached_per_run_and_reused_without_the_pt2(pipeline, tmp_path):

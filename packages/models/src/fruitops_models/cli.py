@@ -22,6 +22,7 @@ from fruitops_core.records import load_value, read_record
 from fruitops_core.workspace import open_workspace
 from fruitops_models.config import EvaluationConfig, PromotionConfig
 from fruitops_models.options import TRAIN_COMMAND
+from fruitops_models.records import GATE_TAG
 
 CANDIDATE_METRICS = ("val_accuracy", "val_macro_f1", "test_accuracy", "test_macro_f1")
 
@@ -229,6 +230,7 @@ def list_models(
                     "val_macro_f1": metrics.get("val_macro_f1"),
                     "test_macro_f1": metrics.get("test_macro_f1"),
                     "promotion": mv.tags.get("promotion.reason"),
+                    "precision_gate": mv.tags.get(GATE_TAG),
                 }
             )
         return {"name": settings.registered_model, "versions": rows}
@@ -250,6 +252,8 @@ def list_models(
         for r in result["versions"]:
             if "champion" in r["aliases"]:
                 out.print(f"champion v{r['version']}: {r['promotion']}")
+                if r["precision_gate"]:
+                    out.print(f"served in: {r['precision_gate']}")
 
     run_command(json_mode, action, human)
 

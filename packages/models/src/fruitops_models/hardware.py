@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from fruitops_models.config import TrainConfig
 
 BF16_FLAGS = {"avx512_bf16", "amx_bf16"}
+#: int8 dot products without int16 saturation (AVX2 alone saturates: `cpu_has_vnni`)
+VNNI_FLAGS = {"avx512_vnni", "avx_vnni", "amx_int8"}
 #: The instruction-set flags that decide how fast training and scoring run, as benchmarks
 #: and run params report them (a CPU with none of the AVX-512 ones is "AVX2 only").
 REPORTED_FLAGS = (
@@ -29,6 +31,8 @@ REPORTED_FLAGS = (
 )  # fmt: skip
 #: oneDNN's ISA caps (ONEDNN_MAX_CPU_ISA) under which its bf16 kernels still run
 BF16_ISAS = ("AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX", "AVX10", "ALL")
+#: and those under which its VNNI int8 kernels still run
+VNNI_ISAS = ("AVX2_VNNI", "AVX512_CORE_VNNI", *BF16_ISAS)
 
 
 def _cpuinfo() -> dict[str, str]:
@@ -66,6 +70,18 @@ def cpu_has_bf16() -> bool:
     return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
 
 
+@functools.cache
+def cpu_has_vnni() -> bool:
+    """int8 dot products in one instruction (AVX-512 VNNI, AVX-VNNI or AMX), and oneDNN (also
+    OpenVINO's) not capped below them. Without them int8 runs on AVX2's multiply-adds, which
+    saturate at 16 bits: an int8 model must then keep its weights to 7 bits
+    (`fruitops_serving.quantize`)."""
+    cap = _onednn_cap()
+    if cap is not None and not cap.startswith(VNNI_ISAS):
+        return False
+    return bool(VNNI_FLAGS & set(_cpuinfo().get("flags", "").split()))
+
+
 def cpu_features() -> dict[str, object]:
     """What this CPU is, as benchmarks print it and runs record it: model, cores, the
     instruction sets that matter here, bf16 or not, and any cap put on oneDNN or ATen."""
@@ -78,6 +94,7 @@ def cpu_features() -> dict[str, object]:
         else os.cpu_count(),
         "flags": [f for f in REPORTED_FLAGS if f in flags],
         "bf16": cpu_has_bf16(),
+        "vnni": cpu_has_vnni(),
         "onednn_max_isa": _onednn_cap(),
         "aten_cpu_capability": os.environ.get("ATEN_CPU_CAPABILITY"),
     }

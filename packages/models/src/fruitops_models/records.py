@@ -20,3 +20,8 @@ class Champion(BaseModel):
     decision: dict[str, Any] = Field(
         default_factory=dict, description="promotion's verdict: scores, margin, reason"
     )
+
+
+#: the model version's tag with its precisions as the serving package's precision gate
+#: decided them, in a line (shown by `fruitops models list`)
+GATE_TAG = "precision_gate"

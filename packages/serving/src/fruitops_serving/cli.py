@@ -89,15 +89,14 @@ def score_command(
             f"quarantined\npredictions: {result['predictions_uri']}"
         )
         from fruitops_serving.gate import NOT_ASKED
+        from fruitops_serving.precision import describe
 
         gate = result.get("precision_gate") or {}
-        if "agreement" in gate and not gate.get("passed"):
-            out.print(
-                f"bf16 refused by the precision gate for this model: {gate.get('refused')}, "
-                "so fp32 was used"
-            )
-        elif result["precision"] != "bf16" and gate.get("reason") not in (None, *NOT_ASKED):
-            out.print(f"bf16 not checked, so fp32 was used: {gate['reason']}")
+        checked = (gate.get("precisions") or {}).get(result["precision"])
+        if checked:
+            out.print(f"{result['precision']} passed the precision gate: {describe(checked)}")
+        elif gate.get("reason") not in (None, *NOT_ASKED):
+            out.print(f"fp32 was used: {gate['reason']}")
         print_set_aside(out, result["quarantined"], result["ignored"])
 
     run_command(json_mode, action, human)

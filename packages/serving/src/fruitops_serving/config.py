@@ -27,7 +27,9 @@ class ScoringConfig(BaseModel):
     )
     batch_size: int = Field(128, ge=1, description="images scored at once")
     precision: Literal["auto", "fp32"] = Field(
-        "auto", description="auto: bf16 where it passed the gate against fp32, else fp32"
+        "auto",
+        description="auto: the fastest precision that passed the gate against fp32 (int8, "
+        "bf16), else fp32",
     )
     backend: Backend = Field(
         "openvino", description="inference engine (openvino: the faster, see benchmarks/)"
@@ -58,7 +60,8 @@ class ScoringConfig(BaseModel):
 
 
 class PrecisionGateConfig(BaseModel):
-    """Which model the precision gate checks, and in which back ends."""
+    """Which model the precision gate checks, in which back ends, and the rule a faster
+    precision must pass against fp32 on the held-out photos (`fruitops_serving.precision`)."""
 
     model_uri: str | None = Field(
         None,
@@ -70,7 +73,32 @@ class PrecisionGateConfig(BaseModel):
     backends: list[Backend] = Field(
         default_factory=lambda: list(BACKENDS),
         min_length=1,
-        description="back ends whose bf16 is compared with the fp32 module",
+        description="back ends whose faster precisions are compared with the fp32 module",
+    )
+    min_agreement: float = Field(
+        0.98,
+        ge=0,
+        le=1,
+        description="share of held-out photos that must keep fp32's answer (at most 2 in 100 "
+        "may change)",
+    )
+    max_accuracy_drop: float = Field(
+        0.01,
+        ge=0,
+        le=1,
+        description="accuracy the faster precision may lose on the labelled held-out photos "
+        "(0.01: one point, NNCF's own default)",
+    )
+    significance: float = Field(
+        0.05,
+        gt=0,
+        lt=1,
+        description="refused when McNemar's exact test finds it less accurate at this level",
+    )
+    calibration_images: int = Field(
+        512,
+        ge=1,
+        description="training photos int8 is calibrated on (NNCF post-training quantization)",
     )
 
 

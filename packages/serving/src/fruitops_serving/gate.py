@@ -1,27 +1,31 @@
-"""The precision gate: whether a model version may be served in bf16, decided once, in the lake.
+"""The precision gate: which precision may serve a model version, decided once, in the lake.
 
-bf16 scores faster on CPUs that have it, but may change a model's answers; so it is used
-only after it passed a gate against the plain fp32 module (`fruitops_serving.precision`:
-top-1 agreement and accuracy drop on held-out images), else fp32.
+bf16 (on CPUs that have it) and int8 (OpenVINO, any x86 CPU) score faster than fp32 but may
+change a model's answers; so each is used only after it passed a gate against the plain fp32
+module (`fruitops_serving.precision`: agreement, accuracy drop and McNemar's test on held-out
+photos), and of those that passed, and fp32, the one measured fastest here serves.
 
 The gate is the asset ``serving/precision_gate``. Its upstream assets say what it depends
 on: ``models/champion_model`` (the model checked, unless its config names another) and
-``data/training_cache`` (its held-out images: up to `MAX_IMAGES` of the val split). Its value
-holds one verdict per back end, so the scoring DAG's `backend` param may pick either.
-`materialize` makes it again when the champion or the cache changes; a run that is asked
-for it anyway (an Airflow task always is) keeps the stored verdict while what it is made of
-is the same (`gate_inputs`, the asset's `reuse_key`: core records ``reused``), so every daily
-scoring does not pay for it.
+``data/training_cache`` (its held-out photos: up to `MAX_IMAGES` of the val split; int8's
+calibration photos: some of the train split). Its value holds one verdict per back end, so
+the scoring DAG's `backend` param may pick either, and the int8 model it checked (in its own
+folder of the lake). `materialize` makes it again when the champion or the cache changes; a
+run that is asked for it anyway (an Airflow task always is) keeps the stored verdict while
+what it is made of is the same (`gate_inputs`, the asset's `reuse_key`: core records
+``reused``), so every daily scoring does not pay for it.
 
-Scoring reads it: ``serving/batch_predictions`` as its upstream value, `fruitops score` and
-the benchmarks through `choose_predictor`, which makes the gate only when it is missing or
-stale or was made for another model. A lake without a training cache (a model registered
-elsewhere) has no held-out images: nothing can be compared, so no gate is made and scoring
-uses fp32, saying why (`NO_HELD_OUT`).
+Scoring reads it: ``serving/batch_predictions`` as its upstream value, `fruitops score`,
+`fruitops serve` and the benchmarks through `choose_predictor`, which makes the gate only
+when it is missing or stale or was made for another model or kind of CPU. A lake without a
+training cache (a model registered elsewhere) has no held-out photos: nothing can be
+compared, so no gate is made and scoring uses fp32, saying why (`NO_HELD_OUT`).
 """
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,50 +37,86 @@ from fruitops_core.records import REUSE_KEY, load_value, read_record, staleness
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
-from fruitops_models.records import Champion
+from fruitops_models.records import GATE_TAG, Champion
 from fruitops_models.registry import LoadedModel, load_model
 from fruitops_serving.config import PrecisionGateConfig
-from fruitops_serving.precision import (
-    GATE_ACCURACY_DROP,
-    GATE_AGREEMENT,
-    GATE_MIN_IMAGES,
-    fp32_top1,
-    precision_gate,
-)
+from fruitops_serving.precision import GATE_MIN_IMAGES, compare
 from fruitops_serving.predictor import BATCH_HINT, Predictor
 
 #: held-out images compared at most (the first ones of the val split)
 MAX_IMAGES = 512
-NO_HELD_OUT = "no held-out images in the lake to check bf16 against fp32"
-NO_BF16 = "this CPU has no bf16"
+#: photos each precision's speed is measured on (best of two passes, after a warm-up)
+TIMED_IMAGES = 64
+NO_HELD_OUT = "no held-out images in the lake to check a faster precision against fp32"
+NO_FASTER = "no faster precision to check here (bf16 needs a CPU with it, int8 OpenVINO)"
 FP32_ASKED = "fp32 asked for"
 #: reasons for fp32 that the user chose or cannot change: not worth a line of output
-NOT_ASKED = (FP32_ASKED, NO_BF16)
+NOT_ASKED = (FP32_ASKED, NO_FASTER)
 
 
-def _held_out(
-    model: LoadedModel, lake: Lake, cache: dict[str, Any], settings: FruitOpsSettings
-) -> tuple[np.ndarray, np.ndarray | None] | None:
-    """Up to `MAX_IMAGES` of the cache's val split at the model's size, and their labels when
-    the cache's classes are the model's; None when the split is empty."""
+def _split_images(
+    model: LoadedModel,
+    lake: Lake,
+    cache: dict[str, Any],
+    settings: FruitOpsSettings,
+    split_name: str,
+    count: int,
+    sample: bool = False,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Up to ``count`` photos of a cache split at the model's size (the first ones, or a
+    seeded sample), with their labels; None when the split is missing or empty."""
     import torch
 
     from fruitops_data.cache import open_split
     from fruitops_models.augment import resize
 
-    if "val" not in cache["splits"]:
+    if split_name not in cache["splits"]:
         return None
-    split = open_split(lake, cache, "val", settings.local_cache)
+    split = open_split(lake, cache, split_name, settings.local_cache)
     if len(split) == 0:
         return None
-    images = split.take(np.arange(min(len(split), MAX_IMAGES)))
+    if sample and len(split) > count:
+        rows = np.sort(np.random.default_rng(0).choice(len(split), count, replace=False))
+    else:
+        rows = np.arange(min(len(split), count))
+    images = split.take(rows)
     if images.shape[-1] != model.image_size:
         resized = resize(torch.from_numpy(images).float(), model.image_size)
         images = resized.round().clamp(0, 255).to(torch.uint8).numpy()
-    labels = None
-    if list(cache["classes"]) == model.classes:
-        labels = split.labels[: len(images)]
-    return images, labels
+    return images, np.asarray(split.labels)[rows]
+
+
+def held_out(
+    model: LoadedModel, lake: Lake, cache: dict[str, Any], settings: FruitOpsSettings
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """Up to `MAX_IMAGES` of the cache's val split at the model's size, and their labels when
+    the cache's classes are the model's; None when the split is empty."""
+    found = _split_images(model, lake, cache, settings, "val", MAX_IMAGES)
+    if found is None:
+        return None
+    images, labels = found
+    return images, (labels if list(cache["classes"]) == model.classes else None)
+
+
+def cpu_kind() -> dict[str, Any]:
+    """What about this CPU decides a verdict: its instruction sets and any cap on them."""
+    from fruitops_models.hardware import cpu_features
+
+    features = cpu_features()
+    return {key: features[key] for key in ("flags", "bf16", "vnni", "onednn_max_isa")}
+
+
+def faster_precisions(backend: str) -> list[str]:
+    """The precisions to weigh against fp32 on ``backend`` on this CPU."""
+    from fruitops_models.hardware import cpu_has_bf16
+
+    # OpenVINO runs f32 on a CPU without bf16 whatever it is told: a "pass" there would say
+    # nothing about bf16, so such a CPU does not compare it
+    return [
+        precision
+        for precision, here in (("int8", backend == "openvino"), ("bf16", cpu_has_bf16()))
+        if here
+    ]
 
 
 def gate_inputs(
@@ -85,9 +125,7 @@ def gate_inputs(
     training_cache: dict[str, Any],
 ) -> dict[str, Any]:
     """What a verdict is made of (the gate asset's `reuse_key`): the same model version and
-    run, held-out images, kind of CPU, rule and back ends give the same verdict."""
-    from fruitops_models.hardware import cpu_has_bf16
-
+    run, held-out photos, kind of CPU, rule and back ends give the same verdict."""
     model = load_model(ctx.tracking, ctx.config.model_uri or champion_model.model_uri)
     return {
         "model_uri": model.pinned_uri,
@@ -96,12 +134,9 @@ def gate_inputs(
             "prefix": training_cache["prefix"],
             "manifest_hash": training_cache.get("manifest_hash"),
         },
-        # OpenVINO runs f32 on a CPU without bf16 whatever it is told: a "pass" there would
-        # say nothing about bf16, so such a CPU compares nothing
-        "bf16_cpu": cpu_has_bf16(),
+        "cpu": cpu_kind(),
         "rule": {
-            "agreement": GATE_AGREEMENT,
-            "accuracy_drop": GATE_ACCURACY_DROP,
+            **ctx.config.model_dump(exclude={"model_uri", "backends"}),
             "min_images": GATE_MIN_IMAGES,
             "max_images": MAX_IMAGES,
         },
@@ -109,47 +144,150 @@ def gate_inputs(
     }
 
 
+def images_per_second(predictor: Predictor, images: np.ndarray) -> float:
+    """``predictor``'s speed on up to `TIMED_IMAGES` photos: best of two passes, warmed up."""
+    timed = images[:TIMED_IMAGES]
+    predictor.top1(timed)
+    best = float("inf")
+    for _ in range(2):
+        started = time.perf_counter()
+        predictor.top1(timed)
+        best = min(best, time.perf_counter() - started)
+    return round(len(timed) / best, 1)
+
+
+def _weigh_backend(
+    ctx: AssetContext[PrecisionGateConfig],
+    backend: str,
+    build: dict[str, Any],
+    images: np.ndarray,
+    labels: np.ndarray | None,
+    reference: np.ndarray,
+) -> dict[str, Any]:
+    """One back end's verdict: each faster precision compared with fp32 (``reference``), and
+    of those that passed, and fp32, the fastest measured; ``build`` makes the predictors."""
+    speeds = {"fp32": images_per_second(build["fp32"](backend), images)}
+    checks: dict[str, dict[str, Any]] = {}
+    for precision in faster_precisions(backend):
+        predictor = build[precision](backend)
+        checks[precision] = compare(reference, predictor.top1(images), labels, ctx.config)
+        if checks[precision]["passed"]:
+            speeds[precision] = images_per_second(predictor, images)
+        checks[precision]["images_per_second"] = speeds.get(precision)
+        ctx.log.info(
+            "%s on %s %s the gate: %.1f%% agreement with fp32 on %d held-out photos%s",
+            precision,
+            backend,
+            "passed" if checks[precision]["passed"] else "failed",
+            100 * checks[precision]["agreement"],
+            len(images),
+            f" ({checks[precision]['refused']})" if not checks[precision]["passed"] else "",
+        )
+    chosen = max(speeds, key=speeds.__getitem__)
+    verdict: dict[str, Any] = {
+        "backend": backend,
+        "images": len(images),
+        "precision": chosen,
+        "passed": chosen != "fp32",
+        "fp32_images_per_second": speeds["fp32"],
+        "precisions": checks,
+    }
+    if not checks:
+        verdict["reason"] = NO_FASTER
+    elif chosen == "fp32":
+        verdict["reason"] = "; ".join(
+            f"{p}: {c['refused']}" if not c["passed"] else f"{p}: not faster than fp32 here"
+            for p, c in checks.items()
+        )
+    ctx.log.info("%s serves %s (%.0f img/s measured)", backend, chosen, speeds[chosen])
+    return verdict
+
+
 def check_precision(
     ctx: AssetContext[PrecisionGateConfig],
     champion_model: Champion,
     training_cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """The gate asset's value: each configured back end in bf16 against fp32, on the cache's
-    held-out split, for the configured model (default: the champion)."""
+    """The gate asset's value: for each configured back end, the faster precisions against
+    fp32 on the cache's held-out split, and the precision chosen; for the configured model
+    (default: the champion)."""
     model = load_model(ctx.tracking, ctx.config.model_uri or champion_model.model_uri)
     value: dict[str, Any] = {
         **gate_inputs(ctx, champion_model, training_cache),
         "model_version": model.version,
         "backends": {},
     }
-    if not value["bf16_cpu"]:
-        value["reason"] = f"{NO_BF16}: bf16 was not compared with fp32"
-    elif (held_out := _held_out(model, ctx.lake, training_cache, ctx.settings)) is None:
+    found = held_out(model, ctx.lake, training_cache, ctx.settings)
+    if found is None:
         value["reason"] = NO_HELD_OUT
     else:
-        images, labels = held_out
+        images, labels = found
         cache_dir = ctx.settings.local_cache / "openvino"
-        reference = fp32_top1(model, images)
+        int8_ir: list[Path] = []  # made once, by the first back end that weighs it
+
+        def int8(backend: str) -> Predictor:
+            if not int8_ir:
+                value["int8_ir"] = _make_int8(ctx, model, training_cache)
+                int8_ir.append(_local_int8(ctx, value["int8_ir"]))
+            return Predictor(model, "int8", backend, cache_dir, int8_ir=int8_ir[0])
+
+        build = {
+            "fp32": lambda backend: Predictor(model, "fp32", backend, cache_dir),
+            "bf16": lambda backend: Predictor(model, "bf16", backend, cache_dir),
+            "int8": int8,
+        }
+        reference = Predictor(model).top1(images)
         for backend in value["checked"]:
-            verdict = precision_gate(model, images, labels, backend, cache_dir, reference)
-            value["backends"][backend] = verdict
-            ctx.log.info(
-                "bf16 on %s %s the gate: %.1f%% agreement with fp32 on %d held-out images "
-                "(it needs %.1f%% on %d at least)",
-                backend,
-                "passed" if verdict["passed"] else "failed",
-                100 * verdict["agreement"],
-                verdict["images"],
-                100 * GATE_AGREEMENT,
-                GATE_MIN_IMAGES,
+            value["backends"][backend] = _weigh_backend(
+                ctx, backend, build, images, labels, reference
             )
     ctx.add_metadata(
         model_uri=value["model_uri"],
         model_version=value["model_version"],
-        **{f"{b}_bf16_passed": v["passed"] for b, v in value["backends"].items()},
-        **{f"{b}_agreement": v["agreement"] for b, v in value["backends"].items()},
+        **{f"{b}_precision": v["precision"] for b, v in value["backends"].items()},
     )
+    if model.version:  # on the version itself, for `fruitops models list` and MLflow's UI
+        ctx.tracking.client.set_model_version_tag(
+            model.name, str(model.version), GATE_TAG, gate_summary(value)
+        )
     return value
+
+
+def gate_summary(value: dict[str, Any]) -> str:
+    """The verdicts in one line: each back end's precision and the test's numbers."""
+    from fruitops_serving.precision import describe
+
+    if not value["backends"]:
+        return value.get("reason", "not checked")
+    parts = []
+    for backend, verdict in value["backends"].items():
+        check = verdict["precisions"].get(verdict["precision"])
+        why = describe(check) if check else verdict.get("reason", "")
+        parts.append(f"{backend} {verdict['precision']} ({why})")
+    return "; ".join(parts)
+
+
+def _make_int8(
+    ctx: AssetContext[PrecisionGateConfig], model: LoadedModel, cache: dict[str, Any]
+) -> str:
+    """The model quantized on training photos, kept in the gate's folder; its lake key."""
+    from fruitops_models.hardware import cpu_has_vnni
+    from fruitops_serving.quantize import quantize_int8, save_int8
+
+    found = _split_images(
+        model, ctx.lake, cache, ctx.settings, "train", ctx.config.calibration_images, True
+    )
+    if found is None:
+        found = _split_images(model, ctx.lake, cache, ctx.settings, "val", MAX_IMAGES)
+    ctx.log.info("quantizing %s to int8 on %d training photos", model.pinned_uri, len(found[0]))
+    quantized = quantize_int8(model, found[0], cpu_has_vnni())
+    return save_int8(quantized, ctx.lake, f"{ctx.asset_dir}/int8")
+
+
+def _local_int8(ctx: AssetContext[PrecisionGateConfig], key: str) -> Path:
+    from fruitops_serving.quantize import local_int8
+
+    return local_int8(ctx.lake, key, ctx.settings.local_cache / "openvino")
 
 
 def unchecked(reason: str) -> dict[str, Any]:
@@ -158,17 +296,21 @@ def unchecked(reason: str) -> dict[str, Any]:
 
 
 def verdict_for(gate: dict[str, Any], model: LoadedModel, backend: str) -> dict[str, Any]:
-    """The gate's verdict on ``backend`` for ``model``; not passed, with why, where it has none."""
+    """The gate's verdict on ``backend`` for ``model`` on this CPU; fp32, with why, where it
+    has none."""
     checked = gate.get("model_uri")
     if checked is not None and (checked, gate.get("run_id")) != (model.pinned_uri, model.run_id):
-        return {
-            "passed": False,
-            "reason": f"the precision gate checked {checked}, not {model.pinned_uri} "
-            f"(set the model_uri of {PRECISION_GATE} to check that one)",
-        }
-    if backend in gate["backends"]:
+        reason = (
+            f"the precision gate checked {checked}, not {model.pinned_uri} "
+            f"(set the model_uri of {PRECISION_GATE} to check that one)"
+        )
+    elif gate.get("cpu") not in (None, cpu_kind()):
+        reason = "the precision gate was checked on another kind of CPU"
+    elif backend in gate["backends"]:
         return gate["backends"][backend]
-    return {"passed": False, "reason": gate.get("reason") or f"the gate did not check {backend}"}
+    else:
+        reason = gate.get("reason") or f"the gate did not check {backend}"
+    return {"passed": False, "precision": "fp32", "reason": reason}
 
 
 def current_gate(
@@ -178,10 +320,9 @@ def current_gate(
     tracking: Tracking | None = None,
 ) -> dict[str, Any]:
     """The gate for ``model`` from the lake: the stored one while it is fresh and made for
-    this model on a CPU with bf16, else materialized now; `unchecked` when the lake lacks
+    this model on this kind of CPU, else materialized now; `unchecked` when the lake lacks
     what it is made of."""
     from fruitops_core.materialize import materialize
-    from fruitops_models.hardware import cpu_has_bf16
 
     graph = AssetGraph.from_entry_points()
     spec = graph[PRECISION_GATE]
@@ -200,7 +341,7 @@ def current_gate(
     if fresh:  # made by this code from these upstream versions: still for this model here?
         made_from = record.metadata.get(REUSE_KEY) or {}
         made_for = (made_from.get("model_uri"), made_from.get("run_id")) == (pinned, model.run_id)
-        if made_for and made_from.get("bf16_cpu") == cpu_has_bf16():
+        if made_for and made_from.get("cpu") == cpu_kind():
             return load_value(lake, spec, record)
     (record,) = materialize(
         [PRECISION_GATE],
@@ -223,23 +364,22 @@ def choose_predictor(
     tracking: Tracking | None = None,
     hint: str = BATCH_HINT,
 ) -> tuple[Predictor, dict[str, Any]]:
-    """``backend`` in fp32, or in bf16 when asked for auto and bf16 passed the gate for this
-    model version and back end; with the verdict (or why there is none).
+    """``backend`` in the precision the gate chose for this model version (auto), or fp32;
+    with the verdict (or why there is none).
 
     ``gate`` is the value of ``serving/precision_gate`` where the caller has it (the scoring
     asset); without it, it comes from the lake (`current_gate`)."""
-    from fruitops_models.hardware import cpu_has_bf16
+    from fruitops_serving.quantize import local_int8
 
     cache_dir = settings.local_cache / "openvino"
-
-    def predictor(bf16: bool = False) -> Predictor:
-        return Predictor(model, bf16=bf16, backend=backend, cache_dir=cache_dir, hint=hint)
-
     if precision == "fp32":
-        return predictor(), {"passed": False, "reason": FP32_ASKED}
-    if not cpu_has_bf16():
-        return predictor(), {"passed": False, "reason": NO_BF16}
-    if gate is None:
-        gate = current_gate(model, lake, settings, tracking)
-    verdict = verdict_for(gate, model, backend)
-    return predictor(bool(verdict["passed"])), verdict
+        verdict: dict[str, Any] = {"passed": False, "precision": "fp32", "reason": FP32_ASKED}
+    elif not faster_precisions(backend):
+        verdict = {"passed": False, "precision": "fp32", "reason": NO_FASTER}
+    else:
+        if gate is None:
+            gate = current_gate(model, lake, settings, tracking)
+        verdict = verdict_for(gate, model, backend)
+    chosen = verdict.get("precision", "fp32")
+    int8_ir = local_int8(lake, gate["int8_ir"], cache_dir) if chosen == "int8" else None
+    return Predictor(model, chosen, backend, cache_dir, hint, int8_ir), verdict

@@ -1,71 +1,98 @@
-"""The precision comparison: a back end in bf16 against the plain fp32 module, on given images.
+"""The precision comparison: a faster precision's answers against the plain fp32 module's.
 
-bf16 is faster on CPUs that have it, but its rounding can flip a model's top-1 answer; how
-often depends on the model, so it is measured per model, never assumed. This module only
-measures and applies the thresholds; which images it is given, and how its verdict is kept
-and reused, is the precision gate asset's part (`fruitops_serving.gate`).
+bf16 and int8 score faster, but their rounding can flip a model's top-1 answer; how often,
+and whether that costs accuracy, depends on the model, so it is measured per model, never
+assumed. The rule (`PrecisionGateConfig`, whose fields hold the defaults):
+- at least `GATE_MIN_IMAGES` held-out photos, and at least ``min_agreement`` of them keep
+  fp32's answer;
+- where they are labelled, accuracy lower by at most ``max_accuracy_drop``, and not
+  significantly lower by McNemar's exact test at ``significance``: on 288 photos one photo
+  is 0.35 points, so a fixed bar alone would refuse what is noise or pass what is not.
+
+This module only compares answers; which images, which precisions and how the verdict is kept
+is the precision gate asset's part (`fruitops_serving.gate`).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 from typing import Any
 
 import numpy as np
 
-from fruitops_models.registry import LoadedModel
-from fruitops_serving.predictor import Predictor
+from fruitops_serving.config import PrecisionGateConfig
 
-#: bf16 must give the fp32 module's top-1 answer on at least this share of the images
-GATE_AGREEMENT = 0.995
-#: and, where the images are labelled, lose at most this much accuracy (0.002: 0.2 points)
-GATE_ACCURACY_DROP = 0.002
-#: fewer held-out images than this cannot show an agreement of GATE_AGREEMENT
+#: fewer held-out images than this say nothing about an agreement of 98 % or more
 GATE_MIN_IMAGES = 20
 
 
-def fp32_top1(model: LoadedModel, images: np.ndarray) -> np.ndarray:
-    """The plain fp32 torch module's top-1 class of each uint8 N×3×S×S image: the reference."""
-    import torch
+def mcnemar_p(worse: int, better: int) -> float:
+    """McNemar's exact two-sided p-value: how likely, were both precisions equally accurate,
+    discordant photos split at least this unevenly (``worse``: only fp32 right; ``better``:
+    only the faster precision right)."""
+    n = worse + better
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(worse, better) + 1)) / 2**n
+    return min(1.0, 2 * tail)
 
-    return Predictor(model).probabilities(torch.from_numpy(images)).argmax(1).numpy()
 
-
-def precision_gate(
-    model: LoadedModel,
-    images: np.ndarray,
+def compare(
+    fp32: np.ndarray,
+    faster: np.ndarray,
     labels: np.ndarray | None,
-    backend: str = "torch",
-    cache_dir: Path | None = None,
-    reference: np.ndarray | None = None,
+    rule: PrecisionGateConfig,
 ) -> dict[str, Any]:
-    """Compare ``backend`` in bf16 with the plain fp32 module on held-out images (uint8
-    N×3×S×S at the model's size): top-1 agreement and accuracy drop.
-
-    ``reference`` is `fp32_top1` of the same images, when the caller compares several back
-    ends and computes it once."""
-    import torch
-
-    fp32 = fp32_top1(model, images) if reference is None else reference
-    bf16 = Predictor(model, bf16=True, backend=backend, cache_dir=cache_dir)
-    bf16 = bf16.probabilities(torch.from_numpy(images)).argmax(1).numpy()
-    agreement = float((fp32 == bf16).mean()) if len(images) else 0.0
-    result: dict[str, Any] = {"backend": backend, "images": len(images), "agreement": agreement}
+    """Whether top-1 answers ``faster`` may replace ``fp32``'s (same photos, same order):
+    agreement, and with ``labels`` the accuracy drop and McNemar's test; ``passed``, or
+    ``refused`` with every reason."""
+    images = len(fp32)
+    agreement = float((fp32 == faster).mean()) if images else 0.0
+    result: dict[str, Any] = {"images": images, "agreement": agreement}
     refused = []
-    if len(images) < GATE_MIN_IMAGES:
-        refused.append(f"only {len(images)} held-out images (needs {GATE_MIN_IMAGES})")
-    if agreement < GATE_AGREEMENT:
+    if images < GATE_MIN_IMAGES:
+        refused.append(f"only {images} held-out images (needs {GATE_MIN_IMAGES})")
+    if agreement < rule.min_agreement:
         refused.append(
-            f"it agreed with fp32 on {agreement:.1%} of {len(images)} held-out images "
-            f"(needs {GATE_AGREEMENT:.1%})"
+            f"it agreed with fp32 on {agreement:.1%} of {images} held-out images "
+            f"(needs {rule.min_agreement:.1%}, setting min_agreement)"
         )
-    if labels is not None and len(labels):
-        result["fp32_accuracy"] = float((fp32 == labels).mean())
-        result["bf16_accuracy"] = float((bf16 == labels).mean())
-        drop = result["fp32_accuracy"] - result["bf16_accuracy"]
-        if drop > GATE_ACCURACY_DROP:
-            refused.append(f"accuracy fell by {drop:.1%} (at most {GATE_ACCURACY_DROP:.1%})")
+    if labels is not None and images:
+        fp32_right, faster_right = fp32 == labels, faster == labels
+        worse = int((fp32_right & ~faster_right).sum())
+        better = int((faster_right & ~fp32_right).sum())
+        drop = (worse - better) / images
+        p_value = mcnemar_p(worse, better)
+        result |= {
+            "fp32_accuracy": float(fp32_right.mean()),
+            "accuracy": float(faster_right.mean()),
+            "accuracy_drop": drop,
+            "only_fp32_right": worse,
+            "only_faster_right": better,
+            "mcnemar_p": p_value,
+        }
+        if drop > rule.max_accuracy_drop:
+            refused.append(
+                f"accuracy fell by {drop:.1%} (at most {rule.max_accuracy_drop:.1%}, "
+                "setting max_accuracy_drop)"
+            )
+        if worse > better and p_value < rule.significance:
+            refused.append(
+                f"McNemar's test finds it less accurate (p = {p_value:.3f} < "
+                f"{rule.significance}, setting significance)"
+            )
     result["passed"] = not refused
     if refused:
         result["refused"] = "; ".join(refused)
     return result
+
+
+def describe(check: dict[str, Any]) -> str:
+    """One line of a precision's comparison, with the test's numbers, for people."""
+    text = f"{check['agreement']:.1%} of {check['images']} held-out photos kept fp32's answer"
+    if "accuracy_drop" in check:
+        text += (
+            f", accuracy {check['fp32_accuracy']:.1%} → {check['accuracy']:.1%} "
+            f"(McNemar p = {check['mcnemar_p']:.2f})"
+        )
+    return text

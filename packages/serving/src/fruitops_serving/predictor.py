@@ -2,8 +2,10 @@
 
 Two back ends: OpenVINO (the default, measured fastest on CPUs here, see
 benchmarks/bench_score.py) and torch eager, kept as the fp32 reference every other back end
-and precision is compared with (`fruitops_serving.precision`). Scoring, the precision gate
-and the benchmarks all build a `Predictor`, so what is measured is what serves.
+and precision is compared with (`fruitops_serving.precision`). Three precisions: fp32, bf16
+(on CPUs that have it) and int8 (OpenVINO only: the model quantized by
+`fruitops_serving.quantize`). Scoring, the precision gate and the benchmarks all build a
+`Predictor`, so what is measured is what serves.
 
 OpenVINO's conversion is paid once per model run: the converted model and OpenVINO's
 compiled kernels are kept on local disk, so a later start loads neither the pt2 nor
@@ -23,7 +25,7 @@ from fruitops_models.registry import LoadedModel
 from fruitops_serving.config import BACKENDS
 
 
-def _openvino_model(model: LoadedModel) -> Any:
+def converted_model(model: LoadedModel) -> Any:
     """The logged network converted to OpenVINO, taking uint8 NHWC batches."""
     import openvino as ov
     import torch
@@ -45,6 +47,8 @@ def _openvino_model(model: LoadedModel) -> Any:
     return ppp.build()
 
 
+PRECISIONS = ("fp32", "bf16", "int8")
+
 #: OpenVINO's hint for batches (several streams, each a share of the cores on a share of the
 #: chunk: depthwise convolutions keep one stream's threads waiting; EfficientNet-Lite0 on 2
 #: cores: 170 against 143 img/s in one stream) and for online photos, a few at a time (one
@@ -54,35 +58,46 @@ BATCH_HINT, ONLINE_HINT = "THROUGHPUT", "LATENCY"
 
 
 def compile_openvino(
-    model: LoadedModel, bf16: bool, cache_dir: Path | None = None, hint: str = BATCH_HINT
+    model: LoadedModel,
+    precision: str = "fp32",
+    cache_dir: Path | None = None,
+    hint: str = BATCH_HINT,
+    int8_ir: Path | None = None,
 ) -> Any:
     """The logged network as an OpenVINO CPU model that takes uint8 NHWC batches.
 
     Scaling to [0, 1] and the NHWC → NCHW transpose run inside OpenVINO's graph. OpenVINO
     silently runs bf16 on CPUs that have it unless told otherwise, so the precision is always
-    set explicitly: ``f32`` unless bf16 passed the gate. With ``cache_dir`` the converted
-    model is kept per MLflow run (as OpenVINO IR) and OpenVINO keeps its compiled kernels
-    there (``CACHE_DIR``): a later start neither loads the pt2 nor converts it again.
+    set explicitly: ``f32`` unless bf16 passed the gate (an int8 model's layers that stay
+    unquantized run f32 too). With ``cache_dir`` the converted model is kept per MLflow run
+    (as OpenVINO IR) and OpenVINO keeps its compiled kernels there (``CACHE_DIR``): a later
+    start neither loads the pt2 nor converts it again. int8 is the quantized IR at
+    ``int8_ir``, which the gate made and checked.
     """
     import openvino as ov
 
     core = ov.Core()
     config = {
-        "INFERENCE_PRECISION_HINT": "bf16" if bf16 else "f32",
+        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         "PERFORMANCE_HINT": hint,
     }
-    if cache_dir is None:
-        compiled = core.compile_model(_openvino_model(model), "CPU", config)
+    if cache_dir is not None:
+        core.set_property({"CACHE_DIR": str(cache_dir / "compiled")})
+    if precision == "int8":
+        if int8_ir is None:
+            raise ValueError("int8 needs the quantized model the precision gate made")
+        compiled = core.compile_model(int8_ir, "CPU", config)
+    elif cache_dir is None:
+        compiled = core.compile_model(converted_model(model), "CPU", config)
     else:
         ir = cache_dir / f"{model.run_id}-{model.image_size}" / "model.xml"
         if not ir.exists():
-            _save_ir(ov, _openvino_model(model), ir)
-        core.set_property({"CACHE_DIR": str(cache_dir / "compiled")})
+            save_ir(ov, converted_model(model), ir)
         compiled = core.compile_model(ir, "CPU", config)
     return OpenVinoStreams(compiled)
 
 
-def _save_ir(ov: Any, converted: Any, ir: Path) -> None:
+def save_ir(ov: Any, converted: Any, ir: Path) -> None:
     """Save the IR (``.xml`` + ``.bin``) in a folder of this process's own, then move both
     into place: a killed save leaves no half model, and two processes converting one model
     at once never write into each other's files (they shared ``partial.xml`` before)."""
@@ -128,29 +143,31 @@ class Predictor:
 
     ``torch`` runs the logged module eagerly (bf16: autocast + channels_last); ``openvino``
     runs it compiled by OpenVINO, the default chosen by ``benchmarks/bench_score.py``. fp32
-    is the reference; bf16 is used only after it passed the gate (`gate.choose_predictor`).
+    is the reference; bf16 and int8 are used only after they passed the gate
+    (`gate.choose_predictor`).
     """
 
     def __init__(
         self,
         model: LoadedModel,
-        bf16: bool = False,
+        precision: str = "fp32",
         backend: str = "torch",
         cache_dir: Path | None = None,
         hint: str = BATCH_HINT,
+        int8_ir: Path | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
+        if precision not in PRECISIONS or (precision == "int8" and backend != "openvino"):
+            raise ValueError(f"no {precision} on {backend}: fp32, bf16, or int8 on openvino")
         self.model = model
-        self.bf16 = bf16
+        self.precision = precision
         self.backend = backend
         self._compiled = (
-            compile_openvino(model, bf16, cache_dir, hint) if backend == "openvino" else None
+            compile_openvino(model, precision, cache_dir, hint, int8_ir)
+            if backend == "openvino"
+            else None
         )
-
-    @property
-    def precision(self) -> str:
-        return "bf16" if self.bf16 else "fp32"
 
     def probabilities_nhwc(self, nhwc: np.ndarray) -> np.ndarray:
         """N×C probabilities for a uint8 N×H×W×3 batch (decoded images stacked as they come).
@@ -175,8 +192,18 @@ class Predictor:
             return torch.from_numpy(self.probabilities_nhwc(nhwc))
         x = images.float().div_(255.0)
         with torch.no_grad():
-            if self.bf16:
+            if self.precision == "bf16":
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast("cpu", dtype=torch.bfloat16):
                     return torch.softmax(self.model.module(x).float(), dim=1)
             return torch.softmax(self.model.module(x), dim=1)
+
+    def top1(self, images: np.ndarray, chunk: int = 64) -> np.ndarray:
+        """The top-1 class of each uint8 N×3×S×S image, ``chunk`` images at a time."""
+        import torch
+
+        parts = [
+            self.probabilities(torch.from_numpy(images[i : i + chunk])).argmax(1).numpy()
+            for i in range(0, len(images), chunk)
+        ]
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
