@@ -9,14 +9,14 @@ hard-linked --copies times: 5,775 files) with the same registered champion, each
 process timed from start to exit. Naive: import torch and MLflow, load the logged module, a
 torch Dataset with PIL open + torchvision Resize/ToTensor, a DataLoader of batch 32 without
 workers, fp32 eager. FruitOps: `fruitops score FOLDER` (threaded draft decoding overlapped
-with inference, the default back end, bf16 only where the gate passed, streamed Parquet),
+with inference, the default back end in the precision the gate chose, streamed Parquet),
 once cold (no OpenVINO cache: the pt2 is loaded, converted and compiled) and once warm.
 Start-up is `fruitops score` on a folder of one photo, warm. Top-1 agreement of the two
 tables is reported.
 
 Also, for the model part alone (batch 128, the held-out photos): every back end measured here
 (torch eager fp32 and bf16 + channels_last, torch.compile with freezing, ONNX Runtime,
-OpenVINO f32 and bf16) with its top-1 agreement with the fp32 module: the table the default
+OpenVINO f32, bf16 and int8) with its top-1 agreement with the fp32 module: the table the default
 back end is chosen from. And peak RSS of scoring 2,000 and 20,000 images (a list repeating
 the photos), and the model part's share of this CPU's bf16 matmul peak.
 """
@@ -187,8 +187,11 @@ def _onnxruntime(model, size: int, workdir: Path):
     )
 
 
-def backend_table(model, images: torch.Tensor, workdir: Path) -> dict[str, dict]:
-    """Model-only images/s of each back end and its top-1 agreement with the fp32 module."""
+def backend_table(
+    model, images: torch.Tensor, workdir: Path, int8_ir: Path | None
+) -> dict[str, dict]:
+    """Model-only images/s of each back end and its top-1 agreement with the fp32 module
+    (int8: the model the precision gate quantized, where it made one)."""
     from fruitops_serving.predictor import Predictor
 
     reference = Predictor(model).probabilities(images).argmax(1)
@@ -200,6 +203,9 @@ def backend_table(model, images: torch.Tensor, workdir: Path) -> dict[str, dict]
         "onnxruntime_fp32": lambda: _onnxruntime(model, model.image_size, workdir),
         "openvino_f32": lambda: Predictor(model, backend="openvino").probabilities,
         "openvino_bf16": lambda: Predictor(model, "bf16", backend="openvino").probabilities,
+        "openvino_int8": lambda: (
+            Predictor(model, "int8", "openvino", int8_ir=int8_ir).probabilities
+        ),
     }
     table: dict[str, dict] = {}
     batch = images[:128]
@@ -263,7 +269,8 @@ def main() -> None:
     from fruitops_core.tracking import Tracking
     from fruitops_data.images import decode_array
     from fruitops_models.registry import load_model
-    from fruitops_serving.gate import choose_predictor
+    from fruitops_serving.gate import choose_predictor, current_gate
+    from fruitops_serving.quantize import local_int8
 
     settings = FruitOpsSettings()
     tracking = Tracking(settings)
@@ -274,8 +281,14 @@ def main() -> None:
     held_out_batch = torch.from_numpy(
         np.stack([decode_array(p.read_bytes(), model.image_size) for p in held_out])
     ).permute(0, 3, 1, 2)
+    int8_ir = None
+    if gate_value := current_gate(model, open_lake(settings), settings, tracking):
+        if "int8_ir" in gate_value:
+            int8_ir = local_int8(
+                open_lake(settings), gate_value["int8_ir"], settings.local_cache / "openvino"
+            )
     with tempfile.TemporaryDirectory() as tmp:
-        backends = backend_table(model, held_out_batch, Path(tmp))
+        backends = backend_table(model, held_out_batch, Path(tmp), int8_ir)
     with tempfile.TemporaryDirectory(dir=home) as tmp:
         whole = end_to_end(home, files, args.copies, Path(tmp))
         lists = {}
@@ -288,7 +301,7 @@ def main() -> None:
     with FlopCounterMode(display=False) as counter:
         model.module(batch[:1].float() / 255)
     flops_per_image = counter.get_total_flops()
-    model_ips = _rate(predictor.probabilities, batch)
+    model_ips = _rate(predictor.probabilities, batch)  # in the precision the gate chose
     peak = matmul_peak_gflops(torch.bfloat16) / 1000  # TFLOP/s
     result = {
         "cpu": cpu_features(),

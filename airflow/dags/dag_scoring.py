@@ -1,8 +1,9 @@
 """Daily scoring: the day's incoming images labelled by the champion.
 
-incoming_batch (the folder or s3:// prefix of the run's date) and precision_gate (bf16 of
-each back end against fp32 on the training cache's held-out split; its verdict kept while
-the champion and the cache stay the same) → batch_predictions
+incoming_batch (the folder or s3:// prefix of the run's date) and precision_gate (int8 and
+bf16 of each back end against fp32 on the training cache's held-out split, the fastest that
+passed chosen; its verdict kept while the champion and the cache stay the same) →
+batch_predictions
 (``predictions/<date>/predictions.parquet`` in the lake, one table per day, and
 ``predictions/latest.json`` naming the last; undecodable files quarantined). Every run updates the
 `serving/batch_predictions` Asset, which schedules `fruitops_monitoring`. The `batch` param

@@ -1,8 +1,9 @@
 """Assets of the ``serving/`` group.
 
-precision_gate (whether bf16 may serve the champion: each back end against fp32 on the
-training cache's held-out split, `fruitops_serving.gate`) → batch_predictions (the incoming
-batch scored by the champion in the precision the gate allowed, `fruitops_serving.scoring`).
+precision_gate (which precision serves the champion: int8 and bf16 of each back end against
+fp32 on the training cache's held-out split, `fruitops_serving.gate`) → batch_predictions
+(the incoming batch scored by the champion in the precision the gate chose,
+`fruitops_serving.scoring`).
 """
 
 from __future__ import annotations
@@ -48,7 +49,7 @@ def precision_gate(
     champion_model: Champion,
     training_cache: dict[str, Any],
 ) -> dict[str, Any]:
-    """Whether bf16 may serve the champion: each back end in bf16 against fp32, held out."""
+    """Which precision serves the champion: int8 and bf16 against fp32 on held-out photos."""
     from fruitops_serving.gate import check_precision
 
     return check_precision(ctx, champion_model, training_cache)
