@@ -281,12 +281,9 @@ def main() -> None:
     held_out_batch = torch.from_numpy(
         np.stack([decode_array(p.read_bytes(), model.image_size) for p in held_out])
     ).permute(0, 3, 1, 2)
-    int8_ir = None
-    if gate_value := current_gate(model, open_lake(settings), settings, tracking):
-        if "int8_ir" in gate_value:
-            int8_ir = local_int8(
-                open_lake(settings), gate_value["int8_ir"], settings.local_cache / "openvino"
-            )
+    int8_ir = current_gate(model, open_lake(settings), settings, tracking).int8_ir
+    if int8_ir:
+        int8_ir = local_int8(open_lake(settings), int8_ir, settings.local_cache / "openvino")
     with tempfile.TemporaryDirectory() as tmp:
         backends = backend_table(model, held_out_batch, Path(tmp), int8_ir)
     with tempfile.TemporaryDirectory(dir=home) as tmp:
@@ -309,7 +306,7 @@ def main() -> None:
         "model": model.uri,
         "backend": predictor.backend,
         "precision": predictor.precision,
-        "gate": gate,
+        "gate": gate.shown(),
         "backends_model_only": backends,
         "end_to_end": whole,
         "peak_rss_mb": {str(n): round(r["peak_rss_mb"]) for n, r in lists.items()},

@@ -26,6 +26,7 @@ from fruitops_serving.gate import (
 from fruitops_serving.precision import compare
 from fruitops_serving.predictor import Predictor
 from fruitops_serving.quantize import local_int8
+from fruitops_serving.records import PrecisionCheck, PrecisionGate, Verdict
 
 pytestmark = pytest.mark.slow
 SCORING = "serving/batch_predictions"
@@ -38,36 +39,36 @@ def test_the_gate_declares_what_it_is_made_of_and_scoring_reads_it(pipeline):
     order = pipeline.graph.topological_order()
     assert order.index("models/champion_model") < order.index(PRECISION_GATE) < order.index(SCORING)
     gate = load_value(pipeline.lake, gate_spec)
-    assert gate["model_uri"] == "models:/fruit-classifier/1" and gate["checked"] == [
-        "openvino",
-        "torch",
-    ]
+    assert isinstance(gate, PrecisionGate)  # a typed record, stored as plain JSON
+    stored = pipeline.lake.read_json(read_record(pipeline.lake, gate_spec).artifact_path)
+    assert PrecisionGate.model_validate(stored) == gate
+    assert gate.model_uri == "models:/fruit-classifier/1" and gate.checked == ["openvino", "torch"]
     scored = pipeline.lake.read_json("assets/serving/batch_predictions/current/data.json")
-    assert set(gate["backends"]) == {"openvino", "torch"}
-    verdict = gate["backends"]["openvino"]  # int8 is weighed on OpenVINO on every CPU
-    int8 = verdict["precisions"]["int8"]
-    assert verdict["backend"] == "openvino" and verdict["images"] > 0
-    assert 0 <= int8["agreement"] <= 1 and int8["images"] == verdict["images"]
-    assert {"fp32_accuracy", "accuracy_drop", "mcnemar_p"} <= set(int8)  # labelled: same classes
-    assert pipeline.lake.exists(gate["int8_ir"])  # the model it checked, for every scorer
-    passed = [p for p, check in verdict["precisions"].items() if check["passed"]]
-    assert verdict["precision"] in ("fp32", *passed)
-    assert scored["gate"] == verdict  # what scoring used is the asset's verdict
-    assert scored["precision"] == verdict["precision"]
+    assert set(gate.backends) == {"openvino", "torch"}
+    verdict = gate.backends["openvino"]  # int8 is weighed on OpenVINO on every CPU
+    int8 = verdict.precisions["int8"]
+    assert verdict.backend == "openvino" and verdict.images > 0
+    assert 0 <= int8.agreement <= 1 and int8.images == verdict.images
+    assert None not in (int8.fp32_accuracy, int8.accuracy_drop, int8.mcnemar_p)  # labelled
+    assert pipeline.lake.exists(gate.int8_ir)  # the model it checked, for every scorer
+    passed = [p for p, check in verdict.precisions.items() if check.passed]
+    assert verdict.precision in ("fp32", *passed)
+    assert scored["gate"] == verdict.shown()  # what scoring used is the asset's verdict
+    assert scored["precision"] == verdict.precision
     # the version carries the verdict in a line, as `fruitops models list` shows it
     tags = Tracking(pipeline.settings).client.get_model_version("fruit-classifier", "1").tags
-    assert tags["precision_gate"].startswith(f"openvino {verdict['precision']} (")
-    torch_verdict = gate["backends"]["torch"]
+    assert tags["precision_gate"].startswith(f"openvino {verdict.precision} (")
+    torch_verdict = gate.backends["torch"]
     if cpu_has_bf16():
-        assert set(torch_verdict["precisions"]) == {"bf16"}
+        assert set(torch_verdict.precisions) == {"bf16"}
     else:
-        assert torch_verdict["precision"] == "fp32" and torch_verdict["reason"] == NO_FASTER
+        assert torch_verdict.precision == "fp32" and torch_verdict.reason == NO_FASTER
     # no verdict for another model: that one is scored in fp32, and the reason says why
     other = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     other.version = 7
     assert (
         "checked models:/fruit-classifier/1, not models:/fruit-classifier/7"
-        in (verdict_for(gate, other, "openvino")["reason"])
+        in verdict_for(gate, other, "openvino").reason
     )
 
 
@@ -116,7 +117,7 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     made = records[0]
     assert made.metadata["reused"] is False and made.metadata["model_version"] == 2
     gate = load_value(lake, spec)
-    assert gate["model_uri"] == "models:/fruit-classifier/2"
+    assert gate.model_uri == "models:/fruit-classifier/2"
     scored = load_value(lake, graph[SCORING])
     assert scored["model_version"] == 2 and "not models:/" not in scored["gate"].get("reason", "")
     assert _ran(materialize([SCORING], with_upstream=True, **run)) == [SCORING]
@@ -125,16 +126,16 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     model = load_model(tracking, "models:/fruit-classifier/1")
     predictor, verdict = choose_predictor(model, lake, settings, backend="torch", tracking=tracking)
     if cpu_has_bf16():
-        assert load_value(lake, spec)["model_uri"] == "models:/fruit-classifier/1"
+        assert load_value(lake, spec).model_uri == "models:/fruit-classifier/1"
         assert read_record(lake, spec).config["model_uri"] == "models:/fruit-classifier/1"
-        assert verdict["backend"] == "torch"
-        assert predictor.precision == verdict["precision"]
+        assert verdict.backend == "torch"
+        assert predictor.precision == verdict.precision
         # and found again, not made again, by the next run for that model
         kept = read_record(lake, spec).version
         choose_predictor(model, lake, settings, backend="torch", tracking=tracking)
         assert read_record(lake, spec).version == kept
     else:
-        assert verdict == {"passed": False, "precision": "fp32", "reason": NO_FASTER}
+        assert verdict == Verdict(reason=NO_FASTER) and verdict.precision == "fp32"
 
 
 def test_scoring_loads_the_int8_model_the_gate_checked(pipeline, tmp_path):
@@ -149,21 +150,21 @@ def test_scoring_loads_the_int8_model_the_gate_checked(pipeline, tmp_path):
     )
     gate = load_value(pipeline.lake, pipeline.graph[PRECISION_GATE])
     predictor, verdict = choose_predictor(model, pipeline.lake, fresh, gate=gate)
-    assert verdict == gate["backends"]["openvino"] and predictor.precision == verdict["precision"]
+    assert verdict == gate.backends["openvino"] and predictor.precision == verdict.precision
     int8 = Predictor(
         model,
         "int8",
         "openvino",
-        int8_ir=local_int8(pipeline.lake, gate["int8_ir"], fresh.local_cache / "openvino"),
+        int8_ir=local_int8(pipeline.lake, gate.int8_ir, fresh.local_cache / "openvino"),
     )
     assert (fresh.local_cache / "openvino" / "int8").is_dir()
     cache = load_value(pipeline.lake, pipeline.graph["data/training_cache"])
     images, labels = held_out(model, pipeline.lake, cache, fresh)
     fp32 = Predictor(model).top1(images)
     check = compare(fp32, int8.top1(images), labels, PrecisionGateConfig())
-    assert check == {
-        k: v for k, v in verdict["precisions"]["int8"].items() if k != "images_per_second"
-    }
+    assert PrecisionCheck(**check) == verdict.precisions["int8"].model_copy(
+        update={"images_per_second": None}
+    )
 
 
 def test_no_training_cache_scores_in_fp32_and_says_why(pipeline, tmp_path):
@@ -172,12 +173,12 @@ def test_no_training_cache_scores_in_fp32_and_says_why(pipeline, tmp_path):
     lake = LocalLake(tmp_path / "empty-lake")
     model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
     predictor, gate = choose_predictor(model, lake, settings, backend="torch")
-    assert predictor.precision == "fp32" and gate["passed"] is False
-    assert gate["reason"] == (NO_HELD_OUT if faster_precisions("torch") else NO_FASTER)
+    assert predictor.precision == "fp32" and gate.passed is False
+    assert gate.reason == (NO_HELD_OUT if faster_precisions("torch") else NO_FASTER)
     assert not lake.exists(f"assets/{PRECISION_GATE}/materialization.json")
     predictor, gate = choose_predictor(model, lake, settings, precision="fp32", backend="torch")
     assert predictor.precision == "fp32"
-    assert gate == {"passed": False, "precision": "fp32", "reason": "fp32 asked for"}
+    assert gate.shown() == {"passed": False, "precision": "fp32", "reason": "fp32 asked for"}
 
 
 def test_score_and_models_list_say_which_precision_serves_and_why(pipeline, tmp_path):
@@ -195,14 +196,14 @@ def test_score_and_models_list_say_which_precision_serves_and_why(pipeline, tmp_
     args = [fruitops, "score", str(folder), "--output", str(tmp_path / "p.parquet")]
     scored = subprocess.run(args, capture_output=True, text=True, env=env, timeout=300)
     assert scored.returncode == 0, scored.stderr
-    verdict = load_value(pipeline.lake, pipeline.graph[PRECISION_GATE])["backends"]["openvino"]
-    if verdict["precision"] == "fp32":
-        assert f"fp32 was used: {verdict['reason']}" in scored.stdout
+    verdict = load_value(pipeline.lake, pipeline.graph[PRECISION_GATE]).backends["openvino"]
+    if verdict.precision == "fp32":
+        assert f"fp32 was used: {verdict.reason}" in scored.stdout
     else:
-        assert f"{verdict['precision']} passed the precision gate: " in scored.stdout
+        assert f"{verdict.precision} passed the precision gate: " in scored.stdout
         assert "held-out photos kept fp32's answer, accuracy " in scored.stdout
         assert "McNemar p = " in scored.stdout
     listing = subprocess.run(
         [fruitops, "models", "list"], capture_output=True, text=True, env=env, timeout=120
     )
-    assert f"served in: openvino {verdict['precision']} (" in listing.stdout
+    assert f"served in: openvino {verdict.precision} (" in listing.stdout

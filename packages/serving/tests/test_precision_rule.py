@@ -7,6 +7,7 @@ import pytest
 
 from fruitops_serving.config import PrecisionGateConfig
 from fruitops_serving.precision import compare, describe, mcnemar_p
+from fruitops_serving.records import PrecisionCheck
 
 RULE = PrecisionGateConfig()
 
@@ -40,7 +41,7 @@ def test_a_few_harmless_changes_pass():
     assert check["agreement"] == pytest.approx(296 / 300)
     assert check["accuracy_drop"] == 0 and check["mcnemar_p"] == 1.0
     assert (check["only_fp32_right"], check["only_faster_right"]) == (2, 2)
-    assert "98.7% of 300 held-out photos kept fp32's answer" in describe(check)
+    assert "98.7% of 300 held-out photos kept fp32's answer" in describe(PrecisionCheck(**check))
 
 
 def test_each_part_of_the_rule_refuses_and_names_its_setting():

@@ -17,7 +17,7 @@ from fruitops_core.asset_keys import (
     PRECISION_GATE,
     TRAINING_CACHE,
 )
-from fruitops_core.assets import AssetContext, asset
+from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.lake import lake_from_uri
 from fruitops_models.records import Champion
 from fruitops_serving.config import (
@@ -26,6 +26,7 @@ from fruitops_serving.config import (
     ScoringConfig,
     dated_folder,
 )
+from fruitops_serving.records import PrecisionGate
 
 # torch, OpenVINO and MLflow are imported inside the asset functions: the asset graph (and
 # so every Airflow DAG file) must load in a moment, without them.
@@ -42,13 +43,14 @@ def _gate_inputs(ctx: AssetContext[PrecisionGateConfig], **upstream: Any) -> dic
     PRECISION_GATE,
     deps=[CHAMPION_MODEL, TRAINING_CACHE],
     config=PrecisionGateConfig,
+    io=record(PrecisionGate),
     reuse_key=_gate_inputs,
 )
 def precision_gate(
     ctx: AssetContext[PrecisionGateConfig],
     champion_model: Champion,
     training_cache: dict[str, Any],
-) -> dict[str, Any]:
+) -> PrecisionGate:
     """Which precision serves the champion: int8 and bf16 against fp32 on held-out photos."""
     from fruitops_serving.gate import check_precision
 
@@ -64,7 +66,7 @@ def batch_predictions(
     ctx: AssetContext[ScoringConfig],
     incoming_batch: dict[str, Any],
     champion_model: Champion | None,
-    precision_gate: dict[str, Any] | None,
+    precision_gate: PrecisionGate | None,
 ) -> dict[str, Any]:
     """The incoming batch scored into a predictions table; undecodable files quarantined.
 
@@ -126,4 +128,4 @@ def batch_predictions(
             len(summary["quarantined"]),
             quarantine_uri or "the result's `quarantined`",
         )
-    return {**summary, "quarantine_uri": quarantine_uri, "gate": gate}
+    return {**summary, "quarantine_uri": quarantine_uri, "gate": gate.shown()}

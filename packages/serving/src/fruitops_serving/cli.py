@@ -90,13 +90,14 @@ def score_command(
         )
         from fruitops_serving.gate import NOT_ASKED
         from fruitops_serving.precision import describe
+        from fruitops_serving.records import Verdict
 
-        gate = result.get("precision_gate") or {}
-        checked = (gate.get("precisions") or {}).get(result["precision"])
+        verdict = Verdict.model_validate(result.get("precision_gate") or {})
+        checked = verdict.precisions.get(result["precision"])
         if checked:
             out.print(f"{result['precision']} passed the precision gate: {describe(checked)}")
-        elif gate.get("reason") not in (None, *NOT_ASKED):
-            out.print(f"fp32 was used: {gate['reason']}")
+        elif verdict.reason not in (None, *NOT_ASKED):
+            out.print(f"fp32 was used: {verdict.reason}")
         print_set_aside(out, result["quarantined"], result["ignored"])
 
     run_command(json_mode, action, human)

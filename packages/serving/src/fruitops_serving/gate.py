@@ -42,6 +42,7 @@ from fruitops_models.registry import LoadedModel, load_model
 from fruitops_serving.config import PrecisionGateConfig
 from fruitops_serving.precision import GATE_MIN_IMAGES, compare
 from fruitops_serving.predictor import BATCH_HINT, Predictor
+from fruitops_serving.records import PrecisionCheck, PrecisionGate, Verdict
 
 #: held-out images compared at most (the first ones of the val split)
 MAX_IMAGES = 512
@@ -163,63 +164,62 @@ def _weigh_backend(
     images: np.ndarray,
     labels: np.ndarray | None,
     reference: np.ndarray,
-) -> dict[str, Any]:
+) -> Verdict:
     """One back end's verdict: each faster precision compared with fp32 (``reference``), and
     of those that passed, and fp32, the fastest measured; ``build`` makes the predictors."""
     speeds = {"fp32": images_per_second(build["fp32"](backend), images)}
-    checks: dict[str, dict[str, Any]] = {}
+    checks: dict[str, PrecisionCheck] = {}
     for precision in faster_precisions(backend):
         predictor = build[precision](backend)
-        checks[precision] = compare(reference, predictor.top1(images), labels, ctx.config)
-        if checks[precision]["passed"]:
-            speeds[precision] = images_per_second(predictor, images)
-        checks[precision]["images_per_second"] = speeds.get(precision)
+        check = PrecisionCheck(**compare(reference, predictor.top1(images), labels, ctx.config))
+        if check.passed:
+            speeds[precision] = check.images_per_second = images_per_second(predictor, images)
+        checks[precision] = check
         ctx.log.info(
             "%s on %s %s the gate: %.1f%% agreement with fp32 on %d held-out photos%s",
             precision,
             backend,
-            "passed" if checks[precision]["passed"] else "failed",
-            100 * checks[precision]["agreement"],
+            "passed" if check.passed else "failed",
+            100 * check.agreement,
             len(images),
-            f" ({checks[precision]['refused']})" if not checks[precision]["passed"] else "",
+            "" if check.passed else f" ({check.refused})",
         )
     chosen = max(speeds, key=speeds.__getitem__)
-    verdict: dict[str, Any] = {
-        "backend": backend,
-        "images": len(images),
-        "precision": chosen,
-        "passed": chosen != "fp32",
-        "fp32_images_per_second": speeds["fp32"],
-        "precisions": checks,
-    }
+    reason = None
     if not checks:
-        verdict["reason"] = NO_FASTER
+        reason = NO_FASTER
     elif chosen == "fp32":
-        verdict["reason"] = "; ".join(
-            f"{p}: {c['refused']}" if not c["passed"] else f"{p}: not faster than fp32 here"
+        reason = "; ".join(
+            f"{p}: {c.refused}" if not c.passed else f"{p}: not faster than fp32 here"
             for p, c in checks.items()
         )
     ctx.log.info("%s serves %s (%.0f img/s measured)", backend, chosen, speeds[chosen])
-    return verdict
+    return Verdict(
+        backend=backend,
+        images=len(images),
+        precision=chosen,
+        passed=chosen != "fp32",
+        reason=reason,
+        fp32_images_per_second=speeds["fp32"],
+        precisions=checks,
+    )
 
 
 def check_precision(
     ctx: AssetContext[PrecisionGateConfig],
     champion_model: Champion,
     training_cache: dict[str, Any],
-) -> dict[str, Any]:
+) -> PrecisionGate:
     """The gate asset's value: for each configured back end, the faster precisions against
     fp32 on the cache's held-out split, and the precision chosen; for the configured model
     (default: the champion)."""
     model = load_model(ctx.tracking, ctx.config.model_uri or champion_model.model_uri)
-    value: dict[str, Any] = {
-        **gate_inputs(ctx, champion_model, training_cache),
-        "model_version": model.version,
-        "backends": {},
-    }
+    value = PrecisionGate(
+        **gate_inputs(ctx, champion_model, training_cache), model_version=model.version
+    )
     found = held_out(model, ctx.lake, training_cache, ctx.settings)
     if found is None:
-        value["reason"] = NO_HELD_OUT
+        value.reason = NO_HELD_OUT
     else:
         images, labels = found
         cache_dir = ctx.settings.local_cache / "openvino"
@@ -227,8 +227,8 @@ def check_precision(
 
         def int8(backend: str) -> Predictor:
             if not int8_ir:
-                value["int8_ir"] = _make_int8(ctx, model, training_cache)
-                int8_ir.append(_local_int8(ctx, value["int8_ir"]))
+                value.int8_ir = _make_int8(ctx, model, training_cache)
+                int8_ir.append(_local_int8(ctx, value.int8_ir))
             return Predictor(model, "int8", backend, cache_dir, int8_ir=int8_ir[0])
 
         build = {
@@ -237,14 +237,12 @@ def check_precision(
             "int8": int8,
         }
         reference = Predictor(model).top1(images)
-        for backend in value["checked"]:
-            value["backends"][backend] = _weigh_backend(
-                ctx, backend, build, images, labels, reference
-            )
+        for backend in value.checked:
+            value.backends[backend] = _weigh_backend(ctx, backend, build, images, labels, reference)
     ctx.add_metadata(
-        model_uri=value["model_uri"],
-        model_version=value["model_version"],
-        **{f"{b}_precision": v["precision"] for b, v in value["backends"].items()},
+        model_uri=value.model_uri,
+        model_version=value.model_version,
+        **{f"{b}_precision": v.precision for b, v in value.backends.items()},
     )
     if model.version:  # on the version itself, for `fruitops models list` and MLflow's UI
         ctx.tracking.client.set_model_version_tag(
@@ -253,17 +251,17 @@ def check_precision(
     return value
 
 
-def gate_summary(value: dict[str, Any]) -> str:
+def gate_summary(value: PrecisionGate) -> str:
     """The verdicts in one line: each back end's precision and the test's numbers."""
     from fruitops_serving.precision import describe
 
-    if not value["backends"]:
-        return value.get("reason", "not checked")
+    if not value.backends:
+        return value.reason or "not checked"
     parts = []
-    for backend, verdict in value["backends"].items():
-        check = verdict["precisions"].get(verdict["precision"])
-        why = describe(check) if check else verdict.get("reason", "")
-        parts.append(f"{backend} {verdict['precision']} ({why})")
+    for backend, verdict in value.backends.items():
+        check = verdict.precisions.get(verdict.precision)
+        why = describe(check) if check else verdict.reason
+        parts.append(f"{backend} {verdict.precision} ({why})")
     return "; ".join(parts)
 
 
@@ -290,27 +288,22 @@ def _local_int8(ctx: AssetContext[PrecisionGateConfig], key: str) -> Path:
     return local_int8(ctx.lake, key, ctx.settings.local_cache / "openvino")
 
 
-def unchecked(reason: str) -> dict[str, Any]:
-    """A gate with no verdict, for scoring where none can be made: fp32, and why."""
-    return {"backends": {}, "reason": reason}
-
-
-def verdict_for(gate: dict[str, Any], model: LoadedModel, backend: str) -> dict[str, Any]:
+def verdict_for(gate: PrecisionGate, model: LoadedModel, backend: str) -> Verdict:
     """The gate's verdict on ``backend`` for ``model`` on this CPU; fp32, with why, where it
     has none."""
-    checked = gate.get("model_uri")
-    if checked is not None and (checked, gate.get("run_id")) != (model.pinned_uri, model.run_id):
+    checked = gate.model_uri
+    if checked is not None and (checked, gate.run_id) != (model.pinned_uri, model.run_id):
         reason = (
             f"the precision gate checked {checked}, not {model.pinned_uri} "
             f"(set the model_uri of {PRECISION_GATE} to check that one)"
         )
-    elif gate.get("cpu") not in (None, cpu_kind()):
+    elif gate.cpu not in (None, cpu_kind()):
         reason = "the precision gate was checked on another kind of CPU"
-    elif backend in gate["backends"]:
-        return gate["backends"][backend]
+    elif backend in gate.backends:
+        return gate.backends[backend]
     else:
-        reason = gate.get("reason") or f"the gate did not check {backend}"
-    return {"passed": False, "precision": "fp32", "reason": reason}
+        reason = gate.reason or f"the gate did not check {backend}"
+    return Verdict(reason=reason)
 
 
 def current_gate(
@@ -318,7 +311,7 @@ def current_gate(
     lake: Lake,
     settings: FruitOpsSettings,
     tracking: Tracking | None = None,
-) -> dict[str, Any]:
+) -> PrecisionGate:
     """The gate for ``model`` from the lake: the stored one while it is fresh and made for
     this model on this kind of CPU, else materialized now; `unchecked` when the lake lacks
     what it is made of."""
@@ -327,10 +320,10 @@ def current_gate(
     graph = AssetGraph.from_entry_points()
     spec = graph[PRECISION_GATE]
     if read_record(lake, graph[TRAINING_CACHE]) is None:
-        return unchecked(NO_HELD_OUT)
+        return PrecisionGate(reason=NO_HELD_OUT)
     if read_record(lake, graph[CHAMPION_MODEL]) is None:
-        return unchecked(
-            f"no {CHAMPION_MODEL} in the lake for {PRECISION_GATE} to depend on "
+        return PrecisionGate(
+            reason=f"no {CHAMPION_MODEL} in the lake for {PRECISION_GATE} to depend on "
             "(`fruitops models promote` makes it)"
         )
     pinned = model.pinned_uri
@@ -360,10 +353,10 @@ def choose_predictor(
     settings: FruitOpsSettings,
     precision: str = "auto",
     backend: str = "openvino",
-    gate: dict[str, Any] | None = None,
+    gate: PrecisionGate | None = None,
     tracking: Tracking | None = None,
     hint: str = BATCH_HINT,
-) -> tuple[Predictor, dict[str, Any]]:
+) -> tuple[Predictor, Verdict]:
     """``backend`` in the precision the gate chose for this model version (auto), or fp32;
     with the verdict (or why there is none).
 
@@ -372,14 +365,15 @@ def choose_predictor(
     from fruitops_serving.quantize import local_int8
 
     cache_dir = settings.local_cache / "openvino"
+    int8_ir = None
     if precision == "fp32":
-        verdict: dict[str, Any] = {"passed": False, "precision": "fp32", "reason": FP32_ASKED}
+        verdict = Verdict(reason=FP32_ASKED)
     elif not faster_precisions(backend):
-        verdict = {"passed": False, "precision": "fp32", "reason": NO_FASTER}
+        verdict = Verdict(reason=NO_FASTER)
     else:
         if gate is None:
             gate = current_gate(model, lake, settings, tracking)
         verdict = verdict_for(gate, model, backend)
-    chosen = verdict.get("precision", "fp32")
-    int8_ir = local_int8(lake, gate["int8_ir"], cache_dir) if chosen == "int8" else None
-    return Predictor(model, chosen, backend, cache_dir, hint, int8_ir), verdict
+        if verdict.precision == "int8" and gate.int8_ir:
+            int8_ir = local_int8(lake, gate.int8_ir, cache_dir)
+    return Predictor(model, verdict.precision, backend, cache_dir, hint, int8_ir), verdict

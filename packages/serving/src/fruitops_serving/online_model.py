@@ -35,6 +35,7 @@ from mlflow.protos.databricks_pb2 import INTERNAL_ERROR
 from fruitops_serving.answers import answers
 from fruitops_serving.config import ServingConfig, setting_name
 from fruitops_serving.predictor import ONLINE_HINT, Predictor
+from fruitops_serving.records import Verdict
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +126,7 @@ class OnlineModel:
     """A registered version ready to answer photos (what `mlflow.pyfunc.load_model` returns
     inside its PyFuncModel)."""
 
-    def __init__(self, predictor: Predictor, gate: dict[str, Any], config: ServingConfig):
+    def __init__(self, predictor: Predictor, gate: Verdict, config: ServingConfig):
         self.predictor, self.gate, self.config = predictor, gate, config
         self.model = predictor.model
         self._batcher = Batcher(predictor.probabilities_nhwc, config.max_batch)
@@ -237,7 +238,7 @@ def load_online(model_dir: Path, config: ServingConfig | None = None) -> OnlineM
     if version is None:  # MLflow checking the input example as it logs: no verdict yet
         reason = "not a registered version (no precision gate verdict): fp32"
         predictor = Predictor(model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT)
-        gate = {"reason": reason}
+        gate = Verdict(reason=reason)
     else:
         try:
             predictor, gate = choose_predictor(
@@ -252,7 +253,7 @@ def load_online(model_dir: Path, config: ServingConfig | None = None) -> OnlineM
             reason = f"the precision gate could not be read ({err}): fp32"
             log.warning(reason)
             predictor = Predictor(model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT)
-            gate = {"reason": reason}
+            gate = Verdict(reason=reason)
     log.info(
         "serving %s (%s %s, %d classes)",
         model.uri,

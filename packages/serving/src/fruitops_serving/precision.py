@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from fruitops_serving.config import PrecisionGateConfig
+from fruitops_serving.records import PrecisionCheck
 
 #: fewer held-out images than this say nothing about an agreement of 98 % or more
 GATE_MIN_IMAGES = 20
@@ -87,12 +88,12 @@ def compare(
     return result
 
 
-def describe(check: dict[str, Any]) -> str:
+def describe(check: PrecisionCheck) -> str:
     """One line of a precision's comparison, with the test's numbers, for people."""
-    text = f"{check['agreement']:.1%} of {check['images']} held-out photos kept fp32's answer"
-    if "accuracy_drop" in check:
+    text = f"{check.agreement:.1%} of {check.images} held-out photos kept fp32's answer"
+    if check.accuracy is not None:
         text += (
-            f", accuracy {check['fp32_accuracy']:.1%} → {check['accuracy']:.1%} "
-            f"(McNemar p = {check['mcnemar_p']:.2f})"
+            f", accuracy {check.fp32_accuracy:.1%} → {check.accuracy:.1%} "
+            f"(McNemar p = {check.mcnemar_p:.2f})"
         )
     return text

@@ -226,7 +226,7 @@ class LiveModel:
                 "served_as": self.uri,
                 "backend": online.predictor.backend,
                 "precision": online.predictor.precision,
-                "precision_reason": online.gate.get("reason") or online.gate.get("refused"),
+                "precision_reason": online.gate.reason,
             },
             "answered": self.answered,
             "photo_errors": self.photo_errors,
