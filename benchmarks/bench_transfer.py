@@ -63,7 +63,7 @@ def fruitops_run(home: Path, target: float) -> dict:
             raise Reached
 
     try:
-        train(TrainConfig(arch=ARCH), splits["train"], splits["val"], cache["classes"],
+        train(TrainConfig(arch=ARCH), splits["train"], splits["val"], cache.classes,
               on_epoch=on_epoch)  # fmt: skip
     except Reached:
         pass

@@ -109,7 +109,7 @@ def main() -> None:
         runs += [{"seed": seed, **c} for c in trained["candidates"]]
 
     cache = load_value(lake, graph[TRAINING_CACHE])
-    classes = cache["classes"]
+    classes = cache.classes
     splits = ["val", "test"] if args.test else ["val"]
     data = {s: open_split(lake, cache, s, settings.local_cache) for s in splits}
     truth = {s: np.asarray(d.labels) for s, d in data.items()}
@@ -124,7 +124,7 @@ def main() -> None:
 
     result = {
         "photos": f"fruits-real ({len(classes)} classes, "
-        + " / ".join(f"{cache['splits'][s]['count']} {s}" for s in ("train", "val", "test"))
+        + " / ".join(f"{cache.splits[s].count} {s}" for s in ("train", "val", "test"))
         + ")",
         "recipe": recipe or "fruitops train's defaults",
         "seeds": args.seeds,

@@ -92,8 +92,8 @@ def test_readme_usage_runs_in_order_on_real_photos(tmp_path: Path):
     lake = home / "lake"
     # the model was trained on the photos given, with the recipe's defaults
     cache = json.loads((lake / "assets/data/training_cache/current/data.json").read_text())
-    assert cache["classes"] == classes and cache["source"] == str(photos)
-    assert cache["image_size"] == TrainingCacheConfig().image_size
+    assert cache.classes == classes and cache.source == str(photos)
+    assert cache.image_size == TrainingCacheConfig().image_size
     # two candidates from two commands; promote weighed both and the champion is the best
     listing = _fruitops_json(env, "models", "list")
     versions = {v["version"]: v for v in listing["versions"]}

@@ -30,6 +30,9 @@ def test_dags_test_runs_the_pipeline_end_to_end(cli):
     demo = json.loads(summary.stdout)
     for key in ("predictions_uri", "drift_report_uri", "validation_report_uri", "lake_uri"):
         assert uri_exists(demo[key]), (key, demo[key])
+    # the precision the gate chose for the scoring, as the summary shows it
+    backend, precision = demo["scored_in"].split()
+    assert backend == "openvino" and precision in ("fp32", "bf16", "int8")
     db = Path(demo["mlflow_tracking_uri"].removeprefix("sqlite:///"))
     assert db.exists()
     client = mlflow.MlflowClient(

@@ -22,6 +22,7 @@ from fruitops_core.registry import AssetGraph
 from fruitops_core.tables import ParquetTable
 from fruitops_core.tracking import Tracking
 from fruitops_data.images import decode_rgb
+from fruitops_data.records import TrainingCache
 
 FRUITOPS = str(Path(sys.executable).parent / "fruitops")
 LENIENT = {"data/image_manifest": {"max_unusable_share": 0.5}}
@@ -218,18 +219,21 @@ def test_clean_data_passes_and_builds_the_cache(settings, tmp_path):
     assert validation["success"], validation["failed_expectations"]
     mapping = lake.read_json("assets/data/class_mapping/current/data.json")
     assert mapping["classes"] == ["apple", "banana"] and mapping["index"]["banana"] == 1
-    cache = lake.read_json("assets/data/training_cache/current/data.json")
-    assert cache["splits"]["train"]["count"] == int((manifest["split"] == "train").sum())
-    assert len(cache["splits"]["train"]["shards"]) > 1  # sharded
+    # a typed record, stored as plain JSON
+    cache = TrainingCache.model_validate(
+        lake.read_json("assets/data/training_cache/current/data.json")
+    )
+    assert cache.splits["train"].count == int((manifest["split"] == "train").sum())
+    assert len(cache.splits["train"].shards) > 1  # sharded
     stored = ParquetTable(lake.root / "assets/data/image_manifest/current/data.parquet")
-    assert cache["manifest_hash"] == stored.meta["manifest_hash"]  # read from the footer
+    assert cache.manifest_hash == stored.meta["manifest_hash"]  # read from the footer
     # the validation run, logged through the Tracking resource
     tracking = Tracking(settings)
     (run,) = tracking.search_runs("tags.fruitops_kind = 'validation'")
     logged = {a.path for a in tracking.client.list_artifacts(run.info.run_id, "validation")}
     assert logged == {"validation/result.json", "validation/data_docs"}
     assert run.info.run_name.startswith("validation-")
-    assert run.data.tags["manifest_hash"] == cache["manifest_hash"]
+    assert run.data.tags["manifest_hash"] == cache.manifest_hash
     assert run.data.tags["validation_success"] == "True"
     assert run.data.metrics["validation_success"] == 1.0
     assert {"failed_expectations", "warnings"} <= set(run.data.metrics)

@@ -278,6 +278,10 @@ def demo(
             ("MLflow store", "mlflow_tracking_uri"),
         ):
             out.print(f"{label:<16} {result[key] or '(not built yet)'}", soft_wrap=True)
+            if key == "predictions_uri" and result.get("scored_in"):
+                out.print(
+                    f"{'  scored in':<16} {result['scored_in']} (the precision gate's choice)"
+                )
         tracking = result["mlflow_tracking_uri"]
         if tracking.startswith("http"):  # a server (services profile): its UI is right there
             out.print(f"\nLook at runs and models:  open {tracking}", soft_wrap=True)

@@ -60,10 +60,13 @@ def training_runs(tracking: Tracking, limit: int = 20) -> list[dict[str, Any]]:
 
 def demo_summary(workspace: Workspace) -> dict[str, Any]:
     settings, graph, lake, tracking = workspace
+    scored_in = [_record_field(graph, lake, BATCH_PREDICTIONS, f) for f in ("backend", "precision")]
     return {
         "runs": training_runs(tracking),
         "champion": tracking.champion_summary(),
         "predictions_uri": _record_field(graph, lake, BATCH_PREDICTIONS, "predictions_uri"),
+        # the precision the serving package's gate chose for the champion (int8, bf16, fp32)
+        "scored_in": " ".join(scored_in) if all(scored_in) else None,
         "drift_report_uri": _record_field(graph, lake, DRIFT_REPORT, "report_html_uri"),
         "validation_report_uri": _record_field(graph, lake, DATA_VALIDATION, "report_uri"),
         "validation_docs_uri": _record_field(graph, lake, DATA_VALIDATION, "docs_uri"),

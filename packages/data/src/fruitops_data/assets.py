@@ -17,7 +17,14 @@ from fruitops_core.asset_keys import (
     RAW_IMAGES,
     TRAINING_CACHE,
 )
-from fruitops_core.assets import AssetContext, CheckResult, asset, asset_check, parquet_file
+from fruitops_core.assets import (
+    AssetContext,
+    CheckResult,
+    asset,
+    asset_check,
+    parquet_file,
+    record,
+)
 from fruitops_core.tables import ParquetTable
 from fruitops_data import class_names
 from fruitops_data.config import (
@@ -31,6 +38,7 @@ from fruitops_data.incoming import list_batch
 from fruitops_data.ingest import chosen_source, copy_into_lake
 from fruitops_data.manifest import stored_manifest_hash, write_manifest
 from fruitops_data.quarantine import reasons_key
+from fruitops_data.records import TrainingCache
 from fruitops_data.sources import resolve
 from fruitops_data.summary import ManifestSummary
 
@@ -218,13 +226,14 @@ def class_mapping(
     TRAINING_CACHE,
     deps=[IMAGE_MANIFEST, CLASS_MAPPING, DATA_VALIDATION],
     config=TrainingCacheConfig,
+    io=record(TrainingCache),
 )
 def training_cache(
     ctx: AssetContext[TrainingCacheConfig],
     image_manifest: ParquetTable,
     class_mapping: dict[str, Any],
     data_validation: dict[str, Any],
-) -> dict[str, Any]:
+) -> TrainingCache:
     """Every usable image decoded once and resized, as uint8 shards keyed by data and size."""
     from fruitops_data.cache import cached_or_built
 
@@ -239,15 +248,16 @@ def training_cache(
         shard_size=ctx.config.shard_size,
     )
     if reused:
-        ctx.log.info("training cache %s is up to date", cache["prefix"])
-    counts = {split: info["count"] for split, info in cache["splits"].items()}
-    ctx.add_metadata(prefix=cache["prefix"], reused=reused, image_size=size, **counts)
-    return {
-        **cache,
-        "manifest_hash": digest,
-        "validation_success": data_validation["success"],
-        "source": image_manifest.meta.get("source"),  # what the cache was made of
-    }
+        ctx.log.info("training cache %s is up to date", cache.prefix)
+    counts = {split: info.count for split, info in cache.splits.items()}
+    ctx.add_metadata(prefix=cache.prefix, reused=reused, image_size=size, **counts)
+    return cache.model_copy(
+        update={
+            "manifest_hash": digest,
+            "validation_success": data_validation["success"],
+            "source": image_manifest.meta.get("source"),  # what the cache was made of
+        }
+    )
 
 
 @asset(INCOMING_BATCH, deps=[RAW_IMAGES], config=IncomingBatchConfig)

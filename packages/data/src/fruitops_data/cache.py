@@ -12,7 +12,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,6 +21,7 @@ from fruitops_core.progress import progress_bar
 from fruitops_core.scratch import user_scratch
 from fruitops_core.tables import ParquetTable
 from fruitops_data.images import decode_array
+from fruitops_data.records import CacheSplit, Shard, TrainingCache
 
 SPLITS = ("train", "val", "test")
 
@@ -46,10 +46,10 @@ def build_cache(
     prefix: str,
     shard_size: int = 2048,
     workers: int = 8,
-) -> dict[str, Any]:
+) -> TrainingCache:
     """Decode, resize and store every usable image of each split; return the shard index."""
     index = {name: i for i, name in enumerate(classes)}
-    splits: dict[str, Any] = {}
+    splits: dict[str, CacheSplit] = {}
     for split in SPLITS:
         rows = usable_rows(manifest, classes, split)
         keys, labels = rows["key"].tolist(), [index[c] for c in rows["label"]]
@@ -73,9 +73,9 @@ def build_cache(
                     f"{name}.labels.npy",
                     _npy(np.asarray(labels[start : start + shard_size], np.int64)),
                 )
-                shards.append({"path": name, "count": len(chunk)})
-        splits[split] = {"count": len(keys), "shards": shards, "keys": keys}
-    return {"prefix": prefix, "image_size": size, "classes": classes, "splits": splits}
+                shards.append(Shard(path=name, count=len(chunk)))
+        splits[split] = CacheSplit(count=len(keys), shards=shards, keys=keys)
+    return TrainingCache(prefix=prefix, image_size=size, classes=classes, splits=splits)
 
 
 def cached_or_built(
@@ -85,17 +85,17 @@ def cached_or_built(
     lake: Lake,
     manifest_hash: str,
     shard_size: int = 2048,
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[TrainingCache, bool]:
     """The shard index of the cache for this data set and size, and whether it was already
     there: a cache is built once per manifest hash and image size, then reused."""
     prefix = cache_prefix(manifest_hash, size)
     index_path = f"{prefix}/index.json"
     if lake.exists(index_path):
-        return lake.read_json(index_path), True
+        return TrainingCache.model_validate(lake.read_json(index_path)), True
     # the columns that pick usable images (the cache's index lists their keys anyway)
     usable = manifest.read(columns=["key", "split", "label", "readable"])
     cache = build_cache(usable, classes, size, lake.read_bytes, lake, prefix, shard_size=shard_size)
-    lake.write_json(index_path, cache)
+    lake.write_json(index_path, cache.model_dump(mode="json"))
     return cache, False
 
 
@@ -138,19 +138,17 @@ def local_copy(lake: Lake, path: str, workdir: Path) -> Path:
 
 
 def open_split(
-    lake: Lake, cache: dict[str, Any], split: str, workdir: Path | None = None
+    lake: Lake, cache: TrainingCache, split: str, workdir: Path | None = None
 ) -> CachedSplit:
     """Memory-map a split of the cache built by `build_cache`."""
     workdir = workdir or user_scratch("cache")
-    info = cache["splits"][split]
-    size = cache["image_size"]
+    info = cache.splits[split]
+    size = cache.image_size
     shards, labels = [], []
-    for shard in info["shards"]:
-        shards.append(
-            np.load(local_copy(lake, f"{shard['path']}.images.npy", workdir), mmap_mode="r")
-        )
-        labels.append(np.load(local_copy(lake, f"{shard['path']}.labels.npy", workdir)))
+    for shard in info.shards:
+        shards.append(np.load(local_copy(lake, f"{shard.path}.images.npy", workdir), mmap_mode="r"))
+        labels.append(np.load(local_copy(lake, f"{shard.path}.labels.npy", workdir)))
     if not shards:
         shards = [np.empty((0, 3, size, size), dtype=np.uint8)]
     all_labels = np.concatenate(labels) if labels else np.empty(0, np.int64)
-    return CachedSplit(shards, all_labels, list(info["keys"]))
+    return CachedSplit(shards, all_labels, list(info.keys))

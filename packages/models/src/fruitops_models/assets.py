@@ -19,6 +19,7 @@ from fruitops_core.asset_keys import (
 )
 from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.model_ref import ModelRef
+from fruitops_data.records import TrainingCache
 from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
 from fruitops_models.records import Champion
 
@@ -33,7 +34,7 @@ from fruitops_models.records import Champion
 )
 def trained_model(
     ctx: AssetContext[CandidatesConfig],
-    training_cache: dict[str, Any],
+    training_cache: TrainingCache,
     data_validation: dict[str, Any],
 ) -> dict[str, Any]:
     """One model per architecture, trained on the cache, tracked and registered in MLflow."""
@@ -55,7 +56,7 @@ def trained_model(
         **{f"{c['arch']}_val_macro_f1": c["metrics"].get("val_macro_f1") for c in candidates},
         versions=[c["version"] for c in candidates],
     )
-    return {"candidates": candidates, "classes": training_cache["classes"]}
+    return {"candidates": candidates, "classes": training_cache.classes}
 
 
 @asset(
@@ -66,7 +67,7 @@ def trained_model(
 def model_evaluation(
     ctx: AssetContext[EvaluationConfig],
     trained_model: dict[str, Any],
-    training_cache: dict[str, Any],
+    training_cache: TrainingCache,
 ) -> dict[str, Any]:
     """Every candidate and the current champion scored on the same split of the same data."""
     from fruitops_models.evaluation import score_versions

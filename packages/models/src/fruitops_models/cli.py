@@ -68,7 +68,7 @@ def train(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> Non
                 for c in trained["candidates"]
             ],
             "classes": len(trained["classes"]),
-            "source": load_value(lake, graph[TRAINING_CACHE])["source"],
+            "source": load_value(lake, graph[TRAINING_CACHE]).source,
             "champion_version": crowned["version"] if crowned else None,
             "champion_reason": crowned["reason"] if crowned else None,
             "seconds": round(time.perf_counter() - start, 2),
@@ -108,7 +108,7 @@ def _train_follower(settings, graph, lake, config: dict[str, Any]) -> dict[str, 
     candidates = CandidatesConfig(**config)
     (arch,) = candidates.architectures  # torchrun trains one architecture at a time
     train_config = candidates.for_arch(arch)
-    result = train_model(train_config, splits["train"], splits["val"], cache["classes"])
+    result = train_model(train_config, splits["train"], splits["val"], cache.classes)
     return {"rank_follower": True, "images_per_second": result.images_per_second}
 
 

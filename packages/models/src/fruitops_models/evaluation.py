@@ -21,6 +21,7 @@ from fruitops_core.model_ref import ModelRef
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
 from fruitops_data.cache import CachedSplit, open_split
+from fruitops_data.records import TrainingCache
 from fruitops_models.augment import resize
 from fruitops_models.metrics import confusion_matrix, macro_f1
 from fruitops_models.registry import load_model, pending_candidates
@@ -66,7 +67,7 @@ def score_versions(
     settings: FruitOpsSettings,
     tracking: Tracking,
     lake: Lake,
-    cache: dict[str, Any],
+    cache: TrainingCache,
     candidates: list[dict[str, Any]],
     split: str,
 ) -> dict[str, Any]:
@@ -77,7 +78,7 @@ def score_versions(
             f"the {split} split of the training cache is empty: nothing to "
             "evaluate the candidates on"
         )
-    true = [cache["classes"][i] for i in data.labels]
+    true = [cache.classes[i] for i in data.labels]
     name = tracking.registered_model
     champion = tracking.champion()
     champion_version = int(champion.version) if champion is not None else None
@@ -102,8 +103,8 @@ def score_versions(
         "images": len(data),
         # the classes the choice rests on: a class without photos in the split is not weighed
         "classes_judged": len(judged),
-        "classes_total": len(cache["classes"]),
-        "classes_missing": sorted(set(cache["classes"]) - set(judged)),
+        "classes_total": len(cache.classes),
+        "classes_missing": sorted(set(cache.classes) - set(judged)),
         "scores": scores,
         "best_candidate": best,
         "champion": champion_score,

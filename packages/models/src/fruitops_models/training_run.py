@@ -20,6 +20,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import TrackedRun, Tracking
 from fruitops_data.cache import CachedSplit, open_split
+from fruitops_data.records import TrainingCache
 from fruitops_models import plots
 from fruitops_models.augment import resize
 from fruitops_models.card import CardFacts, SplitScores, per_class_rows, publish_card, render_card
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class TrainingInputs:
-    cache: dict[str, Any]  # the data/training_cache value
+    cache: TrainingCache  # the data/training_cache value
     validation: dict[str, Any]  # the data/data_validation value
     lake: Lake
     settings: FruitOpsSettings
@@ -45,7 +46,7 @@ class TrainingInputs:
 
 
 def open_splits(
-    lake: Lake, cache: dict[str, Any], settings: FruitOpsSettings
+    lake: Lake, cache: TrainingCache, settings: FruitOpsSettings
 ) -> dict[str, CachedSplit]:
     """The cache's train, val and test splits, copied to this machine once."""
     return {s: open_split(lake, cache, s, settings.local_cache) for s in ("train", "val", "test")}
@@ -71,8 +72,8 @@ def training_key(config: TrainConfig, inputs: TrainingInputs) -> str:
     payload = {
         "run": inputs.run_id,
         "config": config.model_dump(mode="json"),
-        "data": inputs.cache["manifest_hash"],
-        "image_size": inputs.cache["image_size"],
+        "data": inputs.cache.manifest_hash,
+        "image_size": inputs.cache.image_size,
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -91,7 +92,7 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
     gets the finished run's candidate back instead of a second run and model version; an
     unfinished run is continued, from its last checkpoint.
     """
-    config = config.sized(inputs.cache["image_size"])
+    config = config.sized(inputs.cache.image_size)
     tracking = inputs.tracking
     key = training_key(config, inputs)
     earlier = previous_run(tracking, key)
@@ -100,13 +101,13 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
             return tracking.load_dict(f"runs:/{earlier.info.run_id}/{CANDIDATE_ARTIFACT}")
         except Exception:  # noqa: BLE001 - finished without its record: train it again
             earlier = None
-    classes = list(inputs.cache["classes"])
+    classes = list(inputs.cache.classes)
     splits = open_splits(inputs.lake, inputs.cache, inputs.settings)
     config = config.fitted(len(splits["train"]))  # logged as it trains
     checkpointer = LakeCheckpointer(
         inputs.lake,
         checkpoint_prefix(
-            inputs.run_id, config, f"{inputs.cache['manifest_hash']}-{inputs.cache['image_size']}"
+            inputs.run_id, config, f"{inputs.cache.manifest_hash}-{inputs.cache.image_size}"
         ),
     )
     with tracking.start_run(
@@ -170,9 +171,9 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
 def _run_tags(config: TrainConfig, inputs: TrainingInputs, key: str) -> dict[str, str]:
     return {
         "fruitops_asset_run_id": inputs.run_id,
-        "manifest_hash": inputs.cache["manifest_hash"],
+        "manifest_hash": inputs.cache.manifest_hash,
         "validation_success": str(inputs.validation["success"]),
-        "dataset_source": inputs.cache.get("source", ""),
+        "dataset_source": inputs.cache.source or "",
         "code_version": version("fruitops-models"),
         "arch": config.arch,
         "fruitops_training_key": key,
@@ -185,10 +186,10 @@ def _params(
     return {
         **{k: v for k, v in config.model_dump().items() if k != "architectures"},
         "image_size": config.serve_size,  # what the logged model takes
-        "cache_image_size": inputs.cache["image_size"],
-        "classes": len(inputs.cache["classes"]),
+        "cache_image_size": inputs.cache.image_size,
+        "classes": len(inputs.cache.classes),
         "train_images": len(splits["train"]),
-        "data_source": inputs.cache.get("source", ""),
+        "data_source": inputs.cache.source or "",
     }
 
 
@@ -271,8 +272,8 @@ def _card(
         version=registered["version"],
         arch=config.arch,
         run_id=run_id,
-        source=inputs.cache.get("source", ""),
-        manifest_hash=inputs.cache["manifest_hash"],
+        source=inputs.cache.source or "",
+        manifest_hash=inputs.cache.manifest_hash,
         classes=result.classes,
         photos={s: len(d) for s, d in splits.items()},
         validation_success=bool(inputs.validation["success"]),

@@ -19,6 +19,7 @@ from fruitops_core.asset_keys import (
 )
 from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.lake import lake_from_uri
+from fruitops_data.records import TrainingCache
 from fruitops_models.records import Champion
 from fruitops_serving.config import (
     LATEST_PREDICTIONS,
@@ -49,7 +50,7 @@ def _gate_inputs(ctx: AssetContext[PrecisionGateConfig], **upstream: Any) -> dic
 def precision_gate(
     ctx: AssetContext[PrecisionGateConfig],
     champion_model: Champion,
-    training_cache: dict[str, Any],
+    training_cache: TrainingCache,
 ) -> PrecisionGate:
     """Which precision serves the champion: int8 and bf16 against fp32 on held-out photos."""
     from fruitops_serving.gate import check_precision

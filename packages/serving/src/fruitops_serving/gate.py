@@ -37,6 +37,7 @@ from fruitops_core.records import REUSE_KEY, load_value, read_record, staleness
 from fruitops_core.registry import AssetGraph
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
+from fruitops_data.records import TrainingCache
 from fruitops_models.records import GATE_TAG, Champion
 from fruitops_models.registry import LoadedModel, load_model
 from fruitops_serving.config import PrecisionGateConfig
@@ -58,7 +59,7 @@ NOT_ASKED = (FP32_ASKED, NO_FASTER)
 def _split_images(
     model: LoadedModel,
     lake: Lake,
-    cache: dict[str, Any],
+    cache: TrainingCache,
     settings: FruitOpsSettings,
     split_name: str,
     count: int,
@@ -71,7 +72,7 @@ def _split_images(
     from fruitops_data.cache import open_split
     from fruitops_models.augment import resize
 
-    if split_name not in cache["splits"]:
+    if split_name not in cache.splits:
         return None
     split = open_split(lake, cache, split_name, settings.local_cache)
     if len(split) == 0:
@@ -88,7 +89,7 @@ def _split_images(
 
 
 def held_out(
-    model: LoadedModel, lake: Lake, cache: dict[str, Any], settings: FruitOpsSettings
+    model: LoadedModel, lake: Lake, cache: TrainingCache, settings: FruitOpsSettings
 ) -> tuple[np.ndarray, np.ndarray | None] | None:
     """Up to `MAX_IMAGES` of the cache's val split at the model's size, and their labels when
     the cache's classes are the model's; None when the split is empty."""
@@ -96,7 +97,7 @@ def held_out(
     if found is None:
         return None
     images, labels = found
-    return images, (labels if list(cache["classes"]) == model.classes else None)
+    return images, (labels if list(cache.classes) == model.classes else None)
 
 
 def cpu_kind() -> dict[str, Any]:
@@ -123,7 +124,7 @@ def faster_precisions(backend: str) -> list[str]:
 def gate_inputs(
     ctx: AssetContext[PrecisionGateConfig],
     champion_model: Champion,
-    training_cache: dict[str, Any],
+    training_cache: TrainingCache,
 ) -> dict[str, Any]:
     """What a verdict is made of (the gate asset's `reuse_key`): the same model version and
     run, held-out photos, kind of CPU, rule and back ends give the same verdict."""
@@ -132,8 +133,8 @@ def gate_inputs(
         "model_uri": model.pinned_uri,
         "run_id": model.run_id,
         "held_out_from": {
-            "prefix": training_cache["prefix"],
-            "manifest_hash": training_cache.get("manifest_hash"),
+            "prefix": training_cache.prefix,
+            "manifest_hash": training_cache.manifest_hash,
         },
         "cpu": cpu_kind(),
         "rule": {
@@ -208,7 +209,7 @@ def _weigh_backend(
 def check_precision(
     ctx: AssetContext[PrecisionGateConfig],
     champion_model: Champion,
-    training_cache: dict[str, Any],
+    training_cache: TrainingCache,
 ) -> PrecisionGate:
     """The gate asset's value: for each configured back end, the faster precisions against
     fp32 on the cache's held-out split, and the precision chosen; for the configured model
@@ -266,7 +267,7 @@ def gate_summary(value: PrecisionGate) -> str:
 
 
 def _make_int8(
-    ctx: AssetContext[PrecisionGateConfig], model: LoadedModel, cache: dict[str, Any]
+    ctx: AssetContext[PrecisionGateConfig], model: LoadedModel, cache: TrainingCache
 ) -> str:
     """The model quantized on training photos, kept in the gate's folder; its lake key."""
     from fruitops_models.hardware import cpu_has_vnni
