@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 
 from fruitops_data.config import TrainingCacheConfig
+from fruitops_data.records import TrainingCache
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "fruits-real-mini"
@@ -91,7 +92,9 @@ def test_readme_usage_runs_in_order_on_real_photos(tmp_path: Path):
     classes = sorted(p.name for p in (photos / "Fruit_dataset" / "train1").iterdir())
     lake = home / "lake"
     # the model was trained on the photos given, with the recipe's defaults
-    cache = json.loads((lake / "assets/data/training_cache/current/data.json").read_text())
+    cache = TrainingCache.model_validate_json(
+        (lake / "assets/data/training_cache/current/data.json").read_text()
+    )
     assert cache.classes == classes and cache.source == str(photos)
     assert cache.image_size == TrainingCacheConfig().image_size
     # two candidates from two commands; promote weighed both and the champion is the best
