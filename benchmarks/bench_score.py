@@ -281,9 +281,12 @@ def main() -> None:
     held_out_batch = torch.from_numpy(
         np.stack([decode_array(p.read_bytes(), model.image_size) for p in held_out])
     ).permute(0, 3, 1, 2)
-    int8_ir = current_gate(model, open_lake(settings), settings, tracking).int8_ir
-    if int8_ir:
-        int8_ir = local_int8(open_lake(settings), int8_ir, settings.local_cache / "openvino")
+    stored = current_gate(model, open_lake(settings), settings, tracking).int8_ir
+    int8_ir = (
+        local_int8(open_lake(settings), stored, settings.local_cache / "openvino")
+        if stored
+        else None
+    )
     with tempfile.TemporaryDirectory() as tmp:
         backends = backend_table(model, held_out_batch, Path(tmp), int8_ir)
     with tempfile.TemporaryDirectory(dir=home) as tmp:

@@ -166,11 +166,11 @@ def _weigh_backend(
     labels: np.ndarray | None,
     reference: np.ndarray,
 ) -> Verdict:
-    """One back end's verdict: each faster precision compared with fp32 (``reference``), and
-    of those that passed, and fp32, the fastest measured; ``build`` makes the predictors."""
+    """One back end's verdict: each faster precision ``build`` can make compared with fp32
+    (``reference``), and of those that passed, and fp32, the fastest measured."""
     speeds = {"fp32": images_per_second(build["fp32"](backend), images)}
     checks: dict[str, PrecisionCheck] = {}
-    for precision in faster_precisions(backend):
+    for precision in (p for p in faster_precisions(backend) if p in build):
         predictor = build[precision](backend)
         check = PrecisionCheck(**compare(reference, predictor.top1(images), labels, ctx.config))
         if check.passed:
@@ -225,18 +225,28 @@ def check_precision(
         images, labels = found
         cache_dir = ctx.settings.local_cache / "openvino"
         int8_ir: list[Path] = []  # made once, by the first back end that weighs it
+        calibration = _split_images(
+            model,
+            ctx.lake,
+            training_cache,
+            ctx.settings,
+            "train",
+            ctx.config.calibration_images,
+            True,
+        )
 
         def int8(backend: str) -> Predictor:
             if not int8_ir:
-                value.int8_ir = _make_int8(ctx, model, training_cache)
+                value.int8_ir = _make_int8(ctx, model, calibration[0])
                 int8_ir.append(_local_int8(ctx, value.int8_ir))
             return Predictor(model, "int8", backend, cache_dir, int8_ir=int8_ir[0])
 
         build = {
             "fp32": lambda backend: Predictor(model, "fp32", backend, cache_dir),
             "bf16": lambda backend: Predictor(model, "bf16", backend, cache_dir),
-            "int8": int8,
         }
+        if calibration is not None:  # never calibrated on the photos it is judged on
+            build["int8"] = int8
         reference = Predictor(model).top1(images)
         for backend in value.checked:
             value.backends[backend] = _weigh_backend(ctx, backend, build, images, labels, reference)
@@ -267,19 +277,14 @@ def gate_summary(value: PrecisionGate) -> str:
 
 
 def _make_int8(
-    ctx: AssetContext[PrecisionGateConfig], model: LoadedModel, cache: TrainingCache
+    ctx: AssetContext[PrecisionGateConfig], model: LoadedModel, calibration: np.ndarray
 ) -> str:
     """The model quantized on training photos, kept in the gate's folder; its lake key."""
     from fruitops_models.hardware import cpu_has_vnni
     from fruitops_serving.quantize import quantize_int8, save_int8
 
-    found = _split_images(
-        model, ctx.lake, cache, ctx.settings, "train", ctx.config.calibration_images, True
-    )
-    if found is None:
-        found = _split_images(model, ctx.lake, cache, ctx.settings, "val", MAX_IMAGES)
-    ctx.log.info("quantizing %s to int8 on %d training photos", model.pinned_uri, len(found[0]))
-    quantized = quantize_int8(model, found[0], cpu_has_vnni())
+    ctx.log.info("quantizing %s to int8 on %d training photos", model.pinned_uri, len(calibration))
+    quantized = quantize_int8(model, calibration, cpu_has_vnni())
     return save_int8(quantized, ctx.lake, f"{ctx.asset_dir}/int8")
 
 

@@ -1,14 +1,15 @@
 """int8: the converted model quantized after training (NNCF, OpenVINO's own tool).
 
-int8 halves the model's CPU time here (Lite0: 2.5 against 5.5 ms a photo, 2 cores, AVX-512
-VNNI) on any x86 CPU, where bf16 needs one that has it. It is made once per model version by
+int8 runs on any x86 CPU, where bf16 needs one that has it, and cuts the model's CPU time
+(Lite0, 2 cores: 2.5 against 5.5 ms a photo with AVX-512 VNNI; 6.0 against 8.5 ms under an
+AVX2 cap, measured in December 2026). It is made once per model version by
 the precision gate, which then compares it with fp32 like bf16 and keeps it in the lake
 beside its verdict, so every scorer and server loads the model that was checked.
 
 How: symmetric weights, asymmetric activations (NNCF's "mixed" preset), calibrated on
 training-cache photos (never the held-out ones the gate judges on), with bias correction;
 the first convolution and the classifier stay in f32 (measured on the real-photo Lite0:
-99.3 % agreement with fp32 on 288 held-out photos, against 97.2 % with every layer
+99.0–99.3 % agreement with fp32 on 288 held-out photos, against 96.9–98.3 % with every layer
 quantized). A CPU without VNNI multiplies int8 with AVX2 instructions that saturate at 16
 bits, so there the weights keep to 7 bits (NNCF's overflow fix), which costs agreement but
 not the wrong answers the saturation gives (95 % agreement without it).
