@@ -21,7 +21,7 @@ from fruitops_serving.config import PrecisionGateConfig
 from fruitops_serving.inputs import InputError, resolve_input
 from fruitops_serving.precision import compare
 from fruitops_serving.predictions import PREDICTION_COLUMNS
-from fruitops_serving.predictor import Predictor
+from fruitops_serving.predictor import BATCH_HINT, ONLINE_HINT, Predictor
 from fruitops_serving.scoring import score
 
 pytestmark = pytest.mark.slow
@@ -136,6 +136,23 @@ def test_openvino_agrees_with_the_fp32_module_on_real_photos(pipeline, precision
     assert torch.allclose(served.sum(1), torch.ones(len(files)), atol=1e-3)
     if precision == "fp32":  # the same arithmetic, reordered
         assert torch.allclose(served, fp32, atol=1e-4)
+
+
+def test_one_photo_at_a_time_on_one_thread_answers_as_a_batch_does(pipeline):
+    """The online server's setting (one stream on the threads it is given, each photo run
+    on the calling thread) gives every photo the probabilities batch scoring gives it (two
+    streams, a share of the batch each)."""
+    model = load_model(Tracking(pipeline.settings), "models:/fruit-classifier/1")
+    from fruitops_data.images import decode_array
+
+    nhwc = np.stack(
+        [decode_array(p.read_bytes(), model.image_size) for p in sorted(REAL_SAMPLE.rglob("*.jpg"))]
+    )
+    batch = Predictor(model, backend="openvino", hint=BATCH_HINT).probabilities_nhwc(nhwc)
+    online = Predictor(model, backend="openvino", hint=ONLINE_HINT, threads=1)
+    assert online.threads == 1
+    alone = np.concatenate([online.probabilities_nhwc(nhwc[i : i + 1]) for i in range(len(nhwc))])
+    assert np.allclose(alone, batch, atol=1e-5)
 
 
 def test_openvino_model_is_cached_per_run_and_reused_without_the_pt2(pipeline, tmp_path):

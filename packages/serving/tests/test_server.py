@@ -25,7 +25,7 @@ from PIL import Image
 from fruitops_core.lake import LocalLake, lake_from_uri
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import Tracking
-from fruitops_serving.config import online_folder
+from fruitops_serving.config import ServingConfig, online_folder
 from fruitops_serving.predictions import read_predictions
 from fruitops_serving.recorder import ONLINE_SCHEMA, photo_key
 
@@ -151,6 +151,7 @@ def test_health_names_the_version_and_the_page_is_served(served: Served):
     assert health["model"]["uri"] == "models:/fruit-classifier/1"
     assert health["model"]["served_as"] == "models:/fruit-classifier@champion"
     assert health["model"]["backend"] == "openvino"
+    assert health["model"]["threads"] == ServingConfig().threads(health["model"]["precision"])
     page = served.get("/")
     assert page.status_code == 200 and "Drop photos here" in page.text
     assert f"up to {MAX_PHOTOS} at once" in page.text

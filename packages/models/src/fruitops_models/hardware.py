@@ -82,6 +82,13 @@ def cpu_has_vnni() -> bool:
     return bool(VNNI_FLAGS & set(_cpuinfo().get("flags", "").split()))
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (a container's or taskset's share, not the host's)."""
+    if hasattr(os, "sched_getaffinity"):
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
+
+
 def cpu_features() -> dict[str, object]:
     """What this CPU is, as benchmarks print it and runs record it: model, cores, the
     instruction sets that matter here, bf16 or not, and any cap put on oneDNN or ATen."""
@@ -89,9 +96,7 @@ def cpu_features() -> dict[str, object]:
     flags = set(info.get("flags", "").split())
     return {
         "model": info.get("model name", "unknown"),
-        "cores": len(os.sched_getaffinity(0))
-        if hasattr(os, "sched_getaffinity")
-        else os.cpu_count(),
+        "cores": usable_cores(),
         "flags": [f for f in REPORTED_FLAGS if f in flags],
         "bf16": cpu_has_bf16(),
         "vnni": cpu_has_vnni(),

@@ -114,6 +114,7 @@ SERVE_OPTIONS = [
             "watch_seconds",
             "max_photos",
             "max_request_bytes",
+            "model_threads",
             "record",
         )
     ),

@@ -141,7 +141,16 @@ class ServingConfig(BaseSettings):
         32 * 1024**2, ge=1024, description="bytes in one request at most"
     )
     max_batch: int = Field(
-        64, ge=1, description="photos of concurrent requests scored together at most"
+        1,
+        ge=1,
+        description="photos of concurrent requests scored together at most (1: each request "
+        "on its own, which kept the model busiest; a request's own photos go together)",
+    )
+    model_threads: int | None = Field(
+        None,
+        ge=1,
+        description="threads the model computes on; default: every core in fp32 and bf16, "
+        "half of them in int8 (the others decode photos and answer requests)",
     )
     record: bool = Field(
         True, description="record every answer in the lake (predictions/online/<date>/)"
@@ -152,6 +161,19 @@ class ServingConfig(BaseSettings):
     record_rows: int = Field(
         512, ge=1, description="or as soon as this many are waiting, whichever comes first"
     )
+
+    def threads(self, precision: str) -> int:
+        """`model_threads`, or as many as answered the most photos per second on 2 cores
+        (AMD EPYC, `benchmarks/bench_online.py`'s load): int8 costs about what decoding a
+        photo and answering its request cost, so it gets half the cores (420 photos/s on
+        one, 350 on both); fp32 costs several times more, so it gets them all (capped at
+        AVX2: 150 photos/s on both, 130 on one)."""
+        from fruitops_models.hardware import usable_cores
+
+        if self.model_threads is not None:
+            return self.model_threads
+        cores = usable_cores()
+        return max(1, cores // 2) if precision == "int8" else cores
 
 
 def setting_name(field: str) -> str:

@@ -25,6 +25,7 @@ compared, so no gate is made and scoring uses fp32, saying why (`NO_HELD_OUT`).
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -362,9 +363,11 @@ def choose_predictor(
     gate: PrecisionGate | None = None,
     tracking: Tracking | None = None,
     hint: str = BATCH_HINT,
+    threads: Callable[[str], int] | None = None,
 ) -> tuple[Predictor, Verdict]:
     """``backend`` in the precision the gate chose for this model version (auto), or fp32;
-    with the verdict (or why there is none).
+    with the verdict (or why there is none). ``hint``: `Predictor`'s; ``threads``: its
+    threads for the chosen precision (default: OpenVINO's choice).
 
     ``gate`` is the value of ``serving/precision_gate`` where the caller has it (the scoring
     asset); without it, it comes from the lake (`current_gate`)."""
@@ -382,4 +385,6 @@ def choose_predictor(
         verdict = verdict_for(gate, model, backend)
         if verdict.precision == "int8" and gate.int8_ir:
             int8_ir = local_int8(lake, gate.int8_ir, cache_dir)
-    return Predictor(model, verdict.precision, backend, cache_dir, hint, int8_ir), verdict
+    count = threads(verdict.precision) if threads is not None else None
+    predictor = Predictor(model, verdict.precision, backend, cache_dir, hint, int8_ir, count)
+    return predictor, verdict

@@ -9,8 +9,10 @@ gate allowed (`fruitops_serving.gate.choose_predictor`), answered by
 `fruitops_serving.answers`. So a photo gets the same answer online as in a batch.
 
 A photo that cannot be used gets its ``error``; the other photos of the request are
-answered. Concurrent requests are scored together (`Batcher`): one photo per request still
-fills the machine's inference streams when many requests wait.
+answered. The model answers one request at a time (`Batcher`), on a share of the cores
+(`ServingConfig.threads`), while the others decode the next photos and answer HTTP: merging
+concurrent requests into batches left the model waiting between batches (int8 on one of 2
+cores: 310 photos/s merging up to 4, 450 one request at a time; ``bench_online.py``'s load).
 """
 
 from __future__ import annotations
@@ -50,11 +52,11 @@ def bad_request(message: str) -> MlflowException:
 
 
 class Batcher:
-    """Scores the photos of concurrent requests as one batch, in one thread.
+    """Runs the model for every caller in one thread, the photos of concurrent calls merged
+    into one batch up to ``max_images`` (`ServingConfig.max_batch`).
 
-    The predictor is not safe to call from several threads at once (OpenVINO's request
-    queue), and one photo at a time leaves its streams idle; so every call waits here and the
-    thread takes whatever has queued, up to ``max_images``, as one batch."""
+    The predictor is not safe to call from several threads at once (OpenVINO's infer
+    requests), so every call waits here and the thread takes its turn for it."""
 
     def __init__(self, run: Callable[[np.ndarray], np.ndarray], max_images: int):
         self._run, self._max = run, max_images
@@ -234,10 +236,12 @@ def load_online(model_dir: Path, config: ServingConfig | None = None) -> OnlineM
         meta.run_id,
         ModelRef.pinned(name, version).uri if version else str(model_dir),
     )
-    cache = settings.local_cache / "openvino"
+    cache, fp32_threads = settings.local_cache / "openvino", config.threads("fp32")
     if version is None:  # MLflow checking the input example as it logs: no verdict yet
         reason = "not a registered version (no precision gate verdict): fp32"
-        predictor = Predictor(model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT)
+        predictor = Predictor(
+            model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT, threads=fp32_threads
+        )
         gate = Verdict(reason=reason)
     else:
         try:
@@ -248,11 +252,14 @@ def load_online(model_dir: Path, config: ServingConfig | None = None) -> OnlineM
                 backend="openvino",
                 tracking=tracking,
                 hint=ONLINE_HINT,
+                threads=config.threads,
             )
         except Exception as err:  # no lake or gate here: fp32 is always allowed
             reason = f"the precision gate could not be read ({err}): fp32"
             log.warning(reason)
-            predictor = Predictor(model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT)
+            predictor = Predictor(
+                model, backend="openvino", cache_dir=cache, hint=ONLINE_HINT, threads=fp32_threads
+            )
             gate = Verdict(reason=reason)
     log.info(
         "serving %s (%s %s, %d classes)",

@@ -51,9 +51,8 @@ PRECISIONS = ("fp32", "bf16", "int8")
 
 #: OpenVINO's hint for batches (several streams, each a share of the cores on a share of the
 #: chunk: depthwise convolutions keep one stream's threads waiting; EfficientNet-Lite0 on 2
-#: cores: 170 against 143 img/s in one stream) and for online photos, a few at a time (one
-#: stream on every core: one photo in 3.2 ms against 6.1, 8 photos in 3.0 against 2.8 ms
-#: each, AMD EPYC, 2 cores, AVX-512)
+#: cores: 170 against 143 img/s in one stream) and for online photos, one at a time (one
+#: stream, on `ServingConfig.model_threads` of the cores)
 BATCH_HINT, ONLINE_HINT = "THROUGHPUT", "LATENCY"
 
 
@@ -63,6 +62,7 @@ def compile_openvino(
     cache_dir: Path | None = None,
     hint: str = BATCH_HINT,
     int8_ir: Path | None = None,
+    threads: int | None = None,
 ) -> Any:
     """The logged network as an OpenVINO CPU model that takes uint8 NHWC batches.
 
@@ -72,15 +72,18 @@ def compile_openvino(
     unquantized run f32 too). With ``cache_dir`` the converted model is kept per MLflow run
     (as OpenVINO IR) and OpenVINO keeps its compiled kernels there (``CACHE_DIR``): a later
     start neither loads the pt2 nor converts it again. int8 is the quantized IR at
-    ``int8_ir``, which the gate made and checked.
+    ``int8_ir``, which the gate made and checked. ``threads`` caps the threads it computes
+    on (default: OpenVINO's choice, every core).
     """
     import openvino as ov
 
     core = ov.Core()
-    config = {
+    config: dict[str, Any] = {
         "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
         "PERFORMANCE_HINT": hint,
     }
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
     if cache_dir is not None:
         core.set_property({"CACHE_DIR": str(cache_dir / "compiled")})
     if precision == "int8":
@@ -114,17 +117,26 @@ def save_ir(ov: Any, converted: Any, ir: Path) -> None:
 class OpenVinoStreams:
     """A compiled model run on all its streams at once: each takes a slice of the batch.
 
-    The first call for a batch shape prepares its kernels; that is paid by the first chunk
-    scored, not by a warm-up at load time (which a one-image run would pay for nothing).
+    A batch that goes to one stream (the online hint's only stream, or a single photo) runs
+    synchronously on the calling thread, which then computes beside OpenVINO's own: one
+    photo in 1.2 ms and 2.4 ms of CPU against 1.8 and 3.6 through the queue (int8 Lite0,
+    AMD EPYC, 2 cores). Not for several threads at once (callers take turns, as `Batcher`
+    does). The first call for a batch shape prepares its kernels; that is paid by the first
+    chunk scored, not by a warm-up at load time (which a one-image run would pay for nothing).
     """
 
     def __init__(self, compiled: Any):
         import openvino as ov
 
         self.streams = max(1, int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS")))
+        self.threads = int(compiled.get_property("INFERENCE_NUM_THREADS"))
         self.queue = ov.AsyncInferQueue(compiled, self.streams)
+        self.request = compiled.create_infer_request()
 
     def __call__(self, nhwc: np.ndarray) -> np.ndarray:
+        if self.streams == 1 or len(nhwc) == 1:
+            self.request.infer([np.ascontiguousarray(nhwc)])
+            return self.request.get_output_tensor(0).data.copy()
         parts = [p for p in np.array_split(nhwc, self.streams) if len(p)]
         results: list[np.ndarray | None] = [None] * len(parts)
 
@@ -155,6 +167,7 @@ class Predictor:
         cache_dir: Path | None = None,
         hint: str = BATCH_HINT,
         int8_ir: Path | None = None,
+        threads: int | None = None,
     ):
         if backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}: use {' or '.join(BACKENDS)}")
@@ -164,10 +177,15 @@ class Predictor:
         self.precision = precision
         self.backend = backend
         self._compiled = (
-            compile_openvino(model, precision, cache_dir, hint, int8_ir)
+            compile_openvino(model, precision, cache_dir, hint, int8_ir, threads)
             if backend == "openvino"
             else None
         )
+
+    @property
+    def threads(self) -> int | None:
+        """The threads OpenVINO computes on (None for torch, which uses its own setting)."""
+        return self._compiled.threads if self._compiled is not None else None
 
     def probabilities_nhwc(self, nhwc: np.ndarray) -> np.ndarray:
         """N×C probabilities for a uint8 N×H×W×3 batch (decoded images stacked as they come).

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import json
 import logging
 import threading
 import time
@@ -25,7 +24,7 @@ from importlib import resources
 from typing import Any
 
 from fastapi import Request
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from mlflow.exceptions import MlflowException
 from mlflow.pyfunc.scoring_server import init
 from starlette.datastructures import UploadFile
@@ -227,6 +226,7 @@ class LiveModel:
                 "backend": online.predictor.backend,
                 "precision": online.predictor.precision,
                 "precision_reason": online.gate.reason,
+                "threads": online.predictor.threads,
             },
             "answered": self.answered,
             "photo_errors": self.photo_errors,
@@ -284,6 +284,55 @@ class BodyLimit:
         await self.app(scope, replay, send)
 
 
+class RequestTimeout:
+    """MLflow's request timeout (a 504 once a request has taken
+    ``MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT`` seconds), as a plain ASGI middleware. MLflow
+    writes it as a Starlette ``BaseHTTPMiddleware``, which streams every request and answer
+    through a task group of its own: a third of the event loop's work per photo, measured
+    with `benchmarks/bench_online.py`'s load."""
+
+    MESSAGE = "Request processing time exceeded limit"  # MLflow's words
+
+    def __init__(self, app: Any, timeout: float):
+        self.app, self.timeout = app, timeout
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = False
+
+        async def watched(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await asyncio.wait_for(self.app(scope, receive, watched), self.timeout)
+        except TimeoutError:
+            if not started:  # an answer already begun cannot be replaced
+                await Response(self.MESSAGE, 504, media_type="application/json")(
+                    scope, receive, send
+                )
+
+
+def _with_plain_timeout(app: Any) -> None:
+    """Swap MLflow's timeout middleware for `RequestTimeout` (same limit, same answer); an
+    MLflow without it is left as it is."""
+    from mlflow.environment_variables import MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT
+    from starlette.middleware.base import BaseHTTPMiddleware
+
+    def is_mlflows(middleware: Any) -> bool:
+        dispatch = middleware.kwargs.get("dispatch")
+        return middleware.cls is BaseHTTPMiddleware and (
+            getattr(dispatch, "__name__", "") == "timeout_middleware"
+        )
+
+    kept = [m for m in app.user_middleware if not is_mlflows(m)]
+    if len(kept) < len(app.user_middleware):
+        app.user_middleware[:] = kept
+        app.add_middleware(RequestTimeout, timeout=MLFLOW_SCORING_SERVER_REQUEST_TIMEOUT.get())
+
+
 def build_app(live: LiveModel) -> Any:
     """MLflow's scoring app around ``live``, with /predict, / and a fuller /health."""
     config = live.config
@@ -331,10 +380,9 @@ def build_app(live: LiveModel) -> Any:
             return error_response(err.get_http_status_code(), err.error_code, err.message)
         for (_, upload), row in zip(uploads, rows, strict=True):
             row["filename"] = upload.filename
-        return JSONResponse(
-            json.loads(json.dumps({"model": live.online.model.uri, "predictions": rows}))
-        )
+        return JSONResponse({"model": live.online.model.uri, "predictions": rows})
 
+    _with_plain_timeout(app)
     app.add_middleware(BodyLimit, limit=config.max_request_bytes)
     original = app.router.lifespan_context
 
@@ -370,12 +418,15 @@ def create_app() -> Any:
     uri = config.model_uri or tracking.champion_uri
     recorder = OnlineRecorder(open_lake(settings), config) if config.record else None
     live = LiveModel(uri, tracking, config, recorder)
+    predictor = live.online.predictor
     log.info(
-        "serving %s as %s (%s %s)%s",
+        "serving %s as %s (%s %s, the model on %s thread%s)%s",
         live.online.model.uri,
         uri,
-        live.online.predictor.backend,
-        live.online.predictor.precision,
+        predictor.backend,
+        predictor.precision,
+        predictor.threads,
+        "" if predictor.threads == 1 else "s",
         f"; watching it every {config.watch_seconds:g} s"
         if live.alias and config.watch_seconds
         else "",
