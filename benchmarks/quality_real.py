@@ -106,7 +106,7 @@ def main() -> None:
             config={**data_config, TRAINED_MODEL: {**recipe, "seed": seed}},
         )
         trained = load_value(lake, graph[TRAINED_MODEL])
-        runs += [{"seed": seed, **c} for c in trained["candidates"]]
+        runs += [{"seed": seed, **c.model_dump()} for c in trained.candidates]
 
     cache = load_value(lake, graph[TRAINING_CACHE])
     classes = cache.classes

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from pydantic import BaseModel
+
 from fruitops_core.lake import LakeError
 from fruitops_core.materialize import materialize, run_mapped
 from fruitops_core.names import slug
@@ -62,7 +64,10 @@ def config_from_params(
 
 
 def compact(value: Any) -> Any:
-    """A value cut down for XCom: scalars and small containers; long lists become counts."""
+    """A value cut down for XCom: scalars and small containers; long lists become counts; a
+    typed record as its JSON."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump(mode="json")
     if isinstance(value, dict):
         return {str(k): compact(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):

@@ -21,7 +21,7 @@ from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.model_ref import ModelRef
 from fruitops_data.records import TrainingCache
 from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
-from fruitops_models.records import Champion
+from fruitops_models.records import Champion, TrainedModels
 
 # torch, MLflow and the training code are imported inside the asset functions: the asset
 # graph (and so every Airflow DAG file) must load in a moment, without them.
@@ -31,12 +31,13 @@ from fruitops_models.records import Champion
     TRAINED_MODEL,
     deps=[TRAINING_CACHE, DATA_VALIDATION],
     config=CandidatesConfig,
+    io=record(TrainedModels),
 )
 def trained_model(
     ctx: AssetContext[CandidatesConfig],
     training_cache: TrainingCache,
     data_validation: dict[str, Any],
-) -> dict[str, Any]:
+) -> TrainedModels:
     """One model per architecture, trained on the cache, tracked and registered in MLflow."""
     from fruitops_models.training_run import TrainingInputs, train_and_log
 
@@ -45,18 +46,19 @@ def trained_model(
     )
     candidates = []
     for arch in ctx.config.architectures:
-        candidates.append(train_and_log(ctx.config.for_arch(arch), inputs))
+        candidate = train_and_log(ctx.config.for_arch(arch), inputs)
         ctx.log.info(
             "%s: val macro-F1 %.3f, %s img/s",
             arch,
-            candidates[-1]["metrics"].get("val_macro_f1", 0.0),
-            candidates[-1]["images_per_second"],
+            candidate.metrics.get("val_macro_f1", 0.0),
+            candidate.images_per_second,
         )
+        candidates.append(candidate)
     ctx.add_metadata(
-        **{f"{c['arch']}_val_macro_f1": c["metrics"].get("val_macro_f1") for c in candidates},
-        versions=[c["version"] for c in candidates],
+        **{f"{c.arch}_val_macro_f1": c.metrics.get("val_macro_f1") for c in candidates},
+        versions=[c.version for c in candidates],
     )
-    return {"candidates": candidates, "classes": training_cache.classes}
+    return TrainedModels(candidates=candidates, classes=training_cache.classes)
 
 
 @asset(
@@ -66,7 +68,7 @@ def trained_model(
 )
 def model_evaluation(
     ctx: AssetContext[EvaluationConfig],
-    trained_model: dict[str, Any],
+    trained_model: TrainedModels,
     training_cache: TrainingCache,
 ) -> dict[str, Any]:
     """Every candidate and the current champion scored on the same split of the same data."""
@@ -77,7 +79,7 @@ def model_evaluation(
         ctx.tracking,
         ctx.lake,
         training_cache,
-        trained_model["candidates"],
+        trained_model.candidates,
         ctx.config.split,
     )
     ctx.add_metadata(
@@ -115,7 +117,7 @@ def champion_model(
 )
 def training_report(
     ctx: AssetContext,
-    trained_model: dict[str, Any],
+    trained_model: TrainedModels,
     model_evaluation: dict[str, Any],
     champion_model: Champion,
 ) -> dict[str, Any]:

@@ -58,16 +58,16 @@ def train(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> Non
         return {
             "candidates": [
                 {
-                    "arch": c["arch"],
-                    "run_id": c["run_id"],
-                    "model_name": c["name"],
-                    "model_version": c["version"],
-                    "metrics": {k: c["metrics"].get(k) for k in CANDIDATE_METRICS},
-                    "images_per_second": c["images_per_second"],
+                    "arch": c.arch,
+                    "run_id": c.run_id,
+                    "model_name": c.name,
+                    "model_version": c.version,
+                    "metrics": {k: c.metrics.get(k) for k in CANDIDATE_METRICS},
+                    "images_per_second": c.images_per_second,
                 }
-                for c in trained["candidates"]
+                for c in trained.candidates
             ],
-            "classes": len(trained["classes"]),
+            "classes": len(trained.classes),
             "source": load_value(lake, graph[TRAINING_CACHE]).source,
             "champion_version": crowned["version"] if crowned else None,
             "champion_reason": crowned["reason"] if crowned else None,

@@ -24,6 +24,7 @@ from fruitops_data.cache import CachedSplit, open_split
 from fruitops_data.records import TrainingCache
 from fruitops_models.augment import resize
 from fruitops_models.metrics import confusion_matrix, macro_f1
+from fruitops_models.records import Candidate
 from fruitops_models.registry import load_model, pending_candidates
 
 
@@ -68,7 +69,7 @@ def score_versions(
     tracking: Tracking,
     lake: Lake,
     cache: TrainingCache,
-    candidates: list[dict[str, Any]],
+    candidates: list[Candidate],
     split: str,
 ) -> dict[str, Any]:
     """Scores of every candidate and of the champion on ``split``; the best candidate."""
@@ -82,7 +83,7 @@ def score_versions(
     name = tracking.registered_model
     champion = tracking.champion()
     champion_version = int(champion.version) if champion is not None else None
-    roles = {int(c["version"]): ("candidate", c["arch"]) for c in candidates}
+    roles = {c.version: ("candidate", c.arch) for c in candidates}
     for pending in pending_candidates(tracking.client, name, champion_version):
         roles.setdefault(pending["version"], ("candidate", pending["arch"]))
     if champion is not None:  # scored once, as champion, even when also a candidate
@@ -93,7 +94,7 @@ def score_versions(
         scores.append(
             {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
         )
-    best = best_candidate(scores, {int(c["version"]) for c in candidates})
+    best = best_candidate(scores, {c.version for c in candidates})
     champion_score = None
     if champion is not None:
         champion_score = next(s for s in scores if s["version"] == int(champion.version))

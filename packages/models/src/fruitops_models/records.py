@@ -8,6 +8,30 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 
+class Candidate(BaseModel):
+    """One architecture trained in an MLflow run and registered (`training_run.train_and_log`);
+    also the run's ``candidate.json`` artifact, which a retry of the run reads back."""
+
+    arch: str
+    run_id: str
+    metrics: dict[str, float] = Field(description="the run's final metrics, as logged")
+    history: list[dict[str, Any]] = Field(description="one row of metrics per epoch")
+    seconds: float = Field(description="training time")
+    images_per_second: float
+    precision: str = Field(description="what training computed in: fp32 or bf16")
+    model_uri: str = Field(description="models:/NAME/VERSION: the version registered")
+    logged_model_uri: str
+    name: str
+    version: int
+
+
+class TrainedModels(BaseModel):
+    """``models/trained_model``: a candidate per architecture of the run."""
+
+    candidates: list[Candidate]
+    classes: list[str]
+
+
 class Champion(BaseModel):
     """``models/champion_model``: the registry's champion once promotion weighed the
     candidates against it."""

@@ -13,7 +13,7 @@ from typing import Any
 
 from fruitops_core.assets import AssetContext
 from fruitops_models import plots
-from fruitops_models.records import Champion
+from fruitops_models.records import Champion, TrainedModels
 
 COLUMNS = (
     "arch",
@@ -28,17 +28,17 @@ COLUMNS = (
 )
 
 
-def _rows(trained: dict[str, Any], evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(trained: TrainedModels, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
-    for c in trained["candidates"]:
+    for c in trained.candidates:
         row = {
-            "arch": c["arch"],
-            "version": c["version"],
-            "images_per_second": c["images_per_second"],
-            **{k: c["metrics"].get(k) for k in COLUMNS if k in c["metrics"]},
+            "arch": c.arch,
+            "version": c.version,
+            "images_per_second": c.images_per_second,
+            **{k: c.metrics.get(k) for k in COLUMNS if k in c.metrics},
         }
         row["eval"] = next(
-            (s["macro_f1"] for s in evaluation["scores"] if s["version"] == c["version"]), None
+            (s["macro_f1"] for s in evaluation["scores"] if s["version"] == c.version), None
         )
         rows.append(row)
     # the other models weighed: the champion, candidates of earlier `train` commands
@@ -67,7 +67,7 @@ def _fmt(value: Any) -> str:
 
 
 def write_report(
-    ctx: AssetContext, trained: dict[str, Any], evaluation: dict[str, Any], champion: Champion
+    ctx: AssetContext, trained: TrainedModels, evaluation: dict[str, Any], champion: Champion
 ) -> dict[str, Any]:
     rows = _rows(trained, evaluation)
     decision = champion.decision
@@ -91,7 +91,7 @@ def write_report(
         f"champion now: v{champion.version}",
     ]
     figure = plots.candidates_curves(
-        {f"{c['arch']} v{c['version']}": c["history"] for c in trained["candidates"]}
+        {f"{c.arch} v{c.version}": c.history for c in trained.candidates}
     )
     png = io.BytesIO()
     figure.savefig(png, format="png", dpi=100)

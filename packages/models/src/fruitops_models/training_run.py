@@ -28,6 +28,7 @@ from fruitops_models.checkpoints import LakeCheckpointer, checkpoint_prefix
 from fruitops_models.config import TrainConfig
 from fruitops_models.hardware import autocast_dtype, device_for
 from fruitops_models.metrics import bootstrap_interval, per_class_table
+from fruitops_models.records import Candidate
 from fruitops_models.registry import log_and_register
 from fruitops_models.train import EvalResult, TrainResult, evaluate, train
 
@@ -84,7 +85,7 @@ def previous_run(tracking: Tracking, key: str) -> Run | None:
     return runs[0] if runs else None
 
 
-def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]:
+def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> Candidate:
     """Train ``config.arch`` on the cache inside an MLflow run; register the model with its
     card.
 
@@ -98,7 +99,9 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
     earlier = previous_run(tracking, key)
     if earlier is not None and earlier.info.status == "FINISHED":
         try:
-            return tracking.load_dict(f"runs:/{earlier.info.run_id}/{CANDIDATE_ARTIFACT}")
+            return Candidate.model_validate(
+                tracking.load_dict(f"runs:/{earlier.info.run_id}/{CANDIDATE_ARTIFACT}")
+            )
         except Exception:  # noqa: BLE001 - finished without its record: train it again
             earlier = None
     classes = list(inputs.cache.classes)
@@ -154,17 +157,17 @@ def train_and_log(config: TrainConfig, inputs: TrainingInputs) -> dict[str, Any]
         registered = _register(result, splits, config, run)
         card = _card(config, inputs, splits, result, evaluated, registered, run.run_id)
         publish_card(card, registered["name"], registered["version"], run, inputs.lake)
-        candidate = {
-            "arch": config.arch,
-            "run_id": run.run_id,
-            "metrics": {k: float(v) for k, v in final.items()},  # as logged: shown alike
-            "history": result.history,
-            "seconds": round(result.seconds, 2),
-            "images_per_second": round(result.images_per_second, 1),
-            "precision": result.precision,
+        candidate = Candidate(
+            arch=config.arch,
+            run_id=run.run_id,
+            metrics={k: float(v) for k, v in final.items()},  # as logged: shown alike
+            history=result.history,
+            seconds=round(result.seconds, 2),
+            images_per_second=round(result.images_per_second, 1),
+            precision=result.precision,
             **registered,
-        }
-        run.log_dict(candidate, CANDIDATE_ARTIFACT)
+        )
+        run.log_dict(candidate.model_dump(mode="json"), CANDIDATE_ARTIFACT)
     return candidate
 
 
