@@ -1,5 +1,6 @@
-"""Online predictions as a client sees them: `fruitops serve` against the tutorial server,
-each its own process, a real HTTP client on loopback.
+"""Online predictions as a client sees them: `fruitops serve` against a tutorial server.
+
+Each server is a process of its own; a real HTTP client posts photos to both on loopback.
 
     .venv/bin/python benchmarks/quality_real.py --seeds 1   # once: a champion on real photos
     .venv/bin/python benchmarks/bench_online.py --home .fruitops/bench/quality
@@ -181,12 +182,21 @@ def percentiles(ms: list[float]) -> dict[str, float]:
 def main() -> None:
     from fruitops_models.hardware import cpu_features, cpu_summary
 
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--home", type=Path, default=Path(".fruitops/bench/quality"))
-    parser.add_argument("--out", type=Path, default=None, help="default results/online.json")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n")[0]
+        + " First train a champion on real photos: benchmarks/quality_real.py --seeds 1.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--home", type=Path, default=Path(".fruitops/bench/quality"),
+        help="FRUITOPS_HOME holding the champion (quality_real.py's)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results file (default: results/online.json)"
+    )
     parser.add_argument("--photos", type=int, default=200, help="distinct photos sent")
     parser.add_argument("--requests", type=int, default=400, help="per server, round and test")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=3, help="turns the servers take")
     parser.add_argument("--soak", type=int, default=10_000, help="FruitOps requests for RSS")
     parser.add_argument("--avx2", action="store_true", help="both servers as on AVX2 only")
     args = parser.parse_args()

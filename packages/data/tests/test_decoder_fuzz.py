@@ -104,3 +104,17 @@ def test_high_depth_images_have_a_lower_pixel_limit():
     assert MAX_HIGH_DEPTH_PIXELS < MAX_PIXELS
     decoded = try_decode(_png16(6000, 5000))  # 30 Mpx of 16 bits: 8-bit ones may be larger
     assert decoded.error.startswith("decompression bomb") and "I;16" in decoded.error
+
+
+@pytest.mark.parametrize("keep", [300, 0.5])
+def test_a_cut_off_jpeg_is_said_to_be_truncated_wherever_it_ends(keep):
+    """Pillow says "Truncated File Read" or "image file is truncated (9 bytes not processed)"
+    depending on where the file stops; the reason names the cause either way."""
+    buffer = io.BytesIO()
+    noise = np.random.default_rng(0).integers(0, 255, (96, 96, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(buffer, format="JPEG", quality=90)
+    good = buffer.getvalue()
+    cut = good[:keep] if isinstance(keep, int) else good[: int(len(good) * keep)]
+    decoded = try_decode(cut, 64)
+    assert decoded.image is None
+    assert decoded.error.startswith("undecodable: truncated, the file ends before its image does")

@@ -3,6 +3,7 @@
 import pytest
 
 from fruitops_core.tracking import Tracking
+from fruitops_models.records import Evaluation, ModelScore
 from fruitops_models.registry import promote_if_better
 
 
@@ -24,20 +25,24 @@ def registry(settings):
     return settings, client, new_version
 
 
-def evaluation(candidate: tuple[int, float], champion: tuple[int, float] | None) -> dict:
+def score(version: int, macro_f1: float, role: str = "candidate") -> ModelScore:
+    return ModelScore(version=version, role=role, arch="cnn", accuracy=macro_f1, macro_f1=macro_f1)
+
+
+def evaluation(candidate: tuple[int, float], champion: tuple[int, float] | None) -> Evaluation:
     """A models/model_evaluation value: both scored on the same split."""
-    best = {"version": candidate[0], "arch": "cnn", "macro_f1": candidate[1], "role": "candidate"}
-    champ = (
-        {"version": champion[0], "arch": "cnn", "macro_f1": champion[1], "role": "champion"}
-        if champion
-        else None
+    best = score(*candidate)
+    champ = score(*champion, role="champion") if champion else None
+    return Evaluation(
+        split="val",
+        images=20,
+        classes_judged=2,
+        classes_total=2,
+        classes_missing=[],
+        scores=[s for s in (best, champ) if s],
+        best_candidate=best,
+        champion=champ,
     )
-    return {
-        "split": "val",
-        "best_candidate": best,
-        "champion": champ,
-        "scores": [s for s in (best, champ) if s],
-    }
 
 
 def champion_version(client, name) -> int:
@@ -116,11 +121,8 @@ def test_a_champion_crowned_in_this_run_is_weighed_with_its_candidates():
     candidate."""
     from fruitops_models.evaluation import best_candidate
 
-    scores = [
-        {"version": 1, "role": "champion", "macro_f1": 0.97},
-        {"version": 2, "role": "candidate", "macro_f1": 0.55},
-    ]
-    assert best_candidate(scores, this_run={1, 2})["version"] == 1
-    assert best_candidate(scores, this_run={2})["version"] == 2
-    tie = [*scores, {"version": 3, "role": "candidate", "macro_f1": 0.55}]
-    assert best_candidate(tie, this_run={3, 2})["version"] == 2
+    scores = [score(1, 0.97, role="champion"), score(2, 0.55)]
+    assert best_candidate(scores, this_run={1, 2}).version == 1
+    assert best_candidate(scores, this_run={2}).version == 2
+    tie = [*scores, score(3, 0.55)]
+    assert best_candidate(tie, this_run={3, 2}).version == 2

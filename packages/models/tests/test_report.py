@@ -1,31 +1,32 @@
 """The training report's words on what the choice rests on."""
 
+from fruitops_models.records import Evaluation, ModelScore
 from fruitops_models.report import judged_on
+
+BEST = ModelScore(version=1, role="candidate", arch="cnn", accuracy=0.9, macro_f1=0.9)
+
+
+def evaluation(split: str, images: int, judged: int, total: int, missing: list[str]):
+    return Evaluation(
+        split=split,
+        images=images,
+        classes_judged=judged,
+        classes_total=total,
+        classes_missing=missing,
+        scores=[BEST],
+        best_candidate=BEST,
+        champion=None,
+    )
 
 
 def test_report_names_the_classes_the_choice_could_not_weigh():
-    evaluation = {
-        "split": "val",
-        "images": 120,
-        "classes_judged": 3,
-        "classes_total": 5,
-        "classes_missing": ["date", "fig"],
-    }
-    line = judged_on(evaluation)
+    line = judged_on(evaluation("val", 120, 3, 5, ["date", "fig"]))
     assert line.startswith("chosen on val: 120 photos of 3 of the 5 classes")
     assert "no val photo of date, fig" in line
 
 
 def test_report_of_a_complete_split_lists_nothing_missing():
-    line = judged_on(
-        {
-            "split": "test",
-            "images": 40,
-            "classes_judged": 8,
-            "classes_total": 8,
-            "classes_missing": [],
-        }
-    )
+    line = judged_on(evaluation("test", 40, 8, 8, []))
     assert line == "chosen on test: 40 photos of 8 of the 8 classes"
 
 

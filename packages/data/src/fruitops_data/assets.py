@@ -38,7 +38,7 @@ from fruitops_data.incoming import list_batch
 from fruitops_data.ingest import chosen_source, copy_into_lake
 from fruitops_data.manifest import stored_manifest_hash, write_manifest
 from fruitops_data.quarantine import reasons_key
-from fruitops_data.records import TrainingCache
+from fruitops_data.records import ClassMapping, TrainingCache, ValidationResult
 from fruitops_data.sources import resolve
 from fruitops_data.summary import ManifestSummary
 
@@ -169,10 +169,10 @@ def class_names_are_allowed(ctx: AssetContext, manifest: ParquetTable) -> CheckR
     return CheckResult(True, f"{len(labels)} class names allowed", {"labels": len(labels)})
 
 
-@asset(DATA_VALIDATION, deps=[IMAGE_MANIFEST], config=ValidationConfig)
+@asset(DATA_VALIDATION, deps=[IMAGE_MANIFEST], config=ValidationConfig, io=record(ValidationResult))
 def data_validation(
     ctx: AssetContext[ValidationConfig], image_manifest: ParquetTable
-) -> dict[str, Any]:
+) -> ValidationResult:
     """Great Expectations results for the manifest: JSON, Data Docs HTML, logged to MLflow."""
     from fruitops_data.validation_report import validate_and_report
 
@@ -186,40 +186,40 @@ def data_validation(
         manifest_hash=stored_manifest_hash(image_manifest),
     )
     ctx.add_metadata(
-        success=result["success"],
-        report_uri=result["report_uri"],
-        docs_uri=result["docs_uri"],
-        failed=len(result["failed_expectations"]),
-        warnings=len(result["warnings"]),
+        success=result.success,
+        report_uri=result.report_uri,
+        docs_uri=result.docs_uri,
+        failed=len(result.failed_expectations),
+        warnings=len(result.warnings),
     )
-    for message in result["messages"]:
+    for message in result.messages:
         ctx.log.warning("%s", message)
     return result
 
 
 @asset_check(DATA_VALIDATION, blocking=True)
-def critical_expectations_pass(ctx: AssetContext, result: dict[str, Any]) -> CheckResult:
+def critical_expectations_pass(ctx: AssetContext, result: ValidationResult) -> CheckResult:
     """Every critical expectation holds; warnings are reported but do not block."""
-    failed = result["failed_expectations"]
+    failed = result.failed_expectations
     return CheckResult(
         not failed,
         f"critical expectations failed: {failed}"
         if failed
-        else f"all critical expectations hold ({len(result['warnings'])} warnings)",
-        {"failed": failed, "warnings": result["warnings"]},
+        else f"all critical expectations hold ({len(result.warnings)} warnings)",
+        {"failed": failed, "warnings": result.warnings},
     )
 
 
-@asset(CLASS_MAPPING, deps=[IMAGE_MANIFEST, DATA_VALIDATION])
+@asset(CLASS_MAPPING, deps=[IMAGE_MANIFEST, DATA_VALIDATION], io=record(ClassMapping))
 def class_mapping(
-    ctx: AssetContext, image_manifest: ParquetTable, data_validation: dict[str, Any]
-) -> dict[str, Any]:
+    ctx: AssetContext, image_manifest: ParquetTable, data_validation: ValidationResult
+) -> ClassMapping:
     """Sorted train class names → index, as torchvision's ImageFolder numbers them; every
     name within `class_names`' rule (the manifest's check already held it to it)."""
     classes = sorted(ManifestSummary.of(image_manifest).labels.get("train", ()))
     class_names.check(first_key_per_label(image_manifest))
     ctx.add_metadata(classes=len(classes))
-    return {"classes": classes, "index": {name: i for i, name in enumerate(classes)}}
+    return ClassMapping(classes=classes, index={name: i for i, name in enumerate(classes)})
 
 
 @asset(
@@ -231,8 +231,8 @@ def class_mapping(
 def training_cache(
     ctx: AssetContext[TrainingCacheConfig],
     image_manifest: ParquetTable,
-    class_mapping: dict[str, Any],
-    data_validation: dict[str, Any],
+    class_mapping: ClassMapping,
+    data_validation: ValidationResult,
 ) -> TrainingCache:
     """Every usable image decoded once and resized, as uint8 shards keyed by data and size."""
     from fruitops_data.cache import cached_or_built
@@ -241,7 +241,7 @@ def training_cache(
     size = ctx.config.image_size
     cache, reused = cached_or_built(
         image_manifest,
-        class_mapping["classes"],
+        class_mapping.classes,
         size,
         ctx.lake,
         digest,
@@ -254,7 +254,7 @@ def training_cache(
     return cache.model_copy(
         update={
             "manifest_hash": digest,
-            "validation_success": data_validation["success"],
+            "validation_success": data_validation.success,
             "source": image_manifest.meta.get("source"),  # what the cache was made of
         }
     )

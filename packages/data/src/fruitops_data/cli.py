@@ -126,11 +126,9 @@ def validate(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> 
             record = read_record(lake, spec)
             if record is None or not record.blocked_by:  # an upstream gate, not validation's
                 raise
-            stored = load_value(lake, spec)
-            shown = {k: stored.get(k, []) for k in VALIDATION_FIELDS}
+            shown = load_value(lake, spec).model_dump(include=set(VALIDATION_FIELDS))
             raise CommandFailed(shown, str(err)) from err
-        stored = load_value(lake, spec)
-        return {k: stored.get(k, []) for k in VALIDATION_FIELDS}
+        return load_value(lake, spec).model_dump(include=set(VALIDATION_FIELDS))
 
     def human(result: dict[str, Any]) -> None:
         out = plain_console()

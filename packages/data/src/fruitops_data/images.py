@@ -106,6 +106,8 @@ def decode_failure_reason(err: BaseException) -> str:
     if isinstance(err, UnidentifiedImageError):
         return f"not an image in a format FruitOps decodes ({', '.join(FORMATS)})"
     if isinstance(err, (OSError, SyntaxError, ValueError)):
+        if "truncated" in str(err).lower():  # Pillow's words for it vary with where it ends
+            return f"undecodable: truncated, the file ends before its image does ({err})"
         return f"undecodable: {err}"
     return f"undecodable: {type(err).__name__}: {err}"
 

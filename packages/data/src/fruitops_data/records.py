@@ -30,3 +30,24 @@ class TrainingCache(BaseModel):
     manifest_hash: str | None = Field(None, description="the image manifest it was made of")
     validation_success: bool | None = None
     source: str | None = Field(None, description="the data set's source, as ingested")
+
+
+class ValidationResult(BaseModel):
+    """``data/data_validation``: Great Expectations' verdict on the manifest (every result
+    and statistic is in ``result.json`` beside it, and the Data Docs site)."""
+
+    success: bool = Field(description="no critical expectation failed")
+    failed_expectations: list[str] = Field(description="the critical ones that failed")
+    warnings: list[str] = Field(description="the failed ones that are not critical")
+    messages: list[str] = Field(description="what the warnings mean, in words")
+    report_uri: str
+    docs_uri: str
+    manifest_hash: str
+
+
+class ClassMapping(BaseModel):
+    """``data/class_mapping``: the train split's class names, sorted, and their indices (as
+    torchvision's ImageFolder numbers them)."""
+
+    classes: list[str]
+    index: dict[str, int]

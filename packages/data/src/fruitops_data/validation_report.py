@@ -8,11 +8,12 @@ resource) with the same result, the site and the manifest hash as a tag.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from fruitops_core.lake import Lake
 from fruitops_core.tables import ParquetTable
 from fruitops_data.config import ValidationConfig
+from fruitops_data.records import ValidationResult
 
 if TYPE_CHECKING:
     from fruitops_core.tracking import Tracking
@@ -27,7 +28,7 @@ def validate_and_report(
     asset_dir: str,
     run_id: str,
     manifest_hash: str,
-) -> dict[str, Any]:
+) -> ValidationResult:
     """Validate ``manifest``, store and log the outcome; return the ``data/data_validation``
     value (success, failed and warned expectations, where the report and Data Docs are)."""
     from fruitops_data.validation import validate
@@ -60,12 +61,12 @@ def validate_and_report(
             )
             run.log_dict(summary, "validation/result.json")
             run.log_artifacts(outcome.docs_dir, "validation/data_docs")
-    return {
-        "success": summary["success"],
-        "failed_expectations": summary["failed_expectations"],
-        "warnings": summary["warnings"],
-        "messages": summary["messages"],
-        "report_uri": report_uri,
-        "docs_uri": lake.uri(f"{docs_prefix}/index.html"),
-        "manifest_hash": manifest_hash,
-    }
+    return ValidationResult(
+        success=summary["success"],
+        failed_expectations=summary["failed_expectations"],
+        warnings=summary["warnings"],
+        messages=summary["messages"],
+        report_uri=report_uri,
+        docs_uri=lake.uri(f"{docs_prefix}/index.html"),
+        manifest_hash=manifest_hash,
+    )

@@ -19,9 +19,9 @@ from fruitops_core.asset_keys import (
 )
 from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.model_ref import ModelRef
-from fruitops_data.records import TrainingCache
+from fruitops_data.records import TrainingCache, ValidationResult
 from fruitops_models.config import CandidatesConfig, EvaluationConfig, PromotionConfig
-from fruitops_models.records import Champion, TrainedModels
+from fruitops_models.records import Champion, Evaluation, TrainedModels
 
 # torch, MLflow and the training code are imported inside the asset functions: the asset
 # graph (and so every Airflow DAG file) must load in a moment, without them.
@@ -36,7 +36,7 @@ from fruitops_models.records import Champion, TrainedModels
 def trained_model(
     ctx: AssetContext[CandidatesConfig],
     training_cache: TrainingCache,
-    data_validation: dict[str, Any],
+    data_validation: ValidationResult,
 ) -> TrainedModels:
     """One model per architecture, trained on the cache, tracked and registered in MLflow."""
     from fruitops_models.training_run import TrainingInputs, train_and_log
@@ -65,12 +65,13 @@ def trained_model(
     MODEL_EVALUATION,
     deps=[TRAINED_MODEL, TRAINING_CACHE],
     config=EvaluationConfig,
+    io=record(Evaluation),
 )
 def model_evaluation(
     ctx: AssetContext[EvaluationConfig],
     trained_model: TrainedModels,
     training_cache: TrainingCache,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Every candidate and the current champion scored on the same split of the same data."""
     from fruitops_models.evaluation import score_versions
 
@@ -84,16 +85,14 @@ def model_evaluation(
     )
     ctx.add_metadata(
         split=ctx.config.split,
-        best_candidate=result["best_candidate"]["version"],
-        champion_version=result["champion"]["version"] if result["champion"] else None,
+        best_candidate=result.best_candidate.version,
+        champion_version=result.champion.version if result.champion else None,
     )
     return result
 
 
 @asset(CHAMPION_MODEL, deps=[MODEL_EVALUATION], config=PromotionConfig, io=record(Champion))
-def champion_model(
-    ctx: AssetContext[PromotionConfig], model_evaluation: dict[str, Any]
-) -> Champion:
+def champion_model(ctx: AssetContext[PromotionConfig], model_evaluation: Evaluation) -> Champion:
     """The registry's champion after weighing the best candidate against it."""
     from fruitops_models.registry import promote_if_better
 
@@ -118,7 +117,7 @@ def champion_model(
 def training_report(
     ctx: AssetContext,
     trained_model: TrainedModels,
-    model_evaluation: dict[str, Any],
+    model_evaluation: Evaluation,
     champion_model: Champion,
 ) -> dict[str, Any]:
     """All candidates of the run in one table with their curves, the winner and why."""

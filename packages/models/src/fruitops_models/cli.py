@@ -144,10 +144,10 @@ def promote(config: dict[str, dict[str, Any]], json_mode: JsonFlag = False) -> N
             "report_uri": report["report_html_uri"],
             # every model weighed, not only the best candidate the decision names
             "weighed": [
-                {k: s[k] for k in ("version", "role", "arch", "macro_f1")}
-                for s in sorted(evaluation["scores"], key=lambda s: -s["macro_f1"])
+                s.model_dump(include={"version", "role", "arch", "macro_f1"})
+                for s in sorted(evaluation.scores, key=lambda s: -s.macro_f1)
             ],
-            "split": evaluation["split"],
+            "split": evaluation.split,
         }
 
     def human(result: dict[str, Any]) -> None:

@@ -11,8 +11,6 @@ list or image size is still scored fairly on the same images.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import torch
 
@@ -24,7 +22,7 @@ from fruitops_data.cache import CachedSplit, open_split
 from fruitops_data.records import TrainingCache
 from fruitops_models.augment import resize
 from fruitops_models.metrics import confusion_matrix, macro_f1
-from fruitops_models.records import Candidate
+from fruitops_models.records import Candidate, Evaluation, ModelScore
 from fruitops_models.registry import load_model, pending_candidates
 
 
@@ -56,12 +54,12 @@ def score_names(true: list[str], predicted: list[str]) -> dict[str, float]:
     return {"accuracy": accuracy, "macro_f1": macro_f1(confusion)}
 
 
-def best_candidate(scores: list[dict[str, Any]], this_run: set[int]) -> dict[str, Any]:
+def best_candidate(scores: list[ModelScore], this_run: set[int]) -> ModelScore:
     """The best-scoring candidate (the older version on a tie). A champion that is one of
     this run's models (crowned at registration) is weighed with them, so the report names
     the run's best model, not its runner-up."""
-    weighed = [s for s in scores if s["role"] == "candidate" or s["version"] in this_run]
-    return max(weighed or scores, key=lambda s: (s["macro_f1"], -s["version"]))
+    weighed = [s for s in scores if s.role == "candidate" or s.version in this_run]
+    return max(weighed or scores, key=lambda s: (s.macro_f1, -s.version))
 
 
 def score_versions(
@@ -71,7 +69,7 @@ def score_versions(
     cache: TrainingCache,
     candidates: list[Candidate],
     split: str,
-) -> dict[str, Any]:
+) -> Evaluation:
     """Scores of every candidate and of the champion on ``split``; the best candidate."""
     data = open_split(lake, cache, split, settings.local_cache)
     if len(data) == 0:
@@ -92,21 +90,21 @@ def score_versions(
     for version, (role, arch) in roles.items():
         predicted = predict_names(tracking, ModelRef.pinned(name, version).uri, data)
         scores.append(
-            {"version": version, "role": role, "arch": arch, **score_names(true, predicted)}
+            ModelScore(version=version, role=role, arch=arch, **score_names(true, predicted))
         )
     best = best_candidate(scores, {c.version for c in candidates})
     champion_score = None
     if champion is not None:
-        champion_score = next(s for s in scores if s["version"] == int(champion.version))
+        champion_score = next(s for s in scores if s.version == int(champion.version))
     judged = sorted(set(true))
-    return {
-        "split": split,
-        "images": len(data),
+    return Evaluation(
+        split=split,
+        images=len(data),
         # the classes the choice rests on: a class without photos in the split is not weighed
-        "classes_judged": len(judged),
-        "classes_total": len(cache.classes),
-        "classes_missing": sorted(set(cache.classes) - set(judged)),
-        "scores": scores,
-        "best_candidate": best,
-        "champion": champion_score,
-    }
+        classes_judged=len(judged),
+        classes_total=len(cache.classes),
+        classes_missing=sorted(set(cache.classes) - set(judged)),
+        scores=scores,
+        best_candidate=best,
+        champion=champion_score,
+    )

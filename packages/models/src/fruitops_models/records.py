@@ -3,7 +3,7 @@ so any layer above may read them (`fruitops_core.assets.record`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,30 @@ class TrainedModels(BaseModel):
 
     candidates: list[Candidate]
     classes: list[str]
+
+
+class ModelScore(BaseModel):
+    """One registered version scored on the evaluation split."""
+
+    version: int
+    role: Literal["candidate", "champion"]
+    arch: str
+    accuracy: float
+    macro_f1: float
+
+
+class Evaluation(BaseModel):
+    """``models/model_evaluation``: every candidate and the champion on one split of one
+    data set, and the best candidate."""
+
+    split: str
+    images: int
+    classes_judged: int = Field(description="classes with photos in the split: those weighed")
+    classes_total: int
+    classes_missing: list[str] = Field(description="classes without a photo in the split")
+    scores: list[ModelScore]
+    best_candidate: ModelScore
+    champion: ModelScore | None = Field(description="the champion before this run, if any")
 
 
 class Champion(BaseModel):

@@ -25,6 +25,7 @@ from mlflow.types.schema import Array, Object, Property
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.tracking import CHAMPION_ALIAS, TrackedRun, Tracking
 from fruitops_models.config import IMAGENET_MEAN, IMAGENET_STD
+from fruitops_models.records import Evaluation
 
 if TYPE_CHECKING:  # torch is imported where a model is logged or loaded, not by scorers
     import torch
@@ -207,9 +208,7 @@ def _registered(name: str, version: int, logged_model_uri: str) -> dict[str, Any
     }
 
 
-def promote_if_better(
-    tracking: Tracking, evaluation: dict[str, Any], margin: float
-) -> dict[str, Any]:
+def promote_if_better(tracking: Tracking, evaluation: Evaluation, margin: float) -> dict[str, Any]:
     """Give the best candidate the champion alias if its macro-F1 beats the champion's by
     ``margin`` on the same split (``evaluation`` is the models/model_evaluation value).
 
@@ -217,41 +216,41 @@ def promote_if_better(
     the candidate version.
     """
     client, name = tracking.client, tracking.registered_model
-    best, champion = evaluation["best_candidate"], evaluation["champion"]
-    split = evaluation["split"]
+    best, champion = evaluation.best_candidate, evaluation.champion
+    split = evaluation.split
     if champion is None:
         promoted, reason = True, "no champion yet: the first model becomes champion"
-    elif champion["version"] == best["version"]:
-        promoted, reason = True, f"v{best['version']} is already champion"
+    elif champion.version == best.version:
+        promoted, reason = True, f"v{best.version} is already champion"
     else:
-        promoted = best["macro_f1"] > champion["macro_f1"] + margin
+        promoted = best.macro_f1 > champion.macro_f1 + margin
         verdict = "beats" if promoted else "does not beat"
         reason = (
-            f"v{best['version']} ({best['arch']}) {split} macro-F1 {best['macro_f1']:.4f} "
-            f"{verdict} champion v{champion['version']} {champion['macro_f1']:.4f} "
+            f"v{best.version} ({best.arch}) {split} macro-F1 {best.macro_f1:.4f} "
+            f"{verdict} champion v{champion.version} {champion.macro_f1:.4f} "
             f"by more than {margin}"
         )
     if promoted:
-        crown(client, name, best["version"], champion["version"] if champion else None, reason)
+        crown(client, name, best.version, champion.version if champion else None, reason)
     decision = {
         "promoted": promoted,
         "reason": reason,
         "split": split,
-        "candidate_version": best["version"],
-        "candidate_score": best["macro_f1"],
-        "previous_champion_version": champion["version"] if champion else None,
-        "previous_champion_score": champion["macro_f1"] if champion else None,
+        "candidate_version": best.version,
+        "candidate_score": best.macro_f1,
+        "previous_champion_version": champion.version if champion else None,
+        "previous_champion_score": champion.macro_f1 if champion else None,
     }
-    if champion is None or champion["version"] != best["version"]:
+    if champion is None or champion.version != best.version:
         # (the champion weighed against itself decides nothing: its tags keep why it won)
         for key in ("promoted", "reason", "split", "candidate_score", "previous_champion_score"):
             client.set_model_version_tag(
-                name, str(best["version"]), f"promotion.{key}", str(decision[key])
+                name, str(best.version), f"promotion.{key}", str(decision[key])
             )
-    against = str(champion["version"]) if champion else "none"
-    for score in evaluation["scores"]:
-        if score["role"] == "candidate":
-            client.set_model_version_tag(name, str(score["version"]), WEIGHED_TAG, against)
+    against = str(champion.version) if champion else "none"
+    for score in evaluation.scores:
+        if score.role == "candidate":
+            client.set_model_version_tag(name, str(score.version), WEIGHED_TAG, against)
     return decision
 
 

@@ -13,7 +13,7 @@ from typing import Any
 
 from fruitops_core.assets import AssetContext
 from fruitops_models import plots
-from fruitops_models.records import Champion, TrainedModels
+from fruitops_models.records import Champion, Evaluation, TrainedModels
 
 COLUMNS = (
     "arch",
@@ -28,7 +28,7 @@ COLUMNS = (
 )
 
 
-def _rows(trained: TrainedModels, evaluation: dict[str, Any]) -> list[dict[str, Any]]:
+def _rows(trained: TrainedModels, evaluation: Evaluation) -> list[dict[str, Any]]:
     rows = []
     for c in trained.candidates:
         row = {
@@ -37,24 +37,21 @@ def _rows(trained: TrainedModels, evaluation: dict[str, Any]) -> list[dict[str, 
             "images_per_second": c.images_per_second,
             **{k: c.metrics.get(k) for k in COLUMNS if k in c.metrics},
         }
-        row["eval"] = next(
-            (s["macro_f1"] for s in evaluation["scores"] if s["version"] == c.version), None
-        )
+        row["eval"] = next((s.macro_f1 for s in evaluation.scores if s.version == c.version), None)
         rows.append(row)
     # the other models weighed: the champion, candidates of earlier `train` commands
-    for score in evaluation["scores"]:
-        if score["version"] not in {r["version"] for r in rows}:
-            arch = f"{score['arch']} (champion)" if score["role"] == "champion" else score["arch"]
-            rows.append({"arch": arch, "version": score["version"], "eval": score["macro_f1"]})
+    for score in evaluation.scores:
+        if score.version not in {r["version"] for r in rows}:
+            arch = f"{score.arch} (champion)" if score.role == "champion" else score.arch
+            rows.append({"arch": arch, "version": score.version, "eval": score.macro_f1})
     return rows
 
 
-def judged_on(evaluation: dict[str, Any]) -> str:
+def judged_on(evaluation: Evaluation) -> str:
     """On how many photos and classes the models were weighed, naming the classes left out."""
-    split, total = evaluation["split"], evaluation.get("classes_total")
-    judged = evaluation.get("classes_judged", total)
-    line = f"chosen on {split}: {evaluation['images']} photos of {judged} of the {total} classes"
-    missing = evaluation.get("classes_missing") or []
+    split, total, judged = evaluation.split, evaluation.classes_total, evaluation.classes_judged
+    line = f"chosen on {split}: {evaluation.images} photos of {judged} of the {total} classes"
+    missing = evaluation.classes_missing
     if missing:
         line += f" (no {split} photo of {', '.join(missing)}: those classes were not weighed)"
     return line
@@ -67,24 +64,22 @@ def _fmt(value: Any) -> str:
 
 
 def write_report(
-    ctx: AssetContext, trained: TrainedModels, evaluation: dict[str, Any], champion: Champion
+    ctx: AssetContext, trained: TrainedModels, evaluation: Evaluation, champion: Champion
 ) -> dict[str, Any]:
     rows = _rows(trained, evaluation)
     decision = champion.decision
-    split = evaluation["split"]
+    split = evaluation.split
     headers = [*COLUMNS, f"{split} macro-F1 (evaluation)"]
     table = [[_fmt(r.get(c)) for c in COLUMNS] + [_fmt(r["eval"])] for r in rows]
-    winner = evaluation["best_candidate"]
+    winner, before = evaluation.best_candidate, evaluation.champion
     champ_line = (
-        f"champion before: v{evaluation['champion']['version']} "
-        f"({evaluation['champion']['arch']}), {split} macro-F1 "
-        f"{evaluation['champion']['macro_f1']:.3f}"
-        if evaluation["champion"]
+        f"champion before: v{before.version} ({before.arch}), {split} macro-F1 "
+        f"{before.macro_f1:.3f}"
+        if before
         else "no champion before this run"
     )
     summary = [
-        f"best candidate: {winner['arch']} v{winner['version']}, {split} macro-F1 "
-        f"{winner['macro_f1']:.3f}",
+        f"best candidate: {winner.arch} v{winner.version}, {split} macro-F1 {winner.macro_f1:.3f}",
         judged_on(evaluation),
         champ_line,
         f"decision: {'promoted' if decision['promoted'] else 'kept out'} — {decision['reason']}",
@@ -144,6 +139,6 @@ def write_report(
         "report_md_uri": md_uri,
         "report_html_uri": html_uri,
         "curves_uri": curves_uri,
-        "winner_version": winner["version"],
+        "winner_version": winner.version,
         "promoted": decision["promoted"],
     }

@@ -20,7 +20,7 @@ from fruitops_core.lake import Lake
 from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tracking import TrackedRun, Tracking
 from fruitops_data.cache import CachedSplit, open_split
-from fruitops_data.records import TrainingCache
+from fruitops_data.records import TrainingCache, ValidationResult
 from fruitops_models import plots
 from fruitops_models.augment import resize
 from fruitops_models.card import CardFacts, SplitScores, per_class_rows, publish_card, render_card
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 @dataclass
 class TrainingInputs:
     cache: TrainingCache  # the data/training_cache value
-    validation: dict[str, Any]  # the data/data_validation value
+    validation: ValidationResult  # the data/data_validation value
     lake: Lake
     settings: FruitOpsSettings
     run_id: str  # the asset run: checkpoints of a retry are found under it
@@ -175,7 +175,7 @@ def _run_tags(config: TrainConfig, inputs: TrainingInputs, key: str) -> dict[str
     return {
         "fruitops_asset_run_id": inputs.run_id,
         "manifest_hash": inputs.cache.manifest_hash,
-        "validation_success": str(inputs.validation["success"]),
+        "validation_success": str(inputs.validation.success),
         "dataset_source": inputs.cache.source or "",
         "code_version": version("fruitops-models"),
         "arch": config.arch,
@@ -279,8 +279,8 @@ def _card(
         manifest_hash=inputs.cache.manifest_hash,
         classes=result.classes,
         photos={s: len(d) for s, d in splits.items()},
-        validation_success=bool(inputs.validation["success"]),
-        validation_messages=list(inputs.validation.get("messages", [])),
+        validation_success=inputs.validation.success,
+        validation_messages=list(inputs.validation.messages),
         recipe={k: v for k, v in config.model_dump().items() if k not in ("architectures",)},
         weights=result.weights,
         precision=result.precision,

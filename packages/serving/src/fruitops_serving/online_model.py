@@ -110,7 +110,9 @@ BASE64_TEXT = re.compile(rb"[A-Za-z0-9+/]+={0,2}\s*")
 def photo_bytes(value: Any) -> bytes | str:
     """A photo's bytes, or why there are none. MLflow decodes the base64 of its
     ``dataframe_*`` formats (the signature says binary) but hands ``inputs``/``instances``
-    on as the base64 text's bytes; a caller who skipped the schema may send text."""
+    on as the base64 text's bytes; a caller who skipped the schema may send text. Bytes
+    that only look like base64 (a decoded text file saying "hello") stay as they are, and
+    decoding them says they are no image."""
     if isinstance(value, str):
         value = value.encode("ascii", errors="replace")
     if not isinstance(value, bytes | bytearray | memoryview):
@@ -120,7 +122,7 @@ def photo_bytes(value: Any) -> bytes | str:
         try:
             return base64.b64decode(data, validate=False)
         except (binascii.Error, ValueError):
-            return "not base64 text: send the photo's bytes base64-encoded"
+            return data
     return data
 
 
