@@ -13,6 +13,7 @@ import pytest
 from fruitops_core.lake import lake_from_uri, object_at
 from fruitops_core.materialize import materialize
 from fruitops_core.settings import FruitOpsSettings
+from fruitops_monitoring.records import ReferenceProfile
 
 pytestmark = pytest.mark.slow
 FRUITOPS = str(Path(sys.executable).parent / "fruitops")
@@ -39,6 +40,13 @@ def test_reference_profile_holds_the_champions_view(pipeline):
     assert expected <= set(table.columns) and "embedding_pc1" in table.columns
     assert table["label"].notna().all()
     assert len(record["projection"]["components"]) == 4
+    # the copy kept per version is the same record, read back as one (minus `reused`)
+    kept = pipeline.lake.read_json(
+        "assets/monitoring/reference_profile/by_model/fruit-classifier-1-val.json"
+    )
+    assert ReferenceProfile.model_validate(kept) == ReferenceProfile.model_validate(
+        {**record, "reused": False}
+    )
 
 
 def test_drift_report_asset_writes_html_json_and_an_mlflow_run(pipeline):

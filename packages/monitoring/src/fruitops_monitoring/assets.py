@@ -17,12 +17,13 @@ from fruitops_core.asset_keys import (
     IMAGE_MANIFEST,
     REFERENCE_PROFILE,
 )
-from fruitops_core.assets import AssetContext, asset
+from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.tables import ParquetTable
 from fruitops_models.records import Champion
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
+from fruitops_monitoring.records import ReferenceProfile
 from fruitops_monitoring.reference import build_reference
 from fruitops_serving.config import online_folder
 
@@ -31,12 +32,13 @@ from fruitops_serving.config import online_folder
     REFERENCE_PROFILE,
     deps=[IMAGE_MANIFEST, CHAMPION_MODEL],
     config=ReferenceConfig,
+    io=record(ReferenceProfile),
 )
 def reference_profile(
     ctx: AssetContext[ReferenceConfig],
     image_manifest: ParquetTable,
     champion_model: Champion,
-) -> dict[str, Any]:
+) -> ReferenceProfile:
     """Features of the held-out split scored by the champion; reused while neither changes."""
     result = build_reference(
         ctx.lake,
@@ -47,9 +49,9 @@ def reference_profile(
         ctx.workdir,
     )
     ctx.add_metadata(
-        reused=result["reused"],
-        rows=result["rows"],
-        model_uri=result["model_uri"],
+        reused=result.reused,
+        rows=result.rows,
+        model_uri=result.model_uri,
         source=image_manifest.meta.get("source"),  # the data set the champion is watched on
     )
     return result
@@ -63,7 +65,7 @@ def reference_profile(
 def drift_report(
     ctx: AssetContext[DriftConfig],
     batch_predictions: dict[str, Any],
-    reference_profile: dict[str, Any] | None,
+    reference_profile: ReferenceProfile | None,
     image_manifest: ParquetTable | None,
 ) -> dict[str, Any]:
     """Evidently drift of the scored batch against the reference, and the drift decision.
@@ -82,13 +84,13 @@ def drift_report(
         # a day of online answers, by whichever versions served that day: its photos'
         # features are computed under the reference's model (the champion's), as a batch's
         predictions_uri = ctx.lake.uri(online_folder(ctx.config.online_day)) + "/"
-        batch_model = reference["model_uri"] if reference else batch_model
-    if reference is None or reference["model_uri"] != batch_model:
+        batch_model = reference.model_uri if reference else batch_model
+    if reference is None or reference.model_uri != batch_model:
         if reference is not None:
             ctx.log.warning(
                 "reference was built with %s, the batch was scored by %s: using that "
                 "version's reference",
-                reference["model_uri"],
+                reference.model_uri,
                 batch_model,
             )
         if image_manifest is None:
@@ -96,7 +98,7 @@ def drift_report(
                 "no data set to build a reference from: run `fruitops data ingest SOURCE` "
                 "first, or pass --reference"
             )
-        split = reference.get("split", "val") if reference else ReferenceConfig().split
+        split = reference.split if reference else ReferenceConfig().split
         reference = build_reference(
             ctx.lake,
             ctx.tracking,

@@ -51,6 +51,7 @@ def drift(
         from fruitops_core.lake import object_at
         from fruitops_core.materialize import run_asset
         from fruitops_core.records import load_value, read_record
+        from fruitops_monitoring.records import ReferenceProfile
 
         ws = open_workspace()
         policy = DriftConfig(**config.get(DRIFT_REPORT, {}))
@@ -59,7 +60,7 @@ def drift(
         record = None
         if reference:
             ref_lake, name = object_at(reference, ws.settings.s3_endpoint)
-            record = ref_lake.read_json(name)
+            record = ReferenceProfile.model_validate(ref_lake.read_json(name))
         manifest = ws.graph[IMAGE_MANIFEST]
         # the drift asset's own function, on this table rather than the graph's scored batch
         upstream = {

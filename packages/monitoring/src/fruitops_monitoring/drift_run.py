@@ -12,13 +12,14 @@ from fruitops_core.settings import FruitOpsSettings
 from fruitops_core.tables import ParquetTable
 from fruitops_core.tracking import Tracking
 from fruitops_monitoring.config import DriftConfig
+from fruitops_monitoring.records import ReferenceProfile
 from fruitops_monitoring.reference import class_from_key
 from fruitops_serving.predictions import read_predictions
 
 
 def batch_features(
     predictions: pd.DataFrame,
-    reference: dict[str, Any],
+    reference: ReferenceProfile,
     settings: FruitOpsSettings,
     tracking: Tracking,
     workdir: Path,
@@ -28,8 +29,8 @@ def batch_features(
     from fruitops_monitoring.features import Projection
     from fruitops_monitoring.profile import build_features
 
-    model = load_model(tracking, reference["model_uri"])
-    projection = Projection.from_dict(reference["projection"]) if reference["projection"] else None
+    model = load_model(tracking, reference.model_uri)
+    projection = Projection.from_dict(reference.projection) if reference.projection else None
     frames, quarantined = [], []
     for i, (source_uri, rows) in enumerate(predictions.groupby("source_uri", sort=True)):
         source = lake_from_uri(str(source_uri), endpoint_url=settings.s3_endpoint, strict=True)
@@ -54,7 +55,7 @@ def run_drift(
     settings: FruitOpsSettings,
     tracking: Tracking,
     predictions_uri: str,
-    reference: dict[str, Any],
+    reference: ReferenceProfile,
     policy: DriftConfig,
     out_dir: str,
     workdir: Path,
@@ -70,7 +71,7 @@ def run_drift(
             f"{predictions_uri} holds no predictions: nothing to compare for drift "
             "(score a batch with images first)"
         )
-    ref_lake, ref_name = object_at(reference["table_uri"], settings.s3_endpoint)
+    ref_lake, ref_name = object_at(reference.table_uri, settings.s3_endpoint)
     reference_frame = ParquetTable(ref_lake.get_file(ref_name, workdir / "reference.parquet"))
     reference_features = reference_frame.read()
     current, quarantined = batch_features(predictions, reference, settings, tracking, workdir)
@@ -86,8 +87,8 @@ def run_drift(
         "report_html_uri": html_uri,
         "report_json_uri": json_uri,
         "current_features_uri": current_uri,
-        "reference_uri": reference["table_uri"],
-        "reference_model_uri": reference["model_uri"],
+        "reference_uri": reference.table_uri,
+        "reference_model_uri": reference.model_uri,
         "reference_rows": len(reference_features),
         "current_rows": len(current),
         "quarantined": quarantined,
@@ -102,7 +103,7 @@ def run_drift(
                     "current_rows": len(current),
                 }
             )
-            run.log_params({"reference_model_uri": reference["model_uri"]})
+            run.log_params({"reference_model_uri": reference.model_uri})
             run.log_artifact(html, "drift")
             run.log_dict(decision, "drift/decision.json")
             result["mlflow_run_id"] = run.run_id

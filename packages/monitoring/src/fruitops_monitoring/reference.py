@@ -9,12 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from fruitops_core.lake import Lake
 from fruitops_core.model_ref import ModelRef
 from fruitops_core.names import slug
 from fruitops_core.tables import ParquetTable
 from fruitops_core.tracking import Tracking
 from fruitops_monitoring.config import ReferenceConfig
+from fruitops_monitoring.records import ReferenceProfile
 
 REFERENCES = "assets/monitoring/reference_profile/by_model"
 
@@ -37,7 +40,7 @@ def build_reference(
     model_uri: str,
     config: ReferenceConfig,
     workdir: Path,
-) -> dict[str, Any]:
+) -> ReferenceProfile:
     """The reference of the manifest's held-out split under ``model_uri`` (a pinned version).
 
     Kept in the lake per model version with its manifest hash: built once, reused after.
@@ -50,9 +53,12 @@ def build_reference(
     name = slug(model_uri.removeprefix("models:/"))
     record_path = f"{REFERENCES}/{name}-{config.split}.json"
     if lake.exists(record_path):
-        stored = lake.read_json(record_path)
-        if stored.get("manifest_hash") == digest and stored.get("max_images") == config.max_images:
-            return {**stored, "reused": True}
+        try:
+            stored = ReferenceProfile.model_validate(lake.read_json(record_path))
+        except ValidationError:  # written by an older FruitOps: built again
+            stored = None
+        if stored and stored.manifest_hash == digest and stored.max_images == config.max_images:
+            return stored.model_copy(update={"reused": True})
     model = load_model(tracking, model_uri)
     rows = manifest.read(
         columns=["key", "label", "readable"], filters=[("split", "==", config.split)]
@@ -74,18 +80,18 @@ def build_reference(
         total=len(rows),
         desc="reference features",
     )
-    record = {
-        "table_uri": lake.put_file(built.table.path, f"{REFERENCES}/{name}-{config.split}.parquet"),
-        "rows": built.rows,
-        "split": config.split,
-        "max_images": config.max_images,
-        "manifest_hash": digest,
-        "model_name": model.name,
-        "model_version": model.version,
-        "model_uri": ModelRef.parse(model_uri).at(model.version).uri,
-        "image_size": model.image_size,
-        "quarantined": built.quarantined,
-        "projection": built.projection.to_dict() if built.projection else None,
-    }
-    lake.write_json(record_path, record)
-    return {**record, "reused": False}
+    profile = ReferenceProfile(
+        table_uri=lake.put_file(built.table.path, f"{REFERENCES}/{name}-{config.split}.parquet"),
+        rows=built.rows,
+        split=config.split,
+        max_images=config.max_images,
+        manifest_hash=digest,
+        model_name=model.name,
+        model_version=model.version,
+        model_uri=ModelRef.parse(model_uri).at(model.version).uri,
+        image_size=model.image_size,
+        quarantined=built.quarantined,
+        projection=built.projection.to_dict() if built.projection else None,
+    )
+    lake.write_json(record_path, profile.model_dump(mode="json", exclude={"reused"}))
+    return profile
