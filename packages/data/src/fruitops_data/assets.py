@@ -7,8 +7,6 @@ raw_images (`ingest`) → image_manifest (`manifest`, `quarantine`) → data_val
 
 from __future__ import annotations
 
-from typing import Any
-
 from fruitops_core.asset_keys import (
     CLASS_MAPPING,
     DATA_VALIDATION,
@@ -38,7 +36,7 @@ from fruitops_data.incoming import list_batch
 from fruitops_data.ingest import chosen_source, copy_into_lake
 from fruitops_data.manifest import stored_manifest_hash, write_manifest
 from fruitops_data.quarantine import reasons_key
-from fruitops_data.records import ClassMapping, TrainingCache, ValidationResult
+from fruitops_data.records import ClassMapping, IncomingBatch, TrainingCache, ValidationResult
 from fruitops_data.sources import resolve
 from fruitops_data.summary import ManifestSummary
 
@@ -260,10 +258,10 @@ def training_cache(
     )
 
 
-@asset(INCOMING_BATCH, deps=[RAW_IMAGES], config=IncomingBatchConfig)
+@asset(INCOMING_BATCH, deps=[RAW_IMAGES], config=IncomingBatchConfig, io=record(IncomingBatch))
 def incoming_batch(
     ctx: AssetContext[IncomingBatchConfig], raw_images: ParquetTable
-) -> dict[str, Any]:
+) -> IncomingBatch:
     """The batch of new images to score: a folder or lake prefix and the image keys in it."""
     batch = list_batch(
         ctx.config.source,
@@ -272,7 +270,7 @@ def incoming_batch(
         endpoint_url=ctx.settings.s3_endpoint,
         allowed_roots=ctx.settings.allowed_root_paths,
     )
-    ctx.add_metadata(images=len(batch["keys"]), uri=batch["uri"], ignored=len(batch["ignored"]))
-    for item in batch["ignored"][:20]:
+    ctx.add_metadata(images=len(batch.keys), uri=batch.uri, ignored=len(batch.ignored))
+    for item in batch.ignored[:20]:
         ctx.log.warning("left out %s: %s", item["path"], item["reason"])
     return batch

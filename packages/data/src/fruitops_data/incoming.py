@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from fruitops_core.lake import Lake, lake_from_uri
 from fruitops_core.safe_files import check_allowed
 from fruitops_core.tables import ParquetTable
 from fruitops_data.layout import lake_files
+from fruitops_data.records import IncomingBatch
 from fruitops_data.sources import local_path
 
 
@@ -23,8 +23,8 @@ def list_batch(
     lake: Lake,
     endpoint_url: str | None = None,
     allowed_roots: Sequence[Path] = (),
-) -> dict[str, Any]:
-    """``{"uri", "keys", "ignored"}`` of ``source``, or of the ingested data set's test split
+) -> IncomingBatch:
+    """The keys under ``source`` (and the files left out), or of the ingested data set's test split
     when no source is given; an empty batch is an error that says where to put images. A
     local source must lie in ``allowed_roots`` (`check_allowed`)."""
     if source:
@@ -42,4 +42,4 @@ def list_batch(
             f"incoming batch {uri} holds no files: put images there or set "
             "data/incoming_batch.source"
         )
-    return {"uri": uri, "keys": keys, "ignored": ignored}
+    return IncomingBatch(uri=uri, keys=keys, ignored=ignored)

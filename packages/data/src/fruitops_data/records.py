@@ -51,3 +51,14 @@ class ClassMapping(BaseModel):
 
     classes: list[str]
     index: dict[str, int]
+
+
+class IncomingBatch(BaseModel):
+    """``data/incoming_batch``: the photos to score, as keys under one folder or prefix."""
+
+    uri: str = Field(description="the folder or prefix the keys are under")
+    keys: list[str]
+    ignored: list[dict[str, str]] = Field(
+        default_factory=list, description="files left out of the batch, each with its reason"
+    )
+    description: str = Field("", description="how messages name the batch (default: its uri)")

@@ -19,7 +19,7 @@ from fruitops_core.asset_keys import (
 )
 from fruitops_core.assets import AssetContext, asset, record
 from fruitops_core.lake import lake_from_uri
-from fruitops_data.records import TrainingCache
+from fruitops_data.records import IncomingBatch, TrainingCache
 from fruitops_models.records import Champion
 from fruitops_serving.config import (
     LATEST_PREDICTIONS,
@@ -65,7 +65,7 @@ def precision_gate(
 )
 def batch_predictions(
     ctx: AssetContext[ScoringConfig],
-    incoming_batch: dict[str, Any],
+    incoming_batch: IncomingBatch,
     champion_model: Champion | None,
     precision_gate: PrecisionGate | None,
 ) -> dict[str, Any]:
@@ -93,10 +93,10 @@ def batch_predictions(
         tracking=ctx.tracking,
     )
     source = ScoringInput(
-        lake_from_uri(incoming_batch["uri"], endpoint_url=ctx.settings.s3_endpoint, strict=True),
-        incoming_batch["keys"],
-        incoming_batch.get("description", incoming_batch["uri"]),
-        incoming_batch.get("ignored", []),
+        lake_from_uri(incoming_batch.uri, endpoint_url=ctx.settings.s3_endpoint, strict=True),
+        incoming_batch.keys,
+        incoming_batch.description or incoming_batch.uri,
+        incoming_batch.ignored,
     )
     folder = dated_folder(config.date) if config.date else ctx.asset_dir
     if config.output:  # a table where the caller chose: nothing else is written beside it

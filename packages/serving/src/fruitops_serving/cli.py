@@ -40,6 +40,7 @@ def score_command(
     def action() -> dict[str, Any]:
         from fruitops_core.materialize import run_asset
         from fruitops_core.workspace import open_workspace
+        from fruitops_data.records import IncomingBatch
         from fruitops_serving.inputs import resolve_input
 
         started = time.perf_counter()
@@ -53,12 +54,12 @@ def score_command(
         # batch, with the model asked for or the registry's champion; the precision gate is
         # read (or made) for the model it loads
         upstream = {
-            "incoming_batch": {
-                "uri": source.lake.root_uri,
-                "keys": source.keys,
-                "ignored": source.ignored,
-                "description": source.description,
-            },
+            "incoming_batch": IncomingBatch(
+                uri=source.lake.root_uri,
+                keys=source.keys,
+                ignored=source.ignored,
+                description=source.description,
+            ),
             "champion_model": None,  # the model is named in the config
             "precision_gate": None,
         }
