@@ -119,7 +119,7 @@ def test_the_gate_is_made_again_when_the_champion_changes_and_kept_otherwise(pip
     gate = load_value(lake, spec)
     assert gate.model_uri == "models:/fruit-classifier/2"
     scored = load_value(lake, graph[SCORING])
-    assert scored["model_version"] == 2 and "not models:/" not in scored["gate"].get("reason", "")
+    assert scored.model_version == 2 and "not models:/" not in scored.gate.get("reason", "")
     assert _ran(materialize([SCORING], with_upstream=True, **run)) == [SCORING]
 
     # `fruitops score --model …/1` asks for a verdict on v1: the gate is made for it

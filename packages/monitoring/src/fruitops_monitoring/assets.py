@@ -26,6 +26,7 @@ from fruitops_monitoring.drift_run import run_drift
 from fruitops_monitoring.records import ReferenceProfile
 from fruitops_monitoring.reference import build_reference
 from fruitops_serving.config import online_folder
+from fruitops_serving.records import ScoredBatch
 
 
 @asset(
@@ -64,7 +65,7 @@ def reference_profile(
 )
 def drift_report(
     ctx: AssetContext[DriftConfig],
-    batch_predictions: dict[str, Any],
+    batch_predictions: ScoredBatch,
     reference_profile: ReferenceProfile | None,
     image_manifest: ParquetTable | None,
 ) -> dict[str, Any]:
@@ -76,10 +77,9 @@ def drift_report(
     is given and no stored reference (None: the batch's version's, built on first use).
     """
     reference = reference_profile
-    batch_model = (
-        ModelRef.parse(batch_predictions["model_uri"]).at(batch_predictions["model_version"]).uri
-    )
-    predictions_uri = batch_predictions["predictions_uri"]
+    batch = batch_predictions
+    batch_model = ModelRef.parse(batch.model_uri).at(batch.model_version).uri
+    predictions_uri = batch_predictions.predictions_uri
     if ctx.config.online_day:
         # a day of online answers, by whichever versions served that day: its photos'
         # features are computed under the reference's model (the champion's), as a batch's

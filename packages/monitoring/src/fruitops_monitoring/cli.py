@@ -17,6 +17,7 @@ from fruitops_core.workspace import Workspace, open_workspace
 from fruitops_monitoring.config import DriftConfig
 from fruitops_monitoring.options import DRIFT_POLICY
 from fruitops_serving.predictions import read_predictions
+from fruitops_serving.records import ScoredBatch
 
 app = typer.Typer(help="Monitoring: image features and drift reports.", no_args_is_help=True)
 
@@ -117,7 +118,7 @@ def last_scored(lake: Lake) -> str:
     return lake.read_json(LATEST_PREDICTIONS)["predictions_uri"]
 
 
-def scored_batch(workspace: Workspace, batch: str) -> dict[str, Any]:
+def scored_batch(workspace: Workspace, batch: str) -> ScoredBatch:
     """What the drift asset needs of a predictions table (or a day's folder of them): where
     it is and the model version that scored it."""
     from fruitops_core.lake import object_at
@@ -127,11 +128,9 @@ def scored_batch(workspace: Workspace, batch: str) -> dict[str, Any]:
     if scored.empty:
         raise ValueError(f"{batch} holds no predictions: score a batch with images first")
     name, version = scored["model_name"].iloc[0], int(scored["model_version"].iloc[0])
-    return {
-        "predictions_uri": batch,
-        "model_uri": ModelRef.pinned(name, version).uri,
-        "model_version": version,
-    }
+    return ScoredBatch(
+        predictions_uri=batch, model_uri=ModelRef.pinned(name, version).uri, model_version=version
+    )
 
 
 @app.command()

@@ -27,7 +27,7 @@ from fruitops_serving.config import (
     ScoringConfig,
     dated_folder,
 )
-from fruitops_serving.records import PrecisionGate
+from fruitops_serving.records import PrecisionGate, ScoredBatch
 
 # torch, OpenVINO and MLflow are imported inside the asset functions: the asset graph (and
 # so every Airflow DAG file) must load in a moment, without them.
@@ -62,13 +62,14 @@ def precision_gate(
     BATCH_PREDICTIONS,
     deps=[INCOMING_BATCH, CHAMPION_MODEL, PRECISION_GATE],
     config=ScoringConfig,
+    io=record(ScoredBatch),
 )
 def batch_predictions(
     ctx: AssetContext[ScoringConfig],
     incoming_batch: IncomingBatch,
     champion_model: Champion | None,
     precision_gate: PrecisionGate | None,
-) -> dict[str, Any]:
+) -> ScoredBatch:
     """The incoming batch scored into a predictions table; undecodable files quarantined.
 
     `fruitops score` runs this function too (`run_asset`), on the folder it is given, the
@@ -129,4 +130,4 @@ def batch_predictions(
             len(summary["quarantined"]),
             quarantine_uri or "the result's `quarantined`",
         )
-    return {**summary, "quarantine_uri": quarantine_uri, "gate": gate.shown()}
+    return ScoredBatch(**summary, quarantine_uri=quarantine_uri, gate=gate.shown())

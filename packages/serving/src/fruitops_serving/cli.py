@@ -69,7 +69,8 @@ def score_command(
             "model_uri": scoring.model_uri or ws.tracking.champion_uri,
             "output": output,
         }
-        result = run_asset(ws.graph[BATCH_PREDICTIONS], ws.resources, upstream, asset_config)
+        scored = run_asset(ws.graph[BATCH_PREDICTIONS], ws.resources, upstream, asset_config)
+        result = scored.model_dump(mode="json")
         result["precision_gate"] = result.pop("gate")
         # `seconds` is the scoring itself; this adds loading and compiling the model
         result["total_seconds"] = round(time.perf_counter() - started, 2)

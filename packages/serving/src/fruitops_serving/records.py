@@ -58,3 +58,29 @@ class PrecisionGate(BaseModel):
     rule: dict[str, Any] | None = None
     checked: list[str] = Field(default_factory=list)
     int8_ir: str | None = Field(None, description="the lake key of the int8 model's .xml")
+
+
+class ScoredBatch(BaseModel):
+    """``serving/batch_predictions``: where a batch's predictions are and the model version
+    that made them, with what scoring counted. A table handed to `fruitops monitor drift`
+    is one too, where only the first three are known."""
+
+    predictions_uri: str
+    model_uri: str
+    model_version: int
+    images: int = 0
+    scored: int = 0
+    quarantined: list[dict[str, Any]] = Field(
+        default_factory=list, description="files that could not be scored, each with why"
+    )
+    ignored: list[dict[str, Any]] = Field(
+        default_factory=list, description="files left out of the batch, each with why"
+    )
+    precision: str | None = None
+    backend: str | None = None
+    seconds: float = Field(0.0, description="the scoring itself")
+    images_per_second: float = 0.0
+    quarantine_uri: str | None = Field(None, description="the quarantine list in the lake")
+    gate: dict[str, Any] = Field(
+        default_factory=dict, description="the precision gate's verdict, as `Verdict.shown`"
+    )
