@@ -8,8 +8,6 @@ batch against that profile in an Evidently report, and the drift decision a DAG 
 
 from __future__ import annotations
 
-from typing import Any
-
 from fruitops_core.asset_keys import (
     BATCH_PREDICTIONS,
     CHAMPION_MODEL,
@@ -23,7 +21,7 @@ from fruitops_core.tables import ParquetTable
 from fruitops_models.records import Champion
 from fruitops_monitoring.config import DriftConfig, ReferenceConfig
 from fruitops_monitoring.drift_run import run_drift
-from fruitops_monitoring.records import ReferenceProfile
+from fruitops_monitoring.records import DriftResult, ReferenceProfile
 from fruitops_monitoring.reference import build_reference
 from fruitops_serving.config import online_folder
 from fruitops_serving.records import ScoredBatch
@@ -62,13 +60,14 @@ def reference_profile(
     DRIFT_REPORT,
     deps=[BATCH_PREDICTIONS, REFERENCE_PROFILE, IMAGE_MANIFEST],
     config=DriftConfig,
+    io=record(DriftResult),
 )
 def drift_report(
     ctx: AssetContext[DriftConfig],
     batch_predictions: ScoredBatch,
     reference_profile: ReferenceProfile | None,
     image_manifest: ParquetTable | None,
-) -> dict[str, Any]:
+) -> DriftResult:
     """Evidently drift of the scored batch against the reference, and the drift decision.
 
     A batch scored by another model version than the reference's gets a reference built for
@@ -107,20 +106,24 @@ def drift_report(
             ReferenceConfig(split=split),
             ctx.workdir,
         )
-    result = run_drift(
-        ctx.lake,
-        ctx.settings,
-        ctx.tracking,
-        predictions_uri,
-        reference,
-        ctx.config,
-        ctx.config.folder or ctx.asset_dir,
-        ctx.workdir,
-        f"drift-{ctx.run_id}",
+    result = DriftResult(
+        **run_drift(
+            ctx.lake,
+            ctx.settings,
+            ctx.tracking,
+            predictions_uri,
+            reference,
+            ctx.config,
+            ctx.config.folder or ctx.asset_dir,
+            ctx.workdir,
+            f"drift-{ctx.run_id}",
+        )
     )
     ctx.add_metadata(
-        **{k: result[k] for k in ("dataset_drift", "drift_share", "drifted_columns")},
-        report_html_uri=result["report_html_uri"],
+        dataset_drift=result.dataset_drift,
+        drift_share=result.drift_share,
+        drifted_columns=result.drifted_columns,
+        report_html_uri=result.report_html_uri,
         predictions_uri=predictions_uri,
         reference_rebuilt=reference is not reference_profile,
     )

@@ -75,19 +75,19 @@ def drift(
         result = run_asset(
             ws.graph[DRIFT_REPORT], ws.resources, upstream, asset_config, run_id=stamp
         )
-        keys = (
+        keys = {
             "dataset_drift",
             "drift_share",
             "drifted_columns",
             "report_html_uri",
             "report_json_uri",
-        )
-        return {k: result[k] for k in keys} | {
+            "current_rows",
+            "reference_rows",
+            "reference_model_uri",
+            "quarantined",
+        }
+        return result.model_dump(mode="json", include=keys) | {
             "batch": scored,
-            "current_rows": result["current_rows"],
-            "reference_rows": result["reference_rows"],
-            "reference_model_uri": result["reference_model_uri"],
-            "quarantined": result["quarantined"],
             "drift_threshold": policy.drift_share,
         }
 

@@ -27,3 +27,22 @@ class ReferenceProfile(BaseModel):
         description="the embedding's projection fitted on these photos, which batches reuse"
     )
     reused: bool = Field(False, description="found in the lake rather than built now")
+
+
+class DriftResult(BaseModel):
+    """``monitoring/drift_report``: a scored batch against the reference, Evidently's report
+    and the drift decision a DAG acts on (`drift.drift_decision`)."""
+
+    dataset_drift: bool = Field(description="the decision: enough columns, or a critical one")
+    drift_share: float = Field(description="the share of columns that drifted")
+    drifted_columns: list[str]
+    critical_drifted: list[str] = Field(description="drifted columns the policy calls critical")
+    report_html_uri: str
+    report_json_uri: str
+    current_features_uri: str
+    reference_uri: str
+    reference_model_uri: str
+    reference_rows: int
+    current_rows: int
+    quarantined: list[dict[str, Any]] = Field(description="batch photos that could not be used")
+    mlflow_run_id: str | None = Field(None, description="the drift run, when logged to MLflow")
